@@ -1,0 +1,10 @@
+//! prodserver: one file, one binary, a whole Django + Celery process set.
+//!
+//! Data flows one way: `config` → `plan` → `supervisor` (pure engine) → `os`;
+//! observations (exits, output, signals) flow back into the engine as events.
+
+pub mod backend;
+pub mod plan;
+pub mod logs;
+pub mod os;
+pub mod supervisor;

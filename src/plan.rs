@@ -1,0 +1,284 @@
+//! The validated model of `prodserver.toml`.
+//!
+//! `config/` turns the raw TOML into a [`Plan`]; everything downstream (the
+//! engine, `check`, the OS layer) reads only this. Every default has been
+//! applied and every cross-reference checked, so there are no `Option`s here
+//! that a consumer would have to second-guess: an `Option` in this module
+//! means "the user did not ask for this feature", never "use a default".
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole project, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The config file this plan came from (absolute).
+    pub config_path: PathBuf,
+    /// The config file's folder: relative paths were resolved against it.
+    pub root: PathBuf,
+    /// Project name: keys lock files and shows in logs.
+    pub name: String,
+    /// Queues the project routes tasks to (`[prodserver] queues`), if declared.
+    pub queues: Option<Vec<String>>,
+    /// Processes in declaration order. Indexes into this vector are the
+    /// process ids used everywhere else (`ProcessId`).
+    pub processes: Vec<ProcessSpec>,
+    /// `[dev]` settings.
+    pub dev: DevSettings,
+}
+
+/// Index of a process in [`Plan::processes`].
+pub type ProcessId = usize;
+
+/// One `[processes.NAME]` entry, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub backend: BackendKind,
+    /// The resolved command line. `argv[0]` is the program as written or
+    /// defaulted (a bare name is looked up on the child's `PATH` at spawn; a
+    /// name with a slash was resolved against the config folder). The literal
+    /// text `{instance}` in any element is replaced by the instance number
+    /// (1-based) at spawn time.
+    pub argv: Vec<String>,
+    /// Environment this process adds on top of the supervisor's, already
+    /// merged in precedence order: `[prodserver].env`, the global env_file,
+    /// the process env_file, the process `env`, then backend additions.
+    /// `PRODSERVER_PROCESS`/`PRODSERVER_INSTANCE` are added at spawn.
+    pub env: BTreeMap<String, String>,
+    /// Working directory (absolute).
+    pub cwd: PathBuf,
+    pub oneshot: bool,
+    /// Supervised copies of this process (>= 1).
+    pub instances: u32,
+    /// Takes a host-wide lock so that only one copy runs (celery-beat always).
+    pub singleton: bool,
+    pub restart: RestartPolicy,
+    pub backoff: Backoff,
+    /// 0 = unlimited.
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    /// Signal number (e.g. `libc::SIGTERM`) sent to the main pid on stop.
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    /// A permanent failure stops the whole supervisor (exit 1).
+    pub critical: bool,
+    pub depends_on: Vec<Dependency>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub health: Option<HealthSpec>,
+    pub limits: Limits,
+    /// Celery-specific view, for queue routing checks and the integration.
+    pub celery: Option<CeleryInfo>,
+    /// Globs watched by `prodserver dev` (relative to `root`).
+    pub watch: Vec<String>,
+    pub dev: ProcessDev,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Command,
+    Gunicorn,
+    Uvicorn,
+    Granian,
+    Waitress,
+    Daphne,
+    Flower,
+    CeleryWorker,
+    CeleryBeat,
+    DjangoQ2,
+    DjangoTasks,
+    DjangoRunserver,
+}
+
+impl BackendKind {
+    /// Every backend, in the order the README's backend table lists them.
+    pub const ALL: [BackendKind; 12] = [
+        BackendKind::Command,
+        BackendKind::Gunicorn,
+        BackendKind::Uvicorn,
+        BackendKind::Granian,
+        BackendKind::Waitress,
+        BackendKind::Daphne,
+        BackendKind::CeleryWorker,
+        BackendKind::CeleryBeat,
+        BackendKind::Flower,
+        BackendKind::DjangoQ2,
+        BackendKind::DjangoTasks,
+        BackendKind::DjangoRunserver,
+    ];
+
+    /// The name written in `backend = "..."`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Command => "command",
+            BackendKind::Gunicorn => "gunicorn",
+            BackendKind::Uvicorn => "uvicorn",
+            BackendKind::Granian => "granian",
+            BackendKind::Waitress => "waitress",
+            BackendKind::Daphne => "daphne",
+            BackendKind::Flower => "flower",
+            BackendKind::CeleryWorker => "celery-worker",
+            BackendKind::CeleryBeat => "celery-beat",
+            BackendKind::DjangoQ2 => "django-q2",
+            BackendKind::DjangoTasks => "django-tasks",
+            BackendKind::DjangoRunserver => "django-runserver",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<BackendKind> {
+        BackendKind::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Stop order when no dependencies say otherwise: producers (web, beat)
+    /// stop before consumers (workers) so workers drain what was produced.
+    /// Lower tiers stop first.
+    pub fn default_stop_tier(self) -> u8 {
+        match self {
+            BackendKind::CeleryBeat => 0,
+            BackendKind::Gunicorn
+            | BackendKind::Uvicorn
+            | BackendKind::Granian
+            | BackendKind::Waitress
+            | BackendKind::Daphne
+            | BackendKind::DjangoRunserver
+            | BackendKind::Flower => 0,
+            BackendKind::Command => 1,
+            BackendKind::CeleryWorker | BackendKind::DjangoQ2 | BackendKind::DjangoTasks => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Never => "never",
+        }
+    }
+}
+
+/// Restart delay: starts at `initial`, doubles up to `max` (with jitter),
+/// and resets once an instance has stayed up for `reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub process: ProcessId,
+    pub condition: Condition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// The dependency's instances have been spawned.
+    Started,
+    /// The dependency's instances passed their readiness check.
+    Healthy,
+    /// The dependency (a oneshot) exited 0.
+    Completed,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 3] = [Condition::Started, Condition::Healthy, Condition::Completed];
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Healthy => "healthy",
+            Condition::Completed => "completed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSpec {
+    pub probe: Option<Probe>,
+    /// The child must send `WATCHDOG=1` at least this often.
+    pub watchdog: Option<Duration>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures before the instance counts as unhealthy.
+    pub retries: u32,
+    /// Failures don't count while the instance starts.
+    pub start_period: Duration,
+    /// Readiness must arrive within this, or the instance is restarted.
+    pub start_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Http {
+        url: String,
+        /// Expected status; `None` means any 2xx/3xx.
+        status: Option<u16>,
+        host: Option<String>,
+    },
+    Tcp {
+        address: String,
+    },
+    Exec {
+        argv: Vec<String>,
+    },
+    Notify,
+    Log {
+        pattern: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryMetric {
+    Rss,
+    Pss,
+    Uss,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Bytes.
+    pub max_memory_per_child: Option<u64>,
+    pub max_tasks_per_child: Option<u64>,
+    pub memory_metric: MemoryMetric,
+    pub memory_interval: Duration,
+    /// Consecutive samples over the limit before recycling.
+    pub memory_samples: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CeleryInfo {
+    pub app: String,
+    pub queues: Vec<String>,
+    /// Load prodserver's embedded Celery integration (`--include`).
+    pub integration: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DevSettings {
+    /// Extra globs watched for every process.
+    pub watch: Vec<String>,
+    /// Globs never watched.
+    pub ignore: Vec<String>,
+    pub debounce: Duration,
+}
+
+/// `[processes.NAME.dev]`: overrides that apply under `prodserver dev` only.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProcessDev {
+    pub watch: Option<Vec<String>>,
+    pub ignore: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Don't run this process under `dev`.
+    pub disabled: bool,
+}
