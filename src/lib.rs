@@ -4,7 +4,11 @@
 //! observations (exits, output, signals) flow back into the engine as events.
 
 pub mod backend;
-pub mod plan;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod exit;
 pub mod logs;
 pub mod os;
+pub mod plan;
 pub mod supervisor;

@@ -93,7 +93,15 @@ pub fn supports(kind: BackendKind, key: BackendKey) -> bool {
 }
 
 /// Build the command line for one process.
-pub fn resolve(kind: BackendKind, input: &BackendInput) -> Result<BackendOutput, Vec<BackendError>> {
+pub fn resolve(
+    kind: BackendKind,
+    input: &BackendInput,
+) -> Result<BackendOutput, Vec<BackendError>> {
     let _ = (kind, input);
+    todo!("backend helper")
+}
+
+pub fn default_stop_signal(kind: BackendKind) -> i32 {
+    let _ = kind;
     todo!("backend helper")
 }

@@ -1,0 +1,220 @@
+//! `prodserver check`: validate the file and show, per process, exactly
+//! what would run. Text for people, `--json` for machines.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::config::graph;
+use crate::config::units::format_duration;
+use crate::config::{Diagnostic, Loaded, Severity, Sources};
+use crate::plan::{Plan, ProcessSpec};
+
+/// Warnings `check` adds to the loader's: things that are not errors in
+/// the file but will likely fail at start on this machine.
+pub fn environment_warnings(
+    plan: &Plan,
+    supervisor_env: &BTreeMap<String, String>,
+    sources: &Sources,
+) -> Vec<Diagnostic> {
+    let _ = sources;
+    let mut out = Vec::new();
+    for spec in &plan.processes {
+        let Some(program) = spec.argv.first() else {
+            continue;
+        };
+        let path = spec
+            .env
+            .get("PATH")
+            .or_else(|| supervisor_env.get("PATH"))
+            .cloned()
+            .unwrap_or_default();
+        if !program_exists(program, &path, &spec.cwd) {
+            out.push(
+                Diagnostic::warning(
+                    0,
+                    None,
+                    format!(
+                        "`{}`: program \"{program}\" is not on PATH ({path})",
+                        spec.name
+                    ),
+                )
+                .with_hint(
+                    "install it, activate the virtualenv, or set `program = \".venv/bin/...\"`",
+                ),
+            );
+        }
+    }
+    out
+}
+
+fn program_exists(program: &str, path: &str, cwd: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        return executable(&cwd.join(program));
+    }
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .any(|dir| executable(&Path::new(dir).join(program)))
+}
+
+/// Start waves by process name.
+pub fn start_order(plan: &Plan) -> Vec<Vec<&str>> {
+    let deps: Vec<Vec<usize>> = plan
+        .processes
+        .iter()
+        .map(|p| p.depends_on.iter().map(|d| d.process).collect())
+        .collect();
+    graph::waves(&graph::ranks(&deps))
+        .into_iter()
+        .map(|wave| {
+            wave.into_iter()
+                .map(|i| plan.processes[i].name.as_str())
+                .collect()
+        })
+        .collect()
+}
+
+pub fn command_line(spec: &ProcessSpec) -> String {
+    shell_words::join(&spec.argv)
+}
+
+pub fn render_text(loaded: &Loaded, extra: &[Diagnostic], color: bool) -> String {
+    let plan = &loaded.plan;
+    let mut out = String::new();
+    let n = plan.processes.len();
+    out.push_str(&format!(
+        "{}: project \"{}\", {n} process{}\n\n",
+        plan.config_path.display(),
+        plan.name,
+        if n == 1 { "" } else { "es" }
+    ));
+    for spec in &plan.processes {
+        let mut kind = vec![spec.backend.name().to_string()];
+        if spec.oneshot {
+            kind.push("oneshot".into());
+        }
+        if spec.singleton {
+            kind.push("singleton".into());
+        }
+        out.push_str(&format!("[{}] {}\n", spec.name, kind.join(", ")));
+        out.push_str(&format!("  command    {}\n", command_line(spec)));
+        if !spec.env.is_empty() {
+            let vars: Vec<String> = spec
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", shell_words::quote(v)))
+                .collect();
+            out.push_str(&format!("  env        {}\n", vars.join(" ")));
+        }
+        if spec.cwd != plan.root {
+            out.push_str(&format!("  cwd        {}\n", spec.cwd.display()));
+        }
+        out.push_str(&format!("  instances  {}\n", spec.instances));
+        if !spec.depends_on.is_empty() {
+            let deps: Vec<String> = spec
+                .depends_on
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} ({})",
+                        plan.processes[d.process].name,
+                        d.condition.name()
+                    )
+                })
+                .collect();
+            out.push_str(&format!("  depends on {}\n", deps.join(", ")));
+        }
+        out.push_str(&format!(
+            "  restart    {}, stop with {} then SIGKILL after {}\n\n",
+            spec.restart.name(),
+            signal_name(spec.stop_signal),
+            format_duration(spec.stop_timeout)
+        ));
+    }
+    out.push_str("start order\n");
+    for (i, wave) in start_order(plan).iter().enumerate() {
+        out.push_str(&format!("  {}. {}\n", i + 1, wave.join(", ")));
+    }
+    let warnings: Vec<Diagnostic> = loaded.warnings.iter().chain(extra).cloned().collect();
+    if !warnings.is_empty() {
+        out.push('\n');
+        out.push_str(&loaded.sources.render(&warnings, color));
+    }
+    let count = warnings
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
+    out.push_str(&format!(
+        "\nok: {n} process{}, {count} warning{}\n",
+        if n == 1 { "" } else { "es" },
+        if count == 1 { "" } else { "s" }
+    ));
+    out
+}
+
+pub fn render_json(loaded: &Loaded, extra: &[Diagnostic]) -> serde_json::Value {
+    let plan = &loaded.plan;
+    let processes: Vec<serde_json::Value> = plan
+        .processes
+        .iter()
+        .map(|spec| {
+            json!({
+                "name": spec.name,
+                "backend": spec.backend.name(),
+                "argv": spec.argv,
+                "command_line": command_line(spec),
+                "env": spec.env,
+                "cwd": spec.cwd,
+                "instances": spec.instances,
+                "oneshot": spec.oneshot,
+                "singleton": spec.singleton,
+                "restart": spec.restart.name(),
+                "stop_signal": signal_name(spec.stop_signal),
+                "stop_timeout_ms": spec.stop_timeout.as_millis() as u64,
+                "depends_on": spec.depends_on.iter().map(|d| json!({
+                    "process": plan.processes[d.process].name,
+                    "condition": d.condition.name(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let warnings: Vec<serde_json::Value> = loaded
+        .warnings
+        .iter()
+        .chain(extra)
+        .map(|d| loaded.sources.to_json(d))
+        .collect();
+    json!({
+        "ok": true,
+        "config": plan.config_path,
+        "project": plan.name,
+        "processes": processes,
+        "start_order": start_order(plan),
+        "warnings": warnings,
+        "errors": [],
+    })
+}
+
+pub fn render_errors_json(sources: &Sources, diagnostics: &[Diagnostic]) -> serde_json::Value {
+    let (errors, warnings): (Vec<&Diagnostic>, Vec<&Diagnostic>) = diagnostics
+        .iter()
+        .partition(|d| d.severity == Severity::Error);
+    json!({
+        "ok": false,
+        "errors": errors.iter().map(|d| sources.to_json(d)).collect::<Vec<_>>(),
+        "warnings": warnings.iter().map(|d| sources.to_json(d)).collect::<Vec<_>>(),
+    })
+}
+
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}

@@ -1,0 +1,15 @@
+//! `prodserver.toml`: finding it, reading it, and validating it into a
+//! [`crate::plan::Plan`]. Every problem is reported with file:line:col, what
+//! is wrong and how to fix it, and all of them at once.
+
+pub mod diagnostic;
+pub mod envfile;
+pub mod graph;
+mod load;
+pub mod locate;
+mod read;
+pub mod schema;
+pub mod units;
+
+pub use diagnostic::{Diagnostic, Severity, Sources};
+pub use load::{load, load_str, signal_from_name, LoadError, LoadOptions, Loaded};

@@ -1,0 +1,11 @@
+//! prodserver's exit codes (the README's table mirrors this).
+
+/// Everything succeeded, or everything stopped on request.
+pub const OK: i32 = 0;
+/// A supervised process failed: a oneshot exited non-zero, a critical
+/// process failed permanently, or a process that ended on its own failed.
+pub const PROCESS_FAILED: i32 = 1;
+/// Bad usage or an invalid config file: nothing was started.
+pub const CONFIG: i32 = 2;
+/// prodserver could not set itself up (runtime directory, signals, keeper).
+pub const INTERNAL: i32 = 3;
