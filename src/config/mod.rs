@@ -13,3 +13,5 @@ pub mod units;
 
 pub use diagnostic::{Diagnostic, Severity, Sources};
 pub use load::{load, load_str, signal_from_name, LoadError, LoadOptions, Loaded};
+#[cfg(test)]
+mod tests;

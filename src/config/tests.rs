@@ -1,0 +1,326 @@
+//! Every error class the loader reports, each asserting where it points
+//! (line:col) and that it says how to fix it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{load_str, Diagnostic, LoadOptions, Loaded, Severity};
+use crate::plan::{BackendKind, Condition, RestartPolicy};
+
+fn opts() -> LoadOptions {
+    let mut env = BTreeMap::new();
+    env.insert("PATH".to_string(), "/usr/bin:/bin".to_string());
+    LoadOptions {
+        env,
+        runtime_dir: PathBuf::from("/run/user/1000/prodserver"),
+    }
+}
+
+fn root() -> PathBuf {
+    std::env::temp_dir().join("prodserver-config-tests/shop")
+}
+
+fn load(text: &str) -> Result<Loaded, Vec<Found>> {
+    load_in(&root(), text)
+}
+
+fn load_in(dir: &Path, text: &str) -> Result<Loaded, Vec<Found>> {
+    load_str(&dir.join("prodserver.toml"), text.to_string(), &opts()).map_err(|e| {
+        e.diagnostics
+            .iter()
+            .map(|d| found(&e.sources, d))
+            .collect()
+    })
+}
+
+/// A diagnostic reduced to what tests assert on.
+#[derive(Debug)]
+struct Found {
+    severity: Severity,
+    file: String,
+    line: usize,
+    col: usize,
+    message: String,
+    hint: String,
+}
+
+fn found(sources: &super::Sources, d: &Diagnostic) -> Found {
+    let (line, col) = d.span.as_ref().map_or((0, 0), |s| sources.line_col(d.file, s.start));
+    Found {
+        severity: d.severity,
+        file: sources.path(d.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        line,
+        col,
+        message: d.message.clone(),
+        hint: d.hint.clone().unwrap_or_default(),
+    }
+}
+
+fn errors(text: &str) -> Vec<Found> {
+    match load(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(found) => found.into_iter().filter(|f| f.severity == Severity::Error).collect(),
+    }
+}
+
+/// The single error of a file.
+fn error(text: &str) -> Found {
+    let mut all = errors(text);
+    assert_eq!(all.len(), 1, "expected exactly one error, got {all:#?}");
+    all.remove(0)
+}
+
+const WEB: &str = "[processes.web]\nbackend = \"gunicorn\"\napp = \"shop.wsgi:application\"\n";
+
+#[test]
+fn unknown_key_suggests_the_right_one() {
+    let e = error("[processes.worker]\nbackend = \"celery-worker\"\napp = \"shop.celery.app\"\nmax_task_per_child = 100\n");
+    assert_eq!((e.line, e.col), (4, 1));
+    assert!(e.message.contains("unknown key `processes.worker.max_task_per_child`"), "{e:?}");
+    assert!(e.hint.contains("did you mean `max_tasks_per_child`?"), "{e:?}");
+}
+
+#[test]
+fn unknown_key_without_a_close_match_lists_the_keys() {
+    let e = error("[prodserver]\nbanana = 1\n[processes.a]\nbackend = \"command\"\ncommand = \"true\"\n");
+    assert_eq!((e.line, e.col), (2, 1));
+    assert!(e.hint.contains("name, env_file, env, stop_timeout, queues"), "{e:?}");
+}
+
+#[test]
+fn wrong_type_quotes_what_was_found() {
+    let e = error("[processes.worker]\nbackend = \"celery-worker\"\napp = \"shop.celery.app\"\nconcurrency = \"four\"\n");
+    assert_eq!((e.line, e.col), (4, 15));
+    assert!(e.message.contains("`processes.worker.concurrency` must be a whole number, found the string \"four\""), "{e:?}");
+    assert!(e.hint.contains("concurrency = 4"), "{e:?}");
+}
+
+#[test]
+fn unknown_backend_lists_the_known_ones() {
+    let e = error("[processes.web]\nbackend = \"gunicron\"\napp = \"x:y\"\n");
+    assert_eq!((e.line, e.col), (2, 11));
+    assert!(e.message.contains("unknown backend \"gunicron\""));
+    assert!(e.hint.contains("did you mean \"gunicorn\"?"), "{e:?}");
+    assert!(e.hint.contains("celery-worker, celery-beat"), "{e:?}");
+}
+
+#[test]
+fn missing_backend() {
+    let e = error("[processes.web]\napp = \"x:y\"\n");
+    assert_eq!(e.line, 1);
+    assert!(e.message.contains("has no `backend`"));
+    assert!(e.hint.contains("backend = \"command\""));
+}
+
+#[test]
+fn depends_on_unknown_process() {
+    let text = format!("{WEB}depends_on = {{ migrat = \"completed\" }}\n[processes.migrate]\nbackend = \"command\"\ncommand = \"true\"\noneshot = true\n");
+    let e = error(&text);
+    assert_eq!((e.line, e.col), (4, 16));
+    assert!(e.message.contains("`web` depends on `migrat`, which is not a process"));
+    assert!(e.hint.contains("did you mean `migrate`?"), "{e:?}");
+}
+
+#[test]
+fn depends_on_unknown_condition() {
+    let text = format!("{WEB}depends_on = {{ db = \"ready\" }}\n[processes.db]\nbackend = \"command\"\ncommand = \"redis-server\"\n");
+    let e = error(&text);
+    assert_eq!((e.line, e.col), (4, 21));
+    assert!(e.message.contains("unknown dependency condition \"ready\""));
+    assert!(e.hint.contains("\"started\""), "{e:?}");
+}
+
+#[test]
+fn completed_needs_a_oneshot() {
+    let text = format!("{WEB}depends_on = {{ db = \"completed\" }}\n[processes.db]\nbackend = \"command\"\ncommand = \"redis-server\"\n");
+    let e = error(&text);
+    assert_eq!((e.line, e.col), (4, 16));
+    assert!(e.message.contains("not a oneshot"));
+    assert!(e.hint.contains("oneshot = true"));
+}
+
+#[test]
+fn dependency_cycle_prints_the_cycle() {
+    let text = "[processes.a]\nbackend = \"command\"\ncommand = \"true\"\ndepends_on = { b = \"started\" }\n\
+                [processes.b]\nbackend = \"command\"\ncommand = \"true\"\ndepends_on = { c = \"started\" }\n\
+                [processes.c]\nbackend = \"command\"\ncommand = \"true\"\ndepends_on = { a = \"started\" }\n";
+    let e = error(text);
+    assert_eq!((e.line, e.col), (4, 16));
+    assert!(e.message.contains("dependency cycle: a -> b -> c -> a"), "{e:?}");
+    assert!(e.hint.contains("remove one"));
+}
+
+#[test]
+fn only_one_beat() {
+    let e = error("[processes.beat]\nbackend = \"celery-beat\"\napp = \"shop.celery.app\"\ninstances = 2\n");
+    assert_eq!((e.line, e.col), (4, 13));
+    assert!(e.message.contains("celery-beat with instances = 2"));
+    assert!(e.hint.contains("exactly one beat"));
+}
+
+#[test]
+fn celery_needs_an_app() {
+    let e = error("[processes.worker]\nbackend = \"celery-worker\"\nqueues = [\"default\"]\n");
+    assert_eq!(e.line, 2, "{e:?}");
+    assert!(e.message.contains("`processes.worker`"), "{e:?}");
+    assert!(e.hint.contains("app"), "{e:?}");
+}
+
+#[test]
+fn empty_command() {
+    let e = error("[processes.job]\nbackend = \"command\"\ncommand = []\n");
+    assert_eq!((e.line, e.col), (3, 11));
+    assert!(!e.hint.is_empty());
+}
+
+#[test]
+fn bad_duration_and_size_are_both_reported() {
+    let all = errors("[processes.web]\nbackend = \"gunicorn\"\napp = \"x:y\"\nstop_timeout = \"30\"\nmax_memory_per_child = \"300 potatoes\"\n");
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!((all[0].line, all[0].col), (4, 16));
+    assert!(all[0].message.contains("bad duration for `processes.web.stop_timeout`: \"30\" has no unit"));
+    assert!(all[0].hint.contains("\"30s\""));
+    assert_eq!((all[1].line, all[1].col), (5, 24));
+    assert!(all[1].message.contains("bad size"));
+    assert!(all[1].hint.contains("MiB"));
+}
+
+#[test]
+fn unreadable_env_file() {
+    let e = error(&format!("[prodserver]\nenv_file = \"missing.env\"\n{WEB}"));
+    assert_eq!((e.line, e.col), (2, 12));
+    assert!(e.message.contains("cannot read env_file"));
+    assert!(e.hint.contains("config file's folder"));
+}
+
+#[test]
+fn env_file_errors_point_into_the_env_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(".env"), "OK=1\nthis is wrong\n").expect("write");
+    let found = load_in(dir.path(), &format!("[prodserver]\nenv_file = \".env\"\n{WEB}")).err().expect("errors");
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].file.as_str(), found[0].line, found[0].col), (".env", 2, 1));
+}
+
+#[test]
+fn no_processes() {
+    let e = error("[prodserver]\nname = \"shop\"\n");
+    assert!(e.message.contains("no processes"));
+    assert!(e.hint.contains("[processes.web]"));
+    let e = error("[processes]\n");
+    assert_eq!(e.line, 1);
+    assert!(e.message.contains("no processes"));
+}
+
+#[test]
+fn syntax_errors_have_a_location() {
+    let e = errors("[processes.web\nbackend = \"gunicorn\"\n").remove(0);
+    assert_eq!(e.line, 1);
+    assert!(e.message.starts_with("TOML syntax"), "{e:?}");
+}
+
+#[test]
+fn every_error_in_the_file_is_reported() {
+    let text = "[processes.a]\nbackend = \"nope\"\n[processes.b]\nbackend = \"command\"\ncommand = \"true\"\ninstances = 0\nrestart = \"sometimes\"\n[processes.c]\nbackend = \"celery-beat\"\n";
+    let all = errors(text);
+    assert_eq!(all.len(), 4, "{all:#?}");
+    let lines: Vec<usize> = all.iter().map(|e| e.line).collect();
+    assert!(lines.contains(&2) && lines.contains(&6) && lines.contains(&7) && lines.contains(&9), "{lines:?}");
+}
+
+#[test]
+fn keys_of_another_backend_are_rejected() {
+    let e = error(&format!("{WEB}queues = [\"default\"]\n"));
+    assert_eq!((e.line, e.col), (4, 1));
+    assert!(e.message.contains("does not apply to backend \"gunicorn\""));
+    assert!(e.hint.contains("celery-worker"));
+}
+
+#[test]
+fn oneshot_cannot_restart_always() {
+    let e = error("[processes.m]\nbackend = \"command\"\ncommand = \"true\"\noneshot = true\nrestart = \"always\"\n");
+    assert_eq!((e.line, e.col), (5, 11));
+    assert!(e.hint.contains("on-failure"));
+}
+
+#[test]
+fn queue_routing_errors_and_warnings() {
+    let text = "[prodserver]\nqueues = [\"default\", \"emails\"]\n\
+                [processes.w]\nbackend = \"celery-worker\"\napp = \"a\"\nqueues = [\"default\", \"reports\"]\n";
+    let found = load(text).err().expect("errors");
+    let e: Vec<&Found> = found.iter().filter(|f| f.severity == Severity::Error).collect();
+    assert_eq!(e.len(), 1, "{found:#?}");
+    assert_eq!((e[0].line, e[0].col), (2, 22));
+    assert!(e[0].message.contains("queue \"emails\" is routed to but no celery-worker consumes it"));
+    let w: Vec<&Found> = found.iter().filter(|f| f.severity == Severity::Warning).collect();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].message.contains("consumes queue \"reports\""));
+}
+
+#[test]
+fn a_good_file_resolves_with_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(".env"), "export FROM_FILE=1\nSHARED=file\n").expect("write");
+    let text = r#"
+[prodserver]
+name = "shop"
+env_file = ".env"
+env = { DJANGO_SETTINGS_MODULE = "shop.settings", SHARED = "global" }
+stop_timeout = "20s"
+
+[processes.migrate]
+backend = "command"
+command = ["python", "manage.py", "migrate", "--noinput"]
+oneshot = true
+
+[processes.web]
+backend = "gunicorn"
+app = "shop.wsgi:application"
+args = { bind = "127.0.0.1:8000", workers = 4 }
+depends_on = { migrate = "completed" }
+env = { SHARED = "process" }
+health = { http = "http://127.0.0.1:8000/healthz/", interval = "5s", timeout = "2s", retries = 3 }
+max_memory_per_child = "512MiB"
+
+[processes.beat]
+backend = "celery-beat"
+app = "shop.celery.app"
+"#;
+    let loaded = load_in(dir.path(), text).expect("loads");
+    let plan = &loaded.plan;
+    assert_eq!(plan.name, "shop");
+    assert_eq!(plan.processes.len(), 3);
+    let migrate = &plan.processes[0];
+    assert!(migrate.oneshot);
+    assert_eq!(migrate.restart, RestartPolicy::Never);
+    assert_eq!(migrate.stop_timeout, Duration::from_secs(20));
+    let web = &plan.processes[1];
+    assert_eq!(web.backend, BackendKind::Gunicorn);
+    assert_eq!(web.restart, RestartPolicy::Always);
+    assert_eq!(web.depends_on[0].process, 0);
+    assert_eq!(web.depends_on[0].condition, Condition::Completed);
+    assert_eq!(web.env.get("SHARED").map(String::as_str), Some("process"));
+    assert_eq!(web.env.get("FROM_FILE").map(String::as_str), Some("1"));
+    assert_eq!(web.limits.max_memory_per_child, Some(512 << 20));
+    assert_eq!(web.cwd, dir.path());
+    assert_eq!(migrate.env.get("SHARED").map(String::as_str), Some("file"), "env_file overrides [prodserver].env");
+    let beat = &plan.processes[2];
+    assert!(beat.singleton);
+    assert_eq!(beat.instances, 1);
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_folder() {
+    let text = "[processes.web]\nbackend = \"gunicorn\"\napp = \"a:b\"\nprogram = \".venv/bin/gunicorn\"\ncwd = \"src\"\n";
+    let loaded = load(text).expect("loads");
+    let web = &loaded.plan.processes[0];
+    assert_eq!(web.argv[0], root().join(".venv/bin/gunicorn").display().to_string());
+    assert_eq!(web.cwd, root().join("src"));
+}
+
+#[test]
+fn command_strings_split_like_a_shell_without_one() {
+    let loaded = load("[processes.j]\nbackend = \"command\"\ncommand = \"python -c 'print(1)'\"\n").expect("loads");
+    assert_eq!(loaded.plan.processes[0].argv, vec!["python", "-c", "print(1)"]);
+}
