@@ -11,4 +11,5 @@ pub mod exit;
 pub mod logs;
 pub mod os;
 pub mod plan;
+pub mod start;
 pub mod supervisor;

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use prodserver::check;
-use prodserver::cli::{Cli, Command};
+use prodserver::cli::{Cli, Command, LogFormat};
 use prodserver::config::{self, LoadOptions};
-use prodserver::exit;
+use prodserver::{exit, start};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -65,9 +65,27 @@ fn run(cli: Cli) -> i32 {
                 exit::CONFIG
             }
         },
-        Command::Start { .. } => {
-            eprintln!("error: `start` is not implemented yet");
-            exit::INTERNAL
+        Command::Start { names, no_color, log_format } => {
+            let loaded = match config::load(&path, &opts) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprint!("{}", e.sources.render(&e.diagnostics, color));
+                    let n = e.errors().count();
+                    eprintln!("\n{}: {n} error{} found; nothing was started", path.display(), if n == 1 { "" } else { "s" });
+                    return exit::CONFIG;
+                }
+            };
+            if !loaded.warnings.is_empty() {
+                eprint!("{}", loaded.sources.render(&loaded.warnings, color));
+            }
+            let settings = start::Settings {
+                names,
+                no_color: no_color || env.get("NO_COLOR").is_some_and(|v| !v.is_empty()),
+                json: log_format == LogFormat::Json,
+                env,
+                runtime_dir: opts.runtime_dir,
+            };
+            start::run(loaded.plan, settings)
         }
     }
 }

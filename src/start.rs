@@ -1,0 +1,119 @@
+//! `prodserver start`: everything between a validated plan and the event
+//! loop. The order matters: the keeper is forked while prodserver is still
+//! single-threaded, before the log writer thread and the runtime exist.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use crate::config::read_suggest;
+use crate::exit;
+use crate::logs::{self, Format, Logs};
+use crate::os;
+use crate::plan::Plan;
+use crate::supervisor::engine::{Engine, RunOptions};
+use crate::supervisor::order;
+
+pub struct Settings {
+    /// Processes named on the command line (empty: all).
+    pub names: Vec<String>,
+    pub no_color: bool,
+    pub json: bool,
+    pub env: BTreeMap<String, String>,
+    pub runtime_dir: PathBuf,
+}
+
+pub fn run(plan: Plan, settings: Settings) -> i32 {
+    let selected = match select(&plan, &settings.names) {
+        Ok(selected) => selected,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let mut credentials = Vec::with_capacity(plan.processes.len());
+    for spec in &plan.processes {
+        match os::resolve_credentials(spec.user.as_deref(), spec.group.as_deref()) {
+            Ok(creds) => credentials.push(creds),
+            Err(e) if selected.contains(&credentials.len()) => {
+                eprintln!("error: [processes.{}] {e}", spec.name);
+                return exit::CONFIG;
+            }
+            Err(_) => credentials.push(None),
+        }
+    }
+    if let Err(e) = os::ensure_runtime_dir(&settings.runtime_dir) {
+        eprintln!("error: cannot use the runtime directory {}: {e}", settings.runtime_dir.display());
+        return exit::INTERNAL;
+    }
+    // Forked before any thread exists: see os::keeper.
+    let keeper = match os::start_keeper() {
+        Ok(keeper) => keeper,
+        Err(e) => {
+            eprintln!("error: cannot start the keeper process: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    os::ignore_sigpipe();
+    if let Err(e) = os::set_child_subreaper() {
+        eprintln!("warning: cannot become a child subreaper ({e}): orphans of crashed children are not reaped by prodserver");
+    }
+
+    let format = if settings.json {
+        Format::Json
+    } else {
+        Format::Text {
+            color: logs::use_color(settings.no_color, settings.env.get("NO_COLOR").map(String::as_str), std::io::stdout().is_terminal()),
+        }
+    };
+    let width = selected
+        .iter()
+        .map(|id| {
+            let spec = &plan.processes[*id];
+            spec.name.len() + 1 + spec.instances.to_string().len()
+        })
+        .max()
+        .unwrap_or(0)
+        .max("prodserver".len());
+    let (logs, writer) = Logs::start(format, width, Box::new(std::io::stdout()));
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let opts = RunOptions {
+        selected,
+        base_env: os::scrub_inherited_env(settings.env.into_iter()),
+        credentials,
+        runtime_dir: settings.runtime_dir,
+    };
+    let code = runtime.block_on(Engine::new(plan, opts, keeper, logs.clone()).run());
+    drop(logs);
+    writer.flush_and_stop();
+    code
+}
+
+/// The named processes plus everything they depend on; all when none named.
+fn select(plan: &Plan, names: &[String]) -> Result<Vec<usize>, String> {
+    if names.is_empty() {
+        return Ok((0..plan.processes.len()).collect());
+    }
+    let known: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
+    let mut ids = Vec::new();
+    for name in names {
+        match known.iter().position(|k| k == name) {
+            Some(id) => ids.push(id),
+            None => {
+                let hint = match read_suggest(name, &known) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("the processes are: {}", known.join(", ")),
+                };
+                return Err(format!("no process named `{name}` in {}; {hint}", plan.config_path.display()));
+            }
+        }
+    }
+    Ok(order::closure(plan, &ids))
+}

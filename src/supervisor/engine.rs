@@ -1,0 +1,566 @@
+//! The event loop: the one impure part of the supervisor.
+//!
+//! Theory of operation. Every instance is a pure state machine
+//! ([`Instance`]) that turns events into actions. This loop owns all of
+//! them, waits for the next thing to happen (a child exit, a timer, a
+//! signal), feeds it to the instance concerned and carries out the actions
+//! it returns: spawning through `os::spawn`, signalling, arming timers,
+//! logging. Decisions (restart or not, how long to wait, in which order to
+//! stop) never happen here; this file only connects the state machines to
+//! the world, so the `select!` stays small.
+//!
+//! Children are watched by one small task each, which awaits the exit and
+//! then reports it over a channel tagged with the instance's generation, so
+//! a late report about a previous incarnation is recognised and dropped.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use super::gate::{self, Gate, ProcessView};
+use super::instance::{Action, Event, ExitStatus, Instance, InstanceConfig, Note, Phase};
+use super::order;
+use super::summary;
+use crate::config::units::format_duration;
+use crate::exit;
+use crate::logs::{Logs, Stream};
+use crate::os::{self, Credentials, Keeper, LockOutcome, SingletonLock, SpawnError, SpawnRequest};
+use crate::plan::{Plan, ProcessId};
+
+/// How `prodserver start` was asked to run.
+pub struct RunOptions {
+    /// Processes to run: the named ones plus what they depend on.
+    pub selected: Vec<ProcessId>,
+    /// prodserver's own environment, already scrubbed of systemd variables.
+    pub base_env: Vec<(String, String)>,
+    /// Resolved `user`/`group` per process.
+    pub credentials: Vec<Option<Credentials>>,
+    pub runtime_dir: std::path::PathBuf,
+}
+
+/// A report from a child's watcher task.
+enum Msg {
+    Exited { slot: usize, generation: u64, status: ExitStatus },
+}
+
+struct Slot {
+    process: ProcessId,
+    /// 1-based instance number.
+    number: u32,
+    fsm: Instance,
+    timer: Option<Instant>,
+    pid: Option<i32>,
+    /// Bumped at every spawn; exit reports carry it.
+    generation: u64,
+    lock: Option<SingletonLock>,
+    last_exit: Option<ExitStatus>,
+}
+
+struct Shutdown {
+    waves: Vec<Vec<ProcessId>>,
+    /// Index of the wave being stopped.
+    current: usize,
+    exit_code: i32,
+}
+
+pub struct Engine {
+    plan: Plan,
+    opts: RunOptions,
+    slots: Vec<Slot>,
+    /// Per process: whether its instances were told to start.
+    started: Vec<bool>,
+    selected: Vec<bool>,
+    keeper: Keeper,
+    keeper_gone: bool,
+    logs: Logs,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    queue: VecDeque<(usize, Event)>,
+    shutdown: Option<Shutdown>,
+}
+
+impl Engine {
+    pub fn new(plan: Plan, opts: RunOptions, keeper: Keeper, logs: Logs) -> Engine {
+        let mut selected = vec![false; plan.processes.len()];
+        for id in &opts.selected {
+            selected[*id] = true;
+        }
+        let mut slots = Vec::new();
+        for (id, spec) in plan.processes.iter().enumerate() {
+            if !selected[id] {
+                continue;
+            }
+            for number in 1..=spec.instances {
+                slots.push(Slot {
+                    process: id,
+                    number,
+                    fsm: Instance::new(InstanceConfig::from(spec)),
+                    timer: None,
+                    pid: None,
+                    generation: 0,
+                    lock: None,
+                    last_exit: None,
+                });
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        Engine {
+            started: vec![false; plan.processes.len()],
+            selected,
+            plan,
+            opts,
+            slots,
+            keeper,
+            keeper_gone: false,
+            logs,
+            tx,
+            rx,
+            queue: VecDeque::new(),
+            shutdown: None,
+        }
+    }
+
+    /// Runs until every process has ended or everything was stopped;
+    /// returns prodserver's exit code.
+    pub async fn run(mut self) -> i32 {
+        let (mut sigint, mut sigterm, mut sigchld) = match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::child()),
+        ) {
+            (Ok(i), Ok(t), Ok(c)) => (i, t, c),
+            _ => {
+                self.logs.project_event("cannot install signal handlers".into());
+                return exit::INTERNAL;
+            }
+        };
+        loop {
+            self.schedule();
+            self.drain();
+            self.advance_shutdown();
+            self.drain();
+            if self.finished() {
+                break;
+            }
+            let next = self.slots.iter().filter_map(|s| s.timer).min();
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = sigint.recv() => self.on_stop_signal("SIGINT"),
+                _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
+                Some(msg) = self.rx.recv() => self.on_msg(msg),
+                _ = sigchld.recv() => self.reap_orphans(),
+                _ = sleep => self.on_timers(),
+            }
+        }
+        self.finish()
+    }
+
+    fn finished(&self) -> bool {
+        let all_terminal = self.slots.iter().all(|s| s.fsm.is_terminal() || !self.started[s.process]);
+        match &self.shutdown {
+            Some(_) => all_terminal,
+            None => {
+                // Everything ended on its own: nothing runs and nothing can
+                // start any more.
+                all_terminal && self.slots.iter().all(|s| self.started[s.process])
+            }
+        }
+    }
+
+    /// Starts every process whose dependencies are met.
+    fn schedule(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        for id in 0..self.plan.processes.len() {
+            if !self.selected[id] || self.started[id] {
+                continue;
+            }
+            let deps = self.plan.processes[id].depends_on.clone();
+            match gate::dependencies_met(&deps, |p| self.view(p)) {
+                Gate::Open => {
+                    self.started[id] = true;
+                    for slot in self.slot_range(id) {
+                        self.start_slot(slot);
+                    }
+                }
+                Gate::Wait => {}
+                Gate::Blocked { reason } => {
+                    let name = self.plan.processes[id].name.clone();
+                    self.logs.event(&name, 0, None, format!("cannot start: {reason}"));
+                    self.begin_shutdown(exit::PROCESS_FAILED, &format!("{name} cannot start"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn view(&self, process: ProcessId) -> ProcessView {
+        let phases: Vec<&Phase> = self.slots.iter().filter(|s| s.process == process).map(|s| s.fsm.phase()).collect();
+        ProcessView::from_phases(&phases)
+    }
+
+    fn slot_range(&self, process: ProcessId) -> Vec<usize> {
+        (0..self.slots.len()).filter(|i| self.slots[*i].process == process).collect()
+    }
+
+    fn start_slot(&mut self, slot: usize) {
+        let spec = &self.plan.processes[self.slots[slot].process];
+        if spec.singleton {
+            match self.try_lock(slot) {
+                Some(event) => self.queue.push_back((slot, event)),
+                None => return,
+            }
+        }
+        self.queue.push_back((slot, Event::Start));
+    }
+
+    /// Takes the singleton lock for a slot; returns the event to feed when
+    /// it is held by someone else, `None` on an error already reported.
+    fn try_lock(&mut self, slot: usize) -> Option<Event> {
+        let spec = &self.plan.processes[self.slots[slot].process];
+        match os::try_lock(&self.opts.runtime_dir, &self.plan.name, &spec.name) {
+            Ok(LockOutcome::Acquired(lock)) => {
+                self.slots[slot].lock = Some(lock);
+                Some(Event::LockAcquired)
+            }
+            Ok(LockOutcome::Held { pid }) => Some(Event::LockHeld { pid }),
+            Err(e) => {
+                let name = spec.name.clone();
+                self.logs.event(&name, self.slots[slot].number, None, format!("cannot take the singleton lock: {e}"));
+                Some(Event::LockHeld { pid: None })
+            }
+        }
+    }
+
+    /// Feeds queued events to their instances and applies the actions,
+    /// until nothing is left: an action may produce further events (a
+    /// spawn reports Spawned or SpawnFailed).
+    fn drain(&mut self) {
+        while let Some((slot, event)) = self.queue.pop_front() {
+            let jitter = jitter01();
+            let actions = self.slots[slot].fsm.handle(Instant::now(), event, jitter);
+            for action in actions {
+                self.apply(slot, action);
+            }
+        }
+    }
+
+    fn apply(&mut self, slot: usize, action: Action) {
+        match action {
+            Action::Spawn => self.spawn(slot),
+            Action::Signal { pid, signal } => {
+                if let Err(e) = os::send(pid, signal) {
+                    self.note_text(slot, format!("cannot signal pid {pid}: {e}"));
+                }
+            }
+            Action::KillGroup { pgid } => {
+                if let Err(e) = os::kill_group(pgid) {
+                    self.note_text(slot, format!("cannot kill group {pgid}: {e}"));
+                }
+            }
+            Action::SetTimer(at) => self.slots[slot].timer = Some(at),
+            Action::ClearTimer => self.slots[slot].timer = None,
+            Action::TryLock => {
+                if let Some(event) = self.try_lock(slot) {
+                    self.queue.push_back((slot, event));
+                }
+            }
+            Action::Note(note) => self.note(slot, note),
+        }
+    }
+
+    fn spawn(&mut self, slot: usize) {
+        let s = &self.slots[slot];
+        let spec = &self.plan.processes[s.process];
+        let number = s.number.to_string();
+        let argv: Vec<String> = spec.argv.iter().map(|a| a.replace("{instance}", &number)).collect();
+        let mut env: BTreeMap<String, String> = self.opts.base_env.iter().cloned().collect();
+        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.replace("{instance}", &number))));
+        env.insert("PRODSERVER_PROCESS".into(), spec.name.clone());
+        env.insert("PRODSERVER_INSTANCE".into(), number);
+        let request = SpawnRequest {
+            argv,
+            env: env.into_iter().collect(),
+            cwd: spec.cwd.clone(),
+            creds: self.opts.credentials[s.process].clone(),
+        };
+        match os::spawn(&request) {
+            Ok(spawned) => {
+                let pid = spawned.pid;
+                let mut child = spawned.child;
+                if !self.keeper_gone && self.keeper.register(pid).is_err() {
+                    self.keeper_gone = true;
+                    self.logs.project_event("the keeper process is gone: children may outlive a SIGKILL of prodserver".into());
+                }
+                let slot_ref = &mut self.slots[slot];
+                slot_ref.pid = Some(pid);
+                slot_ref.generation += 1;
+                let generation = slot_ref.generation;
+                let name = spec.name.clone();
+                let number = slot_ref.number;
+                let pumps: Vec<_> = [
+                    child.stdout.take().map(|out| self.logs.pump(name.clone(), number, pid as u32, Stream::Stdout, out)),
+                    child.stderr.take().map(|err| self.logs.pump(name.clone(), number, pid as u32, Stream::Stderr, err)),
+                ]
+                .into_iter()
+                .flatten()
+                .map(tokio::spawn)
+                .collect();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let status = match child.wait().await {
+                        Ok(status) => exit_status(status),
+                        Err(_) => ExitStatus::Signal(libc::SIGKILL),
+                    };
+                    // Let the last lines reach the log before the exit is
+                    // reported, but never wait on a grandchild that keeps
+                    // the pipe open: the group is killed after the report.
+                    let drained = async {
+                        for p in pumps {
+                            let _ = p.await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_millis(300), drained).await;
+                    let _ = tx.send(Msg::Exited { slot, generation, status });
+                });
+                self.queue.push_back((slot, Event::Spawned { pid }));
+                // Until health checks exist, an instance is ready once
+                // spawned ("healthy" behaves as "started").
+                self.queue.push_back((slot, Event::Ready));
+            }
+            Err(SpawnError::Permanent(message)) => {
+                self.queue.push_back((slot, Event::SpawnFailed { permanent: true, message }));
+            }
+            Err(SpawnError::Transient(message)) => {
+                self.queue.push_back((slot, Event::SpawnFailed { permanent: false, message }));
+            }
+        }
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Exited { slot, generation, status } => {
+                let s = &mut self.slots[slot];
+                if s.generation != generation {
+                    return;
+                }
+                if let Some(pid) = s.pid.take() {
+                    if !self.keeper_gone {
+                        let _ = self.keeper.unregister(pid);
+                    }
+                }
+                s.last_exit = Some(status);
+                self.queue.push_back((slot, Event::Exited { status }));
+                self.drain();
+                self.after_exit(slot);
+            }
+        }
+    }
+
+    /// Whole-supervisor consequences of an instance's fate.
+    fn after_exit(&mut self, slot: usize) {
+        let s = &self.slots[slot];
+        let spec = &self.plan.processes[s.process];
+        if let Phase::Failed { .. } = s.fsm.phase() {
+            if self.shutdown.is_none() && (spec.oneshot || spec.critical) {
+                let name = format!("{}.{}", spec.name, s.number);
+                let what = if spec.oneshot { "oneshot" } else { "critical process" };
+                let lines = self.logs.last_lines(&spec.name, s.number);
+                if !lines.is_empty() {
+                    self.logs.event(&spec.name, s.number, None, format!("last {} lines of output:", lines.len()));
+                    for line in lines {
+                        self.logs.event(&spec.name, s.number, None, format!("  {line}"));
+                    }
+                }
+                self.begin_shutdown(exit::PROCESS_FAILED, &format!("{what} {name} failed"));
+            }
+        }
+        if self.slots[slot].fsm.is_terminal() {
+            self.slots[slot].lock = None;
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].timer.is_some_and(|t| t <= now) {
+                self.slots[slot].timer = None;
+                self.queue.push_back((slot, Event::TimerFired));
+            }
+        }
+        self.drain();
+    }
+
+    fn on_stop_signal(&mut self, name: &str) {
+        if self.shutdown.is_some() {
+            self.logs.project_event(format!("{name} again: killing what is left without waiting"));
+            for slot in 0..self.slots.len() {
+                if !self.slots[slot].fsm.is_terminal() {
+                    self.queue.push_back((slot, Event::StopNow));
+                }
+            }
+            self.drain();
+            return;
+        }
+        self.begin_shutdown(exit::OK, &format!("{name} received"));
+    }
+
+    fn begin_shutdown(&mut self, exit_code: i32, why: &str) {
+        if let Some(sd) = &mut self.shutdown {
+            sd.exit_code = sd.exit_code.max(exit_code);
+            return;
+        }
+        self.logs.project_event(format!("{why}: stopping everything (a second Ctrl-C kills at once)"));
+        let waves: Vec<Vec<ProcessId>> = order::stop_waves(&self.plan)
+            .into_iter()
+            .map(|w| w.into_iter().filter(|p| self.selected[*p]).collect::<Vec<_>>())
+            .filter(|w| !w.is_empty())
+            .collect();
+        // Instances that never started, or wait in backoff, have nothing to
+        // stop: settle them now so they don't hold up the waves.
+        for slot in 0..self.slots.len() {
+            if !self.started[self.slots[slot].process] {
+                continue;
+            }
+            if !matches!(self.slots[slot].fsm.phase(), Phase::Running { .. } | Phase::Stopping { .. } | Phase::Spawning) {
+                self.queue.push_back((slot, Event::Stop));
+            }
+        }
+        self.shutdown = Some(Shutdown {
+            waves,
+            current: 0,
+            exit_code,
+        });
+        self.stop_wave(0);
+        self.drain();
+    }
+
+    fn stop_wave(&mut self, wave: usize) {
+        let Some(sd) = &self.shutdown else { return };
+        let Some(processes) = sd.waves.get(wave).cloned() else { return };
+        for slot in 0..self.slots.len() {
+            if processes.contains(&self.slots[slot].process) && !self.slots[slot].fsm.is_terminal() {
+                self.queue.push_back((slot, Event::Stop));
+            }
+        }
+    }
+
+    /// Moves to the next stop wave once the current one has fully stopped.
+    fn advance_shutdown(&mut self) {
+        loop {
+            let Some(sd) = &self.shutdown else { return };
+            let Some(wave) = sd.waves.get(sd.current) else { return };
+            let done = self
+                .slots
+                .iter()
+                .filter(|s| wave.contains(&s.process))
+                .all(|s| s.fsm.is_terminal() || !self.started[s.process]);
+            if !done {
+                return;
+            }
+            let next = sd.current + 1;
+            if let Some(sd) = &mut self.shutdown {
+                sd.current = next;
+            }
+            self.stop_wave(next);
+        }
+    }
+
+    fn reap_orphans(&mut self) {
+        let known: Vec<i32> = self.slots.iter().filter_map(|s| s.pid).collect();
+        for (pid, status) in os::reap_orphans(&|pid| known.contains(&pid)) {
+            self.logs.project_event(format!("reaped orphan pid {pid} ({status})"));
+        }
+    }
+
+    fn note(&mut self, slot: usize, note: Note) {
+        let text = match note {
+            Note::Spawned { pid } => format!("spawned (pid {pid})"),
+            Note::Exited { status, clean } => match (status, clean) {
+                (ExitStatus::Code(c), _) => format!("exited with code {c}"),
+                (ExitStatus::Signal(s), true) => format!("stopped by {}", os::signal_name(s)),
+                (ExitStatus::Signal(s), false) => format!("killed by {}", os::signal_name(s)),
+            },
+            Note::Restarting { after, attempt } => format!("restarting in {} (restart {attempt})", format_duration(round_ms(after))),
+            Note::Failed { restarts } => format!("FAILED after {restarts} restarts: staying down"),
+            Note::Stopping { signal } => format!("stopping ({})", os::signal_name(signal)),
+            Note::KilledAfterTimeout => format!(
+                "did not stop within {}: killed its process group",
+                format_duration(self.plan.processes[self.slots[slot].process].stop_timeout)
+            ),
+            Note::ExecFailed { message } => format!("FAILED: {message}"),
+            Note::Unhealthy { reason } => format!("unhealthy: {reason}"),
+            Note::WaitingForLock { pid } => match pid {
+                Some(pid) => format!("waiting for lock held by pid {pid}"),
+                None => "waiting for the singleton lock".into(),
+            },
+            other => format!("{other:?}"),
+        };
+        self.note_text(slot, text);
+    }
+
+    fn note_text(&mut self, slot: usize, text: String) {
+        let s = &self.slots[slot];
+        let name = self.plan.processes[s.process].name.clone();
+        self.logs.event(&name, s.number, s.pid.map(|p| p as u32), text);
+    }
+
+    /// Kills whatever is left, prints the exit summary, returns the code.
+    fn finish(mut self) -> i32 {
+        let known: Vec<i32> = self.slots.iter().filter_map(|s| s.pid).collect();
+        for pid in os::live_orphans(&|pid| known.contains(&pid)) {
+            let _ = os::kill_group(pid);
+            let _ = os::send(pid, libc::SIGKILL);
+        }
+        self.reap_orphans();
+        let code = match &self.shutdown {
+            Some(sd) => sd.exit_code,
+            None => summary::exit_code(self.slots.iter().map(|s| s.fsm.phase())),
+        };
+        self.logs.project_event("exit summary:".into());
+        for s in &self.slots {
+            let spec = &self.plan.processes[s.process];
+            let state = if self.started[s.process] { summary::describe(s.fsm.phase()) } else { "not started".into() };
+            let last = match s.last_exit {
+                Some(ExitStatus::Code(c)) => format!(", last exit code {c}"),
+                Some(ExitStatus::Signal(sig)) => format!(", last exit by {}", os::signal_name(sig)),
+                None => String::new(),
+            };
+            self.logs.project_event(format!("  {}.{}: {state}, {} restarts{last}", spec.name, s.number, s.fsm.restarts()));
+        }
+        self.logs.project_event(format!("exiting with code {code}"));
+        let _ = self.keeper.shutdown();
+        code
+    }
+}
+
+fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitStatus::Code(code),
+        (None, Some(sig)) => ExitStatus::Signal(sig),
+        (None, None) => ExitStatus::Code(-1),
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// A random number in [0, 1) for backoff jitter; quality hardly matters,
+/// only that supervisors restarted together don't retry in lockstep.
+fn jitter01() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
