@@ -1,0 +1,397 @@
+//! `prodserver start` with real child processes: restarts, backoff, oneshots,
+//! stop order, KillMode=mixed, no orphans, the singleton lock, exec failure.
+//! Every wait is on a condition with a deadline.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{alive, descendants, wait_until, Project};
+
+const T: Duration = Duration::from_secs(20);
+
+fn read_pids(path: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Numbers of `restarting in Nms` lines, in order.
+fn restart_delays(output: &str) -> Vec<f64> {
+    output
+        .lines()
+        .filter_map(|l| l.split("restarting in ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|d| humantime::parse_duration(d).ok())
+        .map(|d| d.as_secs_f64())
+        .collect()
+}
+
+#[test]
+fn crash_respawns_with_growing_backoff() {
+    let p = Project::new(
+        r#"
+[processes.crash]
+backend = "command"
+command = ["sh", "-c", "echo crashing; exit 1"]
+backoff = "100ms"
+backoff_max = "800ms"
+max_restarts = 0
+"#,
+    );
+    let run = p.spawn(&["start"]);
+    run.wait_for_count("restarting in", 5, T);
+    let delays = restart_delays(&run.output());
+    assert!(delays.len() >= 5, "{delays:?}");
+    let expected = [0.1, 0.2, 0.4, 0.8, 0.8];
+    for (got, want) in delays.iter().zip(expected) {
+        assert!((got - want).abs() <= want * 0.11, "delays {delays:?} should follow {expected:?} within jitter");
+    }
+    assert!(run.count("crash.1 | crashing") >= 5);
+    assert!(run.output().contains("exited with code 1"));
+}
+
+#[test]
+fn flapping_instance_fails_and_prodserver_exits_1() {
+    let p = Project::new(
+        r#"
+[processes.flap]
+backend = "command"
+command = ["false"]
+backoff = "10ms"
+max_restarts = 3
+restart_window = "1m"
+"#,
+    );
+    let (code, out) = p.run(&["start"], T);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out.matches("restarting in").count(), 3, "{out}");
+    assert!(out.contains("FAILED after 3 restarts"), "{out}");
+}
+
+#[test]
+fn exec_failure_is_reported_once() {
+    let p = Project::new(
+        r#"
+[processes.ghost]
+backend = "command"
+command = ["/nonexistent/ghost-program", "--flag"]
+"#,
+    );
+    let (code, out) = p.run(&["start"], T);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out.matches("cannot execute").count(), 1, "{out}");
+    assert!(out.contains("/nonexistent/ghost-program"), "{out}");
+    assert!(!out.contains("restarting"), "{out}");
+}
+
+#[test]
+fn oneshot_gates_its_dependents() {
+    let p = Project::new(
+        r#"
+[processes.web]
+backend = "command"
+command = ["sh", "-c", "test -f migrated && echo web sees migration && exec sleep 60"]
+restart = "never"
+depends_on = { migrate = "completed" }
+
+[processes.migrate]
+backend = "command"
+command = ["sh", "-c", "sleep 0.3; touch migrated; echo migrated"]
+oneshot = true
+"#,
+    );
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("web sees migration", T);
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}
+
+#[test]
+fn failed_oneshot_stops_everything_and_shows_its_last_lines() {
+    let p = Project::new(
+        r#"
+[processes.sidecar]
+backend = "command"
+command = ["sleep", "60"]
+
+[processes.migrate]
+backend = "command"
+command = ["sh", "-c", "echo applying 0001; echo 'boom: table exists' >&2; exit 3"]
+oneshot = true
+
+[processes.web]
+backend = "command"
+command = ["sleep", "60"]
+depends_on = { migrate = "completed" }
+"#,
+    );
+    let (code, out) = p.run(&["start"], T);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("oneshot migrate.1 failed"), "{out}");
+    assert!(out.contains("  boom: table exists"), "last lines are shown: {out}");
+    assert!(!out.contains("web.1 | "), "web must never start: {out}");
+    assert!(out.contains("web.1: not started"), "{out}");
+}
+
+#[test]
+fn everything_ending_on_its_own_exits_0() {
+    let p = Project::new(
+        r#"
+[processes.a]
+backend = "command"
+command = ["echo", "a done"]
+oneshot = true
+
+[processes.b]
+backend = "command"
+command = ["echo", "b done"]
+restart = "never"
+"#,
+    );
+    let (code, out) = p.run(&["start"], T);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("a.1 | a done") && out.contains("b.1 | b done"), "{out}");
+}
+
+/// Fake programs record the moment they receive TERM and the moment they
+/// exit, so the test can check the order of the stop waves.
+const FAKE: &str = r#"#!/bin/sh
+name=$1
+trap 'echo "$name term $(date +%s%N)" >> events; sleep 0.2; echo "$name exit $(date +%s%N)" >> events; exit 0' TERM
+echo "$name up"
+while :; do sleep 0.05; done
+"#;
+
+fn events(p: &Project) -> Vec<(String, String, u128)> {
+    std::fs::read_to_string(p.path().join("events"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn at(ev: &[(String, String, u128)], name: &str, what: &str) -> u128 {
+    ev.iter().find(|e| e.0 == name && e.1 == what).map(|e| e.2).unwrap_or_else(|| panic!("no {name} {what} in {ev:?}"))
+}
+
+#[test]
+fn stop_order_producers_first_then_workers_then_dependencies() {
+    let p = Project::new(
+        r#"
+[processes.db]
+backend = "command"
+command = ["./fake", "db"]
+
+[processes.worker]
+backend = "celery-worker"
+app = "shop.celery.app"
+program = "./fake"
+depends_on = { db = "started" }
+
+[processes.web]
+backend = "gunicorn"
+app = "shop.wsgi:application"
+program = "./fake"
+
+[processes.beat]
+backend = "celery-beat"
+app = "shop.celery.app"
+program = "./fake"
+"#,
+    );
+    // The fakes get the backend's argv; make $1 the process name instead.
+    let script = FAKE.replace("name=$1", "name=$PRODSERVER_PROCESS");
+    let fake = p.write("fake", &script);
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let mut run = p.spawn(&["start"]);
+    for name in ["db", "worker", "web", "beat"] {
+        run.wait_for(&format!("{name} up"), T);
+    }
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    let ev = events(&p);
+    // beat and web stop first, in parallel; the worker only after both
+    // exited; db, which the worker depends on, last.
+    let worker_term = at(&ev, "worker", "term");
+    assert!(at(&ev, "beat", "exit") <= worker_term, "{ev:?}");
+    assert!(at(&ev, "web", "exit") <= worker_term, "{ev:?}");
+    assert!(at(&ev, "worker", "exit") <= at(&ev, "db", "term"), "{ev:?}");
+    let web_term = at(&ev, "web", "term");
+    let beat_term = at(&ev, "beat", "term");
+    assert!(web_term.abs_diff(beat_term) < 150_000_000, "web and beat stop in parallel: {ev:?}");
+    assert!(run.output().contains("exit summary"), "{}", run.output());
+}
+
+#[test]
+fn term_ignoring_child_is_killed_with_its_whole_group_after_stop_timeout() {
+    let p = Project::new(
+        r#"
+[processes.stubborn]
+backend = "command"
+command = ["sh", "-c", "trap '' TERM; sleep 600 & echo $! >> pids; sleep 600 & echo $! >> pids; echo $$ >> pids; echo ready; wait"]
+stop_timeout = "500ms"
+"#,
+    );
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("stubborn.1 | ready", T);
+    let pids = read_pids(&p.path().join("pids"));
+    assert_eq!(pids.len(), 3);
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    assert!(run.output().contains("did not stop within 500ms: killed its process group"), "{}", run.output());
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} survived");
+    }
+}
+
+#[test]
+fn sigkill_of_prodserver_leaves_no_descendant() {
+    let p = Project::new(
+        r#"
+[processes.tree]
+backend = "command"
+command = ["sh", "-c", "sleep 600 & sleep 600 & echo ready; wait"]
+instances = 2
+
+[processes.plain]
+backend = "command"
+command = ["sleep", "600"]
+"#,
+    );
+    let mut run = p.spawn(&["start"]);
+    run.wait_for_count("| ready", 2, T);
+    wait_until(T, || descendants(run.pid()).len() >= 8);
+    let family = descendants(run.pid());
+    assert!(family.len() >= 8, "2×(sh + 2 sleeps) + sleep + keeper: {family:?}");
+    run.signal(libc::SIGKILL);
+    run.wait_exit(T);
+    let gone = wait_until(Duration::from_secs(2), || family.iter().all(|pid| !alive(*pid)));
+    let left: Vec<i32> = family.iter().copied().filter(|pid| alive(*pid)).collect();
+    assert!(gone, "survivors after 2 s: {left:?}");
+}
+
+#[test]
+fn singleton_lock_refuses_a_second_supervisor() {
+    let config = r#"
+[prodserver]
+name = "locktest"
+
+[processes.beat]
+backend = "command"
+command = ["sh", "-c", "echo beat running; exec sleep 600"]
+singleton = true
+
+[processes.other]
+backend = "command"
+command = ["sh", "-c", "echo other running; exec sleep 600"]
+"#;
+    let p = Project::new(config);
+    let first = p.spawn(&["start"]);
+    first.wait_for("beat running", T);
+    // Same project name and runtime directory: the same host-wide lock.
+    let second = p.spawn(&["start"]);
+    second.wait_for("other running", T);
+    let line = second.wait_for("waiting for lock held by pid", T);
+    assert!(line.contains(&format!("pid {}", first.pid())), "{line}");
+    assert_eq!(second.count("beat running"), 0, "{}", second.output());
+}
+
+#[test]
+fn start_names_only_what_is_asked_plus_dependencies() {
+    let p = Project::new(
+        r#"
+[processes.setup]
+backend = "command"
+command = ["echo", "setup ran"]
+oneshot = true
+
+[processes.web]
+backend = "command"
+command = ["echo", "web ran"]
+restart = "never"
+depends_on = { setup = "completed" }
+
+[processes.worker]
+backend = "command"
+command = ["echo", "worker ran"]
+restart = "never"
+"#,
+    );
+    let (code, out) = p.run(&["start", "web"], T);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("setup ran") && out.contains("web ran"), "{out}");
+    assert!(!out.contains("worker ran"), "{out}");
+    let (code, out) = p.run(&["start", "wbe"], T);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("did you mean `web`?"), "{out}");
+}
+
+#[test]
+fn child_environment_is_layered_and_scrubbed() {
+    let p = Project::new(
+        r#"
+[prodserver]
+env = { LAYER = "global", ONLY_GLOBAL = "g" }
+env_file = "global.env"
+
+[processes.show]
+backend = "command"
+command = ["sh", "-c", "echo LAYER=$LAYER ONLY_GLOBAL=$ONLY_GLOBAL FILE=$FILE P=$PRODSERVER_PROCESS I=$PRODSERVER_INSTANCE N=${NOTIFY_SOCKET-unset} L=${LISTEN_FDS-unset} W=${WATCHDOG_USEC-unset} INHERITED=$INHERITED"]
+restart = "never"
+env = { LAYER = "process" }
+"#,
+    );
+    p.write("global.env", "FILE=from-file\nLAYER=file\n");
+    let mut cmd = p.command(&["start"]);
+    cmd.env("NOTIFY_SOCKET", "/run/systemd/notify").env("LISTEN_FDS", "2").env("WATCHDOG_USEC", "1").env("INHERITED", "yes");
+    let mut run = support::Running::spawn(cmd);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    let out = run.output();
+    assert!(
+        out.contains("LAYER=process ONLY_GLOBAL=g FILE=from-file P=show I=1 N=unset L=unset W=unset INHERITED=yes"),
+        "{out}"
+    );
+}
+
+#[test]
+fn partial_lines_and_invalid_utf8_reach_the_log() {
+    let p = Project::new(
+        r#"
+[processes.odd]
+backend = "command"
+command = ["sh", "-c", "printf 'no newline at end'; printf 'bad \\377 byte\\n' >&2"]
+restart = "never"
+"#,
+    );
+    let (code, out) = p.run(&["start"], T);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("odd.1 | no newline at end"), "{out}");
+    assert!(out.contains("odd.1 | bad \u{FFFD} byte"), "{out}");
+}
+
+#[test]
+fn json_log_format_has_every_field() {
+    let p = Project::new(
+        r#"
+[processes.say]
+backend = "command"
+command = ["echo", "hello json"]
+restart = "never"
+"#,
+    );
+    let (code, out) = p.run(&["start", "--log-format", "json"], T);
+    assert_eq!(code, 0, "{out}");
+    let line = out.lines().find(|l| l.contains("hello json")).expect("the line");
+    let v: serde_json::Value = serde_json::from_str(line).expect("json");
+    assert_eq!(v["process"], "say");
+    assert_eq!(v["instance"], 1);
+    assert_eq!(v["stream"], "stdout");
+    assert_eq!(v["message"], "hello json");
+    assert!(v["pid"].as_u64().is_some() && v["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+}

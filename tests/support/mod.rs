@@ -1,0 +1,248 @@
+//! Test harness: runs the built `prodserver` binary on a config written into
+//! a scratch folder, collects its output line by line on a thread, and lets
+//! tests wait on conditions with deadlines instead of sleeping.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_prodserver");
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A scratch project folder with a `prodserver.toml`.
+pub struct Project {
+    dir: tempfile::TempDir,
+    runtime: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(config: &str) -> Project {
+        let dir = tempfile::Builder::new().prefix("prodserver-test").tempdir().expect("tempdir");
+        let runtime = tempfile::Builder::new().prefix("prodserver-rt").tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("prodserver.toml"), config).expect("write config");
+        Project { dir, runtime }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The runtime directory the supervisor uses (locks, sockets).
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.runtime.path().to_path_buf()
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.runtime.path())
+            .env("NO_COLOR", "1")
+            .env_remove("PRODSERVER_CONFIG");
+        cmd
+    }
+
+    /// Starts `prodserver ARGS` in this project.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        Running::spawn(self.command(args))
+    }
+
+    /// Runs `prodserver ARGS` to completion (with a deadline).
+    pub fn run(&self, args: &[&str], timeout: Duration) -> (i32, String) {
+        let mut running = self.spawn(args);
+        let code = running.wait_exit(timeout);
+        (code, running.output())
+    }
+}
+
+#[derive(Default)]
+struct Captured {
+    lines: Vec<String>,
+    eof: usize,
+}
+
+/// A running supervisor whose stdout and stderr are captured line by line.
+pub struct Running {
+    child: Child,
+    captured: Arc<(Mutex<Captured>, Condvar)>,
+    code: Option<i32>,
+}
+
+impl Running {
+    pub fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn prodserver");
+        let captured = Arc::new((Mutex::new(Captured::default()), Condvar::new()));
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+            let captured = Arc::clone(&captured);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                loop {
+                    buf.clear();
+                    match reader.read_until(b'\n', &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let line = String::from_utf8_lossy(&buf).trim_end_matches('\n').to_string();
+                            let (lock, cv) = &*captured;
+                            lock.lock().expect("lock").lines.push(line);
+                            cv.notify_all();
+                        }
+                    }
+                }
+                let (lock, cv) = &*captured;
+                lock.lock().expect("lock").eof += 1;
+                cv.notify_all();
+            });
+        }
+        Running { child, captured, code: None }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn output(&self) -> String {
+        self.captured.0.lock().expect("lock").lines.join("\n")
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.captured.0.lock().expect("lock").lines.clone()
+    }
+
+    /// Waits until some output line satisfies `pred`; returns it. Panics
+    /// with the whole output on timeout, so a failure shows what happened.
+    pub fn wait_for_line(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.captured;
+        let mut captured = lock.lock().expect("lock");
+        loop {
+            if let Some(line) = captured.lines.iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline || captured.eof == 2 {
+                let out = captured.lines.join("\n");
+                drop(captured);
+                panic!("no matching line within {timeout:?}; output so far:\n{out}");
+            }
+            captured = cv.wait_timeout(captured, deadline - now).expect("wait").0;
+        }
+    }
+
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_line(timeout, |l| l.contains(needle))
+    }
+
+    /// Waits until `n` lines contain `needle`.
+    pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) {
+        let ok = wait_until(timeout, || self.count(needle) >= n);
+        assert!(ok, "expected {n} lines containing {needle:?} within {timeout:?}; output:\n{}", self.output());
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.captured.0.lock().expect("lock").lines.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with a pid we spawned and own; no memory involved.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
+    }
+
+    /// Waits for the supervisor to exit; returns its exit code (128+N when
+    /// killed by signal N). Panics with the output on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        if let Some(code) = self.code {
+            return code;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                use std::os::unix::process::ExitStatusExt;
+                let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                // Let the reader threads see EOF so output() is complete.
+                let (lock, _) = &*self.captured;
+                wait_until(Duration::from_secs(5), || lock.lock().expect("lock").eof == 2);
+                self.code = Some(code);
+                return code;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("prodserver did not exit within {timeout:?}; output:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.code.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Pids of every live descendant of `root`, found through /proc.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.first() == Some(&"Z") {
+                continue;
+            }
+            if let Some(ppid) = fields.get(1).and_then(|p| p.parse().ok()) {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = vec![];
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (pid, ppid) in &parents {
+            if *ppid == p {
+                out.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    out
+}
