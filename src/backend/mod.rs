@@ -7,6 +7,20 @@ use std::path::Path;
 
 use crate::plan::BackendKind;
 
+mod args;
+mod celery_beat;
+mod celery_worker;
+mod command;
+mod daphne;
+mod django_q2;
+mod django_runserver;
+mod django_tasks;
+mod flower;
+mod granian;
+mod gunicorn;
+mod uvicorn;
+mod waitress;
+
 /// One value of `args = { key = value }`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ArgValue {
@@ -86,22 +100,586 @@ pub enum BackendKey {
     Concurrency,
 }
 
+impl BackendKey {
+    pub const ALL: [BackendKey; 5] = [
+        BackendKey::App,
+        BackendKey::Command,
+        BackendKey::Python,
+        BackendKey::Queues,
+        BackendKey::Concurrency,
+    ];
+
+    /// The key as written in `[processes.NAME]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKey::App => "app",
+            BackendKey::Command => "command",
+            BackendKey::Python => "python",
+            BackendKey::Queues => "queues",
+            BackendKey::Concurrency => "concurrency",
+        }
+    }
+
+    fn field(self) -> Field {
+        match self {
+            BackendKey::App => Field::App,
+            BackendKey::Command => Field::Command,
+            BackendKey::Python => Field::Python,
+            BackendKey::Queues => Field::Queues,
+            BackendKey::Concurrency => Field::Concurrency,
+        }
+    }
+}
+
 /// Whether `kind` uses `key`; `config/` rejects the key otherwise.
 pub fn supports(kind: BackendKind, key: BackendKey) -> bool {
-    let _ = (kind, key);
-    todo!("backend helper")
+    use BackendKind as K;
+    match key {
+        BackendKey::App => matches!(
+            kind,
+            K::Gunicorn
+                | K::Uvicorn
+                | K::Granian
+                | K::Waitress
+                | K::Daphne
+                | K::Flower
+                | K::CeleryWorker
+                | K::CeleryBeat
+        ),
+        BackendKey::Command => kind == K::Command,
+        BackendKey::Python => is_manage_py(kind),
+        BackendKey::Queues | BackendKey::Concurrency => kind == K::CeleryWorker,
+    }
 }
 
 /// Build the command line for one process.
+///
+/// Every problem of the entry is reported, not just the first, so one run
+/// of `prodserver check` shows the user everything to fix.
 pub fn resolve(
     kind: BackendKind,
     input: &BackendInput,
 ) -> Result<BackendOutput, Vec<BackendError>> {
-    let _ = (kind, input);
-    todo!("backend helper")
+    let mut errs = Vec::new();
+    check_unused_keys(kind, input, &mut errs);
+    check_program(kind, input, &mut errs);
+    let mut argv = match kind {
+        BackendKind::Command => command::argv(input, &mut errs),
+        BackendKind::Gunicorn => gunicorn::argv(input, &mut errs),
+        BackendKind::Uvicorn => uvicorn::argv(input, &mut errs),
+        BackendKind::Granian => granian::argv(input, &mut errs),
+        BackendKind::Waitress => waitress::argv(input, &mut errs),
+        BackendKind::Daphne => daphne::argv(input, &mut errs),
+        BackendKind::Flower => flower::argv(input, &mut errs),
+        BackendKind::CeleryWorker => celery_worker::argv(input, &mut errs),
+        BackendKind::CeleryBeat => celery_beat::argv(input, &mut errs),
+        BackendKind::DjangoQ2 => django_q2::argv(input, &mut errs),
+        BackendKind::DjangoTasks => django_tasks::argv(input, &mut errs),
+        BackendKind::DjangoRunserver => django_runserver::argv(input, &mut errs),
+    };
+    if let (Some(program), Some(first)) = (input.program, argv.first_mut()) {
+        program.clone_into(first);
+    }
+    if errs.is_empty() {
+        Ok(BackendOutput {
+            argv,
+            env: BTreeMap::new(),
+        })
+    } else {
+        Err(errs)
+    }
 }
 
+/// What `argv[0]` is when the entry has no `program` (`""` for `command`,
+/// whose program is the first word of `command`).
+pub fn default_program(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::Command => command::PROGRAM,
+        BackendKind::Gunicorn => gunicorn::PROGRAM,
+        BackendKind::Uvicorn => uvicorn::PROGRAM,
+        BackendKind::Granian => granian::PROGRAM,
+        BackendKind::Waitress => waitress::PROGRAM,
+        BackendKind::Daphne => daphne::PROGRAM,
+        BackendKind::Flower | BackendKind::CeleryWorker | BackendKind::CeleryBeat => CELERY,
+        BackendKind::DjangoQ2 | BackendKind::DjangoTasks | BackendKind::DjangoRunserver => {
+            DEFAULT_PYTHON
+        }
+    }
+}
+
+/// The signal sent to an instance's main pid to stop it when the entry has
+/// no `stop_signal`. Each backend module documents why its choice is the
+/// graceful one for that tool.
 pub fn default_stop_signal(kind: BackendKind) -> i32 {
-    let _ = kind;
-    todo!("backend helper")
+    match kind {
+        BackendKind::Command => command::STOP_SIGNAL,
+        BackendKind::Gunicorn => gunicorn::STOP_SIGNAL,
+        BackendKind::Uvicorn => uvicorn::STOP_SIGNAL,
+        BackendKind::Granian => granian::STOP_SIGNAL,
+        BackendKind::Waitress => waitress::STOP_SIGNAL,
+        BackendKind::Daphne => daphne::STOP_SIGNAL,
+        BackendKind::Flower => flower::STOP_SIGNAL,
+        BackendKind::CeleryWorker => celery_worker::STOP_SIGNAL,
+        BackendKind::CeleryBeat => celery_beat::STOP_SIGNAL,
+        BackendKind::DjangoQ2 => django_q2::STOP_SIGNAL,
+        BackendKind::DjangoTasks => django_tasks::STOP_SIGNAL,
+        BackendKind::DjangoRunserver => django_runserver::STOP_SIGNAL,
+    }
+}
+
+/// The command-line shape of a backend, for the README's backend table.
+pub fn describe(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::Command => command::SHAPE,
+        BackendKind::Gunicorn => gunicorn::SHAPE,
+        BackendKind::Uvicorn => uvicorn::SHAPE,
+        BackendKind::Granian => granian::SHAPE,
+        BackendKind::Waitress => waitress::SHAPE,
+        BackendKind::Daphne => daphne::SHAPE,
+        BackendKind::Flower => flower::SHAPE,
+        BackendKind::CeleryWorker => celery_worker::SHAPE,
+        BackendKind::CeleryBeat => celery_beat::SHAPE,
+        BackendKind::DjangoQ2 => django_q2::SHAPE,
+        BackendKind::DjangoTasks => django_tasks::SHAPE,
+        BackendKind::DjangoRunserver => django_runserver::SHAPE,
+    }
+}
+
+/// The README's backend table (`backend | command line | needs | default
+/// stop signal`), generated so it cannot drift from the code;
+/// `docs/backends.md` is checked against it by a test.
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| backend | command line | needs | default stop signal |\n|---|---|---|---|\n",
+    );
+    for kind in BackendKind::ALL {
+        let signal = nix::sys::signal::Signal::try_from(default_stop_signal(kind))
+            .map(|s| s.as_str())
+            .unwrap_or("?");
+        // A `|` would end the table cell even inside a code span.
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            kind.name(),
+            describe(kind).replace('|', "\\|"),
+            needs(kind),
+            signal
+        ));
+    }
+    out
+}
+
+fn needs(kind: BackendKind) -> String {
+    let required: Vec<&str> = [BackendKey::App, BackendKey::Command]
+        .into_iter()
+        .filter(|k| supports(kind, *k))
+        .map(BackendKey::name)
+        .collect();
+    let optional: Vec<&str> = [
+        BackendKey::Python,
+        BackendKey::Queues,
+        BackendKey::Concurrency,
+    ]
+    .into_iter()
+    .filter(|k| supports(kind, *k))
+    .map(BackendKey::name)
+    .collect();
+    let mut parts = Vec::new();
+    if !required.is_empty() {
+        parts.push(code_list(&required));
+    }
+    if !optional.is_empty() {
+        parts.push(format!("optional {}", code_list(&optional)));
+    }
+    if parts.is_empty() {
+        "—".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn code_list(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---- helpers shared by the backend modules ----
+
+const CELERY: &str = "celery";
+const DEFAULT_PYTHON: &str = "python3";
+
+fn is_manage_py(kind: BackendKind) -> bool {
+    matches!(
+        kind,
+        BackendKind::DjangoQ2 | BackendKind::DjangoTasks | BackendKind::DjangoRunserver
+    )
+}
+
+/// `config/` already rejects keys a backend doesn't use; checking again
+/// here keeps `resolve` honest on its own: a key it would silently ignore
+/// is an error, never a no-op.
+fn check_unused_keys(kind: BackendKind, input: &BackendInput, errs: &mut Vec<BackendError>) {
+    for key in BackendKey::ALL {
+        let given = match key {
+            BackendKey::App => input.app.is_some(),
+            BackendKey::Command => input.command.is_some(),
+            BackendKey::Python => input.python.is_some(),
+            BackendKey::Queues => !input.queues.is_empty(),
+            BackendKey::Concurrency => input.concurrency.is_some(),
+        };
+        if given && !supports(kind, key) {
+            let users: Vec<&str> = BackendKind::ALL
+                .into_iter()
+                .filter(|k| supports(*k, key))
+                .map(BackendKind::name)
+                .collect();
+            errs.push(BackendError {
+                field: key.field(),
+                message: format!("the {} backend does not use `{}`", kind.name(), key.name()),
+                hint: format!(
+                    "remove `{}` from this process; it is used by the {} backend{}",
+                    key.name(),
+                    users.join(", "),
+                    if users.len() == 1 { "" } else { "s" }
+                ),
+            });
+        }
+    }
+}
+
+fn check_program(kind: BackendKind, input: &BackendInput, errs: &mut Vec<BackendError>) {
+    if input.program.is_some_and(|p| p.trim().is_empty()) {
+        errs.push(BackendError {
+            field: Field::Program,
+            message: "`program` is empty".to_owned(),
+            hint: format!(
+                "remove `program` to run {}, or give a program name or path",
+                if kind == BackendKind::Command {
+                    "the first word of `command`".to_owned()
+                } else {
+                    format!("`{}`", default_program(kind))
+                }
+            ),
+        });
+    }
+    if input.python.is_some_and(|p| p.trim().is_empty()) {
+        errs.push(BackendError {
+            field: Field::Python,
+            message: "`python` is empty".to_owned(),
+            hint: format!(
+                "remove `python` to use `{DEFAULT_PYTHON}`, or give an interpreter such as \
+                 `python = \".venv/bin/python\"`"
+            ),
+        });
+    }
+    // Both would name the same argv[0]; picking one silently would hide
+    // which interpreter actually runs manage.py.
+    if is_manage_py(kind) && input.program.is_some() && input.python.is_some() {
+        errs.push(BackendError {
+            field: Field::Program,
+            message: format!(
+                "`program` and `python` both set the interpreter of the {} backend",
+                kind.name()
+            ),
+            hint: "keep only `python = \"...\"`; it runs `PYTHON manage.py ...`".to_owned(),
+        });
+    }
+}
+
+/// The app a web or Celery backend serves; pushes an error (with an example
+/// of the expected form) when it is missing or blank.
+fn require_app<'a>(
+    kind: BackendKind,
+    input: &BackendInput<'a>,
+    example: &str,
+    errs: &mut Vec<BackendError>,
+) -> Option<&'a str> {
+    match input.app {
+        Some(app) if !app.trim().is_empty() => Some(app),
+        given => {
+            errs.push(BackendError {
+                field: Field::App,
+                message: format!(
+                    "the {} backend needs {}",
+                    kind.name(),
+                    if given.is_some() {
+                        "a non-empty `app`"
+                    } else {
+                        "`app`"
+                    }
+                ),
+                hint: format!("add `app = \"{example}\"` to this process"),
+            });
+            None
+        }
+    }
+}
+
+/// `PROGRAM [args...] APP`: the servers take the app as their one
+/// positional argument, placed last so no option can swallow it.
+fn args_then_app(
+    kind: BackendKind,
+    input: &BackendInput,
+    program: &str,
+    example: &str,
+    errs: &mut Vec<BackendError>,
+) -> Vec<String> {
+    let app = require_app(kind, input, example, errs);
+    let mut argv = vec![program.to_owned()];
+    argv.extend(args::render(input.args, &[], errs));
+    argv.push(app.unwrap_or_default().to_owned());
+    argv
+}
+
+/// `PYTHON manage.py SUBCOMMAND`.
+fn manage_py(input: &BackendInput, subcommand: &str) -> Vec<String> {
+    vec![
+        input.python.unwrap_or(DEFAULT_PYTHON).to_owned(),
+        "manage.py".to_owned(),
+        subcommand.to_owned(),
+    ]
+}
+
+/// `celery -A APP SUBCOMMAND`: `-A` is a global option and must come before
+/// the subcommand.
+fn celery(
+    kind: BackendKind,
+    input: &BackendInput,
+    subcommand: &str,
+    errs: &mut Vec<BackendError>,
+) -> Vec<String> {
+    let app = require_app(kind, input, "proj.celery.app", errs).unwrap_or_default();
+    if let Some(key) = args::first_set(input.args, &["A", "app"]) {
+        errs.push(BackendError {
+            field: Field::Arg(key.to_owned()),
+            message: format!(
+                "`args.{key}` repeats the app, which prodserver passes as `-A APP` already"
+            ),
+            hint: format!("remove `{key}` from args and set `app = \"proj.celery.app\"`"),
+        });
+    }
+    vec![
+        CELERY.to_owned(),
+        "-A".to_owned(),
+        app.to_owned(),
+        subcommand.to_owned(),
+    ]
+}
+
+/// Rejects args that would make the tool fork into the background (the
+/// supervisor would see its main pid exit at once and restart it in a loop)
+/// or write a pid file.
+fn forbid_args(input: &BackendInput, keys: &[&str], why: &str, errs: &mut Vec<BackendError>) {
+    if let Some(key) = args::first_set(input.args, keys) {
+        errs.push(BackendError {
+            field: Field::Arg(key.to_owned()),
+            message: format!("`args.{key}` can't be used under prodserver: {why}"),
+            hint: format!("remove `{key}` from args"),
+        });
+    }
+}
+
+const DAEMON_WHY: &str = "it detaches the process into the background, so prodserver would see \
+                          it exit at once and could no longer stop or restart it";
+
+#[cfg(test)]
+mod testutil;
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn supports_matches_the_backend_table() {
+        use BackendKind as K;
+        let app: Vec<_> = K::ALL
+            .into_iter()
+            .filter(|k| supports(*k, BackendKey::App))
+            .collect();
+        assert_eq!(
+            app,
+            [
+                K::Gunicorn,
+                K::Uvicorn,
+                K::Granian,
+                K::Waitress,
+                K::Daphne,
+                K::CeleryWorker,
+                K::CeleryBeat,
+                K::Flower
+            ]
+        );
+        for kind in K::ALL {
+            assert_eq!(supports(kind, BackendKey::Command), kind == K::Command);
+            assert_eq!(
+                supports(kind, BackendKey::Python),
+                matches!(kind, K::DjangoQ2 | K::DjangoTasks | K::DjangoRunserver)
+            );
+            assert_eq!(supports(kind, BackendKey::Queues), kind == K::CeleryWorker);
+            assert_eq!(
+                supports(kind, BackendKey::Concurrency),
+                kind == K::CeleryWorker
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_the_backend_does_not_use_is_an_error_not_ignored() {
+        let errs = In::new()
+            .app("shop.wsgi:application")
+            .command(&["true"])
+            .python("python3.12")
+            .queues(&["default"])
+            .concurrency(2)
+            .errors(BackendKind::Gunicorn);
+        let fields: Vec<_> = errs.iter().map(|e| e.field.clone()).collect();
+        assert_eq!(
+            fields,
+            [
+                Field::Command,
+                Field::Python,
+                Field::Queues,
+                Field::Concurrency
+            ]
+        );
+        assert!(errs[1]
+            .hint
+            .contains("django-q2, django-tasks, django-runserver backends"));
+        assert!(errs[2].hint.contains("celery-worker backend"));
+    }
+
+    #[test]
+    fn all_errors_of_an_entry_are_collected() {
+        let errs = In::new()
+            .program("")
+            .arg("pidfile", "/tmp/w.pid")
+            .arg("include", list(vec![list(vec![s("x")])]))
+            .env("CELERYD_CONCURRENCY", "many")
+            .errors(BackendKind::CeleryWorker);
+        let fields: Vec<_> = errs.iter().map(|e| e.field.clone()).collect();
+        assert_eq!(
+            fields,
+            [
+                Field::Program,
+                Field::App,
+                Field::Env("CELERYD_CONCURRENCY".into()),
+                Field::Arg("pidfile".into()),
+                Field::Arg("include".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_program_and_python_are_errors() {
+        let e = one_error(In::new().python(" ").resolve(BackendKind::DjangoQ2));
+        assert_eq!(e.field, Field::Python);
+        assert!(e.hint.contains("python3"));
+        let e = one_error(In::new().program("").resolve(BackendKind::DjangoQ2));
+        assert_eq!(e.field, Field::Program);
+        assert!(e.hint.contains("to run `python3`"), "{}", e.hint);
+        let e = one_error(
+            In::new()
+                .program("")
+                .command(&["true"])
+                .resolve(BackendKind::Command),
+        );
+        assert!(
+            e.hint.contains("to run the first word of `command`"),
+            "{}",
+            e.hint
+        );
+    }
+
+    #[test]
+    fn program_overrides_argv0_of_every_backend() {
+        for kind in BackendKind::ALL {
+            let input = In::new()
+                .program("/opt/bin/tool")
+                .app_if(supports(kind, BackendKey::App), "shop.asgi:application")
+                .command_if(kind == BackendKind::Command, &["tool", "x"]);
+            let argv = input.argv(kind);
+            assert_eq!(argv[0], "/opt/bin/tool", "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn default_program_is_argv0_without_program() {
+        for kind in BackendKind::ALL {
+            let input = In::new()
+                .app_if(supports(kind, BackendKey::App), "shop.asgi:application")
+                .command_if(kind == BackendKind::Command, &["tool", "x"]);
+            let argv = input.argv(kind);
+            let expected = if kind == BackendKind::Command {
+                "tool"
+            } else {
+                default_program(kind)
+            };
+            assert_eq!(argv[0], expected, "{kind:?}");
+        }
+        assert_eq!(default_program(BackendKind::Command), "");
+        assert_eq!(default_program(BackendKind::CeleryBeat), "celery");
+        assert_eq!(default_program(BackendKind::Waitress), "waitress-serve");
+        assert_eq!(default_program(BackendKind::DjangoTasks), "python3");
+    }
+
+    #[test]
+    fn program_and_python_together_on_manage_py_is_an_error() {
+        let e = one_error(
+            In::new()
+                .program("/usr/bin/python3")
+                .python(".venv/bin/python")
+                .resolve(BackendKind::DjangoRunserver),
+        );
+        assert_eq!(e.field, Field::Program);
+        assert!(e.hint.contains("python"));
+    }
+
+    #[test]
+    fn backends_add_no_environment_today() {
+        let out = In::new()
+            .app("shop.celery.app")
+            .resolve(BackendKind::CeleryWorker)
+            .unwrap_or_else(|e| panic!("{e:#?}"));
+        assert!(out.env.is_empty());
+    }
+
+    #[test]
+    fn every_backend_stops_with_term_today() {
+        for kind in BackendKind::ALL {
+            assert_eq!(default_stop_signal(kind), libc::SIGTERM, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn describe_names_the_program_of_every_backend() {
+        for kind in BackendKind::ALL {
+            let shape = describe(kind);
+            let first = shape.split(' ').next().unwrap_or_default();
+            let expected = match default_program(kind) {
+                "" => "COMMAND",
+                "python3" => "PYTHON",
+                p => p,
+            };
+            assert_eq!(first, expected, "{kind:?}: {shape}");
+        }
+    }
+
+    #[test]
+    fn docs_table_is_up_to_date() {
+        let docs = include_str!("../../docs/backends.md");
+        let table = markdown_table();
+        assert!(
+            docs.contains(&table),
+            "docs/backends.md is out of date; paste this table:\n{table}"
+        );
+        assert!(table.contains(
+            "| `celery-worker` | `celery -A APP worker -Q QUEUES --concurrency=N \
+             --hostname=NAME.{instance}@%h ARGS` | `app`; optional `queues`, `concurrency` | \
+             SIGTERM |"
+        ));
+        assert!(table.contains("| `command` | `COMMAND ARGS` | `command` | SIGTERM |"));
+        assert!(table.contains("`granian --interface=wsgi\\|asgi\\|rsgi ARGS APP`"));
+    }
 }
