@@ -11,5 +11,4 @@ pub mod exit;
 pub mod logs;
 pub mod os;
 pub mod plan;
-pub mod start;
 pub mod supervisor;

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use prodserver::check;
-use prodserver::cli::{Cli, Command, LogFormat};
+use prodserver::cli::{Cli, Command};
 use prodserver::config::{self, LoadOptions};
-use prodserver::{exit, start};
+use prodserver::exit;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -65,27 +65,9 @@ fn run(cli: Cli) -> i32 {
                 exit::CONFIG
             }
         },
-        Command::Start { names, no_color, log_format } => {
-            let loaded = match config::load(&path, &opts) {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    eprint!("{}", e.sources.render(&e.diagnostics, color));
-                    let n = e.errors().count();
-                    eprintln!("\n{}: {n} error{} found; nothing was started", path.display(), if n == 1 { "" } else { "s" });
-                    return exit::CONFIG;
-                }
-            };
-            if !loaded.warnings.is_empty() {
-                eprint!("{}", loaded.sources.render(&loaded.warnings, color));
-            }
-            let settings = start::Settings {
-                names,
-                no_color: no_color || env.get("NO_COLOR").is_some_and(|v| !v.is_empty()),
-                json: log_format == LogFormat::Json,
-                env,
-                runtime_dir: opts.runtime_dir,
-            };
-            start::run(loaded.plan, settings)
+        Command::Start { .. } => {
+            eprintln!("error: start is being wired up");
+            exit::INTERNAL
         }
     }
 }

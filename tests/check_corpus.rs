@@ -22,7 +22,11 @@ fn check(file: &Path, json: bool) -> (i32, String) {
         .env("NO_COLOR", "1")
         .output()
         .expect("run prodserver");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = text.replace(&corpus().display().to_string(), "$CORPUS");
     (out.status.code().unwrap_or(-1), text)
 }
@@ -39,7 +43,10 @@ fn files(kind: &str) -> Vec<PathBuf> {
 }
 
 fn name(file: &Path) -> String {
-    file.file_stem().expect("stem").to_string_lossy().into_owned()
+    file.file_stem()
+        .expect("stem")
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]
@@ -67,12 +74,18 @@ fn json_output_is_machine_readable() {
         for file in files(kind) {
             let (got, text) = check(&file, true);
             assert_eq!(got, code, "{text}");
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", file.display()));
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{text}", file.display()));
             assert_eq!(v["ok"], serde_json::json!(code == 0));
             if code == 2 {
                 let errors = v["errors"].as_array().expect("errors");
                 assert!(!errors.is_empty());
-                assert!(errors.iter().all(|e| e["hint"].is_string() && e["file"].is_string()), "{text}");
+                assert!(
+                    errors
+                        .iter()
+                        .all(|e| e["hint"].is_string() && e["file"].is_string()),
+                    "{text}"
+                );
             }
         }
     }

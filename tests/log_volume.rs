@@ -18,15 +18,29 @@ fn a_million_lines_from_four_children_arrive_exactly_and_in_order() {
         config.push_str(&format!("[processes.{name}]\nbackend = \"command\"\ncommand = [\"seq\", \"1\", \"250000\"]\nrestart = \"never\"\n"));
     }
     let p = Project::new(&config);
-    let mut child = p.command(&["start"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = p
+        .command(&["start"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let reader = BufReader::with_capacity(1 << 20, child.stdout.take().expect("stdout"));
     let mut next = [1u64; 4];
     let mut total = 0u64;
     for line in reader.lines() {
         let line = line.expect("utf-8 line");
-        let Some((prefix, message)) = line.split_once(" | ") else { continue };
-        let Some(slot) = ["a.1", "b.1", "c.1", "d.1"].iter().position(|p| *p == prefix.trim()) else { continue };
-        let Ok(n) = message.parse::<u64>() else { continue };
+        let Some((prefix, message)) = line.split_once(" | ") else {
+            continue;
+        };
+        let Some(slot) = ["a.1", "b.1", "c.1", "d.1"]
+            .iter()
+            .position(|p| *p == prefix.trim())
+        else {
+            continue;
+        };
+        let Ok(n) = message.parse::<u64>() else {
+            continue;
+        };
         assert_eq!(n, next[slot], "{prefix}: out of order");
         next[slot] += 1;
         total += 1;
@@ -55,7 +69,12 @@ command = ["sh", "-c", "head -c 100000000 /dev/zero | tr '\\0' x"]
 restart = "never"
 "#,
     );
-    let mut child = p.command(&["start"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = p
+        .command(&["start"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let pid = child.id();
     let peak = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -99,8 +118,14 @@ restart = "never"
     sampler.join().expect("sampler");
     assert_eq!(xs, SIZE, "every byte arrives");
     let expected_pieces = SIZE.div_ceil(64 * 1024);
-    assert!(pieces >= expected_pieces, "split into 64 KiB pieces: {pieces} < {expected_pieces}");
+    assert!(
+        pieces >= expected_pieces,
+        "split into 64 KiB pieces: {pieces} < {expected_pieces}"
+    );
     let peak_mib = peak.load(Ordering::Relaxed) / 1024;
     assert!(peak_mib > 0, "memory was sampled");
-    assert!(peak_mib < 40, "prodserver's peak RSS was {peak_mib} MiB for a 100 MB line");
+    assert!(
+        peak_mib < 40,
+        "prodserver's peak RSS was {peak_mib} MiB for a 100 MB line"
+    );
 }

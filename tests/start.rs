@@ -47,7 +47,10 @@ max_restarts = 0
     assert!(delays.len() >= 5, "{delays:?}");
     let expected = [0.1, 0.2, 0.4, 0.8, 0.8];
     for (got, want) in delays.iter().zip(expected) {
-        assert!((got - want).abs() <= want * 0.11, "delays {delays:?} should follow {expected:?} within jitter");
+        assert!(
+            (got - want).abs() <= want * 0.11,
+            "delays {delays:?} should follow {expected:?} within jitter"
+        );
     }
     assert!(run.count("crash.1 | crashing") >= 5);
     assert!(run.output().contains("exited with code 1"));
@@ -131,7 +134,10 @@ depends_on = { migrate = "completed" }
     let (code, out) = p.run(&["start"], T);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("oneshot migrate.1 failed"), "{out}");
-    assert!(out.contains("  boom: table exists"), "last lines are shown: {out}");
+    assert!(
+        out.contains("  boom: table exists"),
+        "last lines are shown: {out}"
+    );
     assert!(!out.contains("web.1 | "), "web must never start: {out}");
     assert!(out.contains("web.1: not started"), "{out}");
 }
@@ -153,7 +159,10 @@ restart = "never"
     );
     let (code, out) = p.run(&["start"], T);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("a.1 | a done") && out.contains("b.1 | b done"), "{out}");
+    assert!(
+        out.contains("a.1 | a done") && out.contains("b.1 | b done"),
+        "{out}"
+    );
 }
 
 /// Fake programs record the moment they receive TERM and the moment they
@@ -171,13 +180,20 @@ fn events(p: &Project) -> Vec<(String, String, u128)> {
         .lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
-            Some((it.next()?.to_string(), it.next()?.to_string(), it.next()?.parse().ok()?))
+            Some((
+                it.next()?.to_string(),
+                it.next()?.to_string(),
+                it.next()?.parse().ok()?,
+            ))
         })
         .collect()
 }
 
 fn at(ev: &[(String, String, u128)], name: &str, what: &str) -> u128 {
-    ev.iter().find(|e| e.0 == name && e.1 == what).map(|e| e.2).unwrap_or_else(|| panic!("no {name} {what} in {ev:?}"))
+    ev.iter()
+        .find(|e| e.0 == name && e.1 == what)
+        .map(|e| e.2)
+        .unwrap_or_else(|| panic!("no {name} {what} in {ev:?}"))
 }
 
 #[test]
@@ -208,7 +224,8 @@ program = "./fake"
     // The fakes get the backend's argv; make $1 the process name instead.
     let script = FAKE.replace("name=$1", "name=$PRODSERVER_PROCESS");
     let fake = p.write("fake", &script);
-    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let mut run = p.spawn(&["start"]);
     for name in ["db", "worker", "web", "beat"] {
         run.wait_for(&format!("{name} up"), T);
@@ -224,7 +241,10 @@ program = "./fake"
     assert!(at(&ev, "worker", "exit") <= at(&ev, "db", "term"), "{ev:?}");
     let web_term = at(&ev, "web", "term");
     let beat_term = at(&ev, "beat", "term");
-    assert!(web_term.abs_diff(beat_term) < 150_000_000, "web and beat stop in parallel: {ev:?}");
+    assert!(
+        web_term.abs_diff(beat_term) < 150_000_000,
+        "web and beat stop in parallel: {ev:?}"
+    );
     assert!(run.output().contains("exit summary"), "{}", run.output());
 }
 
@@ -244,7 +264,12 @@ stop_timeout = "500ms"
     assert_eq!(pids.len(), 3);
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait_exit(T), 0, "{}", run.output());
-    assert!(run.output().contains("did not stop within 500ms: killed its process group"), "{}", run.output());
+    assert!(
+        run.output()
+            .contains("did not stop within 500ms: killed its process group"),
+        "{}",
+        run.output()
+    );
     for pid in pids {
         assert!(!alive(pid), "pid {pid} survived");
     }
@@ -268,10 +293,15 @@ command = ["sleep", "600"]
     run.wait_for_count("| ready", 2, T);
     wait_until(T, || descendants(run.pid()).len() >= 8);
     let family = descendants(run.pid());
-    assert!(family.len() >= 8, "2×(sh + 2 sleeps) + sleep + keeper: {family:?}");
+    assert!(
+        family.len() >= 8,
+        "2×(sh + 2 sleeps) + sleep + keeper: {family:?}"
+    );
     run.signal(libc::SIGKILL);
     run.wait_exit(T);
-    let gone = wait_until(Duration::from_secs(2), || family.iter().all(|pid| !alive(*pid)));
+    let gone = wait_until(Duration::from_secs(2), || {
+        family.iter().all(|pid| !alive(*pid))
+    });
     let left: Vec<i32> = family.iter().copied().filter(|pid| alive(*pid)).collect();
     assert!(gone, "survivors after 2 s: {left:?}");
 }
@@ -325,7 +355,10 @@ restart = "never"
     );
     let (code, out) = p.run(&["start", "web"], T);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("setup ran") && out.contains("web ran"), "{out}");
+    assert!(
+        out.contains("setup ran") && out.contains("web ran"),
+        "{out}"
+    );
     assert!(!out.contains("worker ran"), "{out}");
     let (code, out) = p.run(&["start", "wbe"], T);
     assert_eq!(code, 2, "{out}");
@@ -349,7 +382,10 @@ env = { LAYER = "process" }
     );
     p.write("global.env", "FILE=from-file\nLAYER=file\n");
     let mut cmd = p.command(&["start"]);
-    cmd.env("NOTIFY_SOCKET", "/run/systemd/notify").env("LISTEN_FDS", "2").env("WATCHDOG_USEC", "1").env("INHERITED", "yes");
+    cmd.env("NOTIFY_SOCKET", "/run/systemd/notify")
+        .env("LISTEN_FDS", "2")
+        .env("WATCHDOG_USEC", "1")
+        .env("INHERITED", "yes");
     let mut run = support::Running::spawn(cmd);
     assert_eq!(run.wait_exit(T), 0, "{}", run.output());
     let out = run.output();
@@ -387,11 +423,17 @@ restart = "never"
     );
     let (code, out) = p.run(&["start", "--log-format", "json"], T);
     assert_eq!(code, 0, "{out}");
-    let line = out.lines().find(|l| l.contains("hello json")).expect("the line");
+    let line = out
+        .lines()
+        .find(|l| l.contains("hello json"))
+        .expect("the line");
     let v: serde_json::Value = serde_json::from_str(line).expect("json");
     assert_eq!(v["process"], "say");
     assert_eq!(v["instance"], 1);
     assert_eq!(v["stream"], "stdout");
     assert_eq!(v["message"], "hello json");
-    assert!(v["pid"].as_u64().is_some() && v["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+    assert!(
+        v["pid"].as_u64().is_some() && v["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{v}"
+    );
 }

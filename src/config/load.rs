@@ -107,7 +107,10 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
         entries: doc.get_ref(),
     };
     let plan = loader.plan(path, &top);
-    let Loader { r, sources, .. } = loader;
+    let Loader { mut r, sources, .. } = loader;
+    // Read in file order, so the user can fix them top to bottom.
+    r.diagnostics
+        .sort_by_key(|d| (d.file, d.span.as_ref().map_or(0, |s| s.start)));
     let has_errors = r.diagnostics.iter().any(|d| d.severity == Severity::Error);
     match plan {
         Some(plan) if !has_errors => Ok(Loaded {
@@ -249,7 +252,7 @@ impl Loader<'_> {
                 );
             }
         }
-        project.env = self.env_sources(&t);
+        project.env = self.env_sources(&t, true);
         project.stop_timeout = self.r.duration(&t, "stop_timeout", "30s");
         project.queues = self
             .r
@@ -258,18 +261,23 @@ impl Loader<'_> {
         project
     }
 
-    /// `env_file` then `env` of one table, merged in that order.
-    fn env_sources(&mut self, t: &Table) -> Vec<(String, String)> {
-        let mut env = Vec::new();
+    /// `env_file` and `env` of one table, merged in the documented
+    /// precedence: for `[prodserver]` the inline `env` holds defaults that
+    /// a deployment's env_file overrides; for a process its own `env` is
+    /// the most specific word and comes last.
+    fn env_sources(&mut self, t: &Table, inline_first: bool) -> Vec<(String, String)> {
+        let inline = self.r.env_table(t, "env").unwrap_or_default();
+        let mut from_file = Vec::new();
         if let Some(value) = t.get("env_file") {
             if let Some(file) = self.r.as_string(value, &t.key_path("env_file"), "\".env\"") {
-                env.extend(self.env_file(&file, value.span()));
+                from_file = self.env_file(&file, value.span());
             }
         }
-        if let Some(vars) = self.r.env_table(t, "env") {
-            env.extend(vars);
+        if inline_first {
+            inline.into_iter().chain(from_file).collect()
+        } else {
+            from_file.into_iter().chain(inline).collect()
         }
-        env
     }
 
     fn env_file(&mut self, file: &str, span: Range<usize>) -> Vec<(String, String)> {
@@ -388,7 +396,7 @@ impl Loader<'_> {
         self.depends_on(id, t, raw_deps);
 
         let mut env: BTreeMap<String, String> = project.env.iter().cloned().collect();
-        env.extend(self.env_sources(t));
+        env.extend(self.env_sources(t, false));
 
         // Backend-specific fields.
         let backend = backend?;
@@ -460,6 +468,18 @@ impl Loader<'_> {
             }
         }
 
+        // Keys the backend does not use were reported above; don't hand
+        // them to the backend to be reported twice.
+        let uses = |key| backend::supports(backend, key);
+        let app = app.filter(|_| uses(BackendKey::App));
+        let command = command.filter(|_| uses(BackendKey::Command));
+        let python = python.filter(|_| uses(BackendKey::Python));
+        let queues = if uses(BackendKey::Queues) {
+            queues
+        } else {
+            Vec::new()
+        };
+        let concurrency = concurrency.filter(|_| uses(BackendKey::Concurrency));
         let mut child_env = self.opts.env.clone();
         child_env.extend(env.clone());
         let input = BackendInput {

@@ -26,12 +26,8 @@ fn load(text: &str) -> Result<Loaded, Vec<Found>> {
 }
 
 fn load_in(dir: &Path, text: &str) -> Result<Loaded, Vec<Found>> {
-    load_str(&dir.join("prodserver.toml"), text.to_string(), &opts()).map_err(|e| {
-        e.diagnostics
-            .iter()
-            .map(|d| found(&e.sources, d))
-            .collect()
-    })
+    load_str(&dir.join("prodserver.toml"), text.to_string(), &opts())
+        .map_err(|e| e.diagnostics.iter().map(|d| found(&e.sources, d)).collect())
 }
 
 /// A diagnostic reduced to what tests assert on.
@@ -46,10 +42,17 @@ struct Found {
 }
 
 fn found(sources: &super::Sources, d: &Diagnostic) -> Found {
-    let (line, col) = d.span.as_ref().map_or((0, 0), |s| sources.line_col(d.file, s.start));
+    let (line, col) = d
+        .span
+        .as_ref()
+        .map_or((0, 0), |s| sources.line_col(d.file, s.start));
     Found {
         severity: d.severity,
-        file: sources.path(d.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        file: sources
+            .path(d.file)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         line,
         col,
         message: d.message.clone(),
@@ -60,7 +63,10 @@ fn found(sources: &super::Sources, d: &Diagnostic) -> Found {
 fn errors(text: &str) -> Vec<Found> {
     match load(text) {
         Ok(_) => panic!("expected errors for:\n{text}"),
-        Err(found) => found.into_iter().filter(|f| f.severity == Severity::Error).collect(),
+        Err(found) => found
+            .into_iter()
+            .filter(|f| f.severity == Severity::Error)
+            .collect(),
     }
 }
 
@@ -77,22 +83,39 @@ const WEB: &str = "[processes.web]\nbackend = \"gunicorn\"\napp = \"shop.wsgi:ap
 fn unknown_key_suggests_the_right_one() {
     let e = error("[processes.worker]\nbackend = \"celery-worker\"\napp = \"shop.celery.app\"\nmax_task_per_child = 100\n");
     assert_eq!((e.line, e.col), (4, 1));
-    assert!(e.message.contains("unknown key `processes.worker.max_task_per_child`"), "{e:?}");
-    assert!(e.hint.contains("did you mean `max_tasks_per_child`?"), "{e:?}");
+    assert!(
+        e.message
+            .contains("unknown key `processes.worker.max_task_per_child`"),
+        "{e:?}"
+    );
+    assert!(
+        e.hint.contains("did you mean `max_tasks_per_child`?"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn unknown_key_without_a_close_match_lists_the_keys() {
-    let e = error("[prodserver]\nbanana = 1\n[processes.a]\nbackend = \"command\"\ncommand = \"true\"\n");
+    let e = error(
+        "[prodserver]\nbanana = 1\n[processes.a]\nbackend = \"command\"\ncommand = \"true\"\n",
+    );
     assert_eq!((e.line, e.col), (2, 1));
-    assert!(e.hint.contains("name, env_file, env, stop_timeout, queues"), "{e:?}");
+    assert!(
+        e.hint.contains("name, env_file, env, stop_timeout, queues"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn wrong_type_quotes_what_was_found() {
     let e = error("[processes.worker]\nbackend = \"celery-worker\"\napp = \"shop.celery.app\"\nconcurrency = \"four\"\n");
     assert_eq!((e.line, e.col), (4, 15));
-    assert!(e.message.contains("`processes.worker.concurrency` must be a whole number, found the string \"four\""), "{e:?}");
+    assert!(
+        e.message.contains(
+            "`processes.worker.concurrency` must be a whole number, found the string \"four\""
+        ),
+        "{e:?}"
+    );
     assert!(e.hint.contains("concurrency = 4"), "{e:?}");
 }
 
@@ -118,7 +141,9 @@ fn depends_on_unknown_process() {
     let text = format!("{WEB}depends_on = {{ migrat = \"completed\" }}\n[processes.migrate]\nbackend = \"command\"\ncommand = \"true\"\noneshot = true\n");
     let e = error(&text);
     assert_eq!((e.line, e.col), (4, 16));
-    assert!(e.message.contains("`web` depends on `migrat`, which is not a process"));
+    assert!(e
+        .message
+        .contains("`web` depends on `migrat`, which is not a process"));
     assert!(e.hint.contains("did you mean `migrate`?"), "{e:?}");
 }
 
@@ -147,13 +172,18 @@ fn dependency_cycle_prints_the_cycle() {
                 [processes.c]\nbackend = \"command\"\ncommand = \"true\"\ndepends_on = { a = \"started\" }\n";
     let e = error(text);
     assert_eq!((e.line, e.col), (4, 16));
-    assert!(e.message.contains("dependency cycle: a -> b -> c -> a"), "{e:?}");
+    assert!(
+        e.message.contains("dependency cycle: a -> b -> c -> a"),
+        "{e:?}"
+    );
     assert!(e.hint.contains("remove one"));
 }
 
 #[test]
 fn only_one_beat() {
-    let e = error("[processes.beat]\nbackend = \"celery-beat\"\napp = \"shop.celery.app\"\ninstances = 2\n");
+    let e = error(
+        "[processes.beat]\nbackend = \"celery-beat\"\napp = \"shop.celery.app\"\ninstances = 2\n",
+    );
     assert_eq!((e.line, e.col), (4, 13));
     assert!(e.message.contains("celery-beat with instances = 2"));
     assert!(e.hint.contains("exactly one beat"));
@@ -179,7 +209,9 @@ fn bad_duration_and_size_are_both_reported() {
     let all = errors("[processes.web]\nbackend = \"gunicorn\"\napp = \"x:y\"\nstop_timeout = \"30\"\nmax_memory_per_child = \"300 potatoes\"\n");
     assert_eq!(all.len(), 2, "{all:#?}");
     assert_eq!((all[0].line, all[0].col), (4, 16));
-    assert!(all[0].message.contains("bad duration for `processes.web.stop_timeout`: \"30\" has no unit"));
+    assert!(all[0]
+        .message
+        .contains("bad duration for `processes.web.stop_timeout`: \"30\" has no unit"));
     assert!(all[0].hint.contains("\"30s\""));
     assert_eq!((all[1].line, all[1].col), (5, 24));
     assert!(all[1].message.contains("bad size"));
@@ -198,9 +230,17 @@ fn unreadable_env_file() {
 fn env_file_errors_point_into_the_env_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join(".env"), "OK=1\nthis is wrong\n").expect("write");
-    let found = load_in(dir.path(), &format!("[prodserver]\nenv_file = \".env\"\n{WEB}")).err().expect("errors");
+    let found = load_in(
+        dir.path(),
+        &format!("[prodserver]\nenv_file = \".env\"\n{WEB}"),
+    )
+    .err()
+    .expect("errors");
     assert_eq!(found.len(), 1);
-    assert_eq!((found[0].file.as_str(), found[0].line, found[0].col), (".env", 2, 1));
+    assert_eq!(
+        (found[0].file.as_str(), found[0].line, found[0].col),
+        (".env", 2, 1)
+    );
 }
 
 #[test]
@@ -226,7 +266,10 @@ fn every_error_in_the_file_is_reported() {
     let all = errors(text);
     assert_eq!(all.len(), 4, "{all:#?}");
     let lines: Vec<usize> = all.iter().map(|e| e.line).collect();
-    assert!(lines.contains(&2) && lines.contains(&6) && lines.contains(&7) && lines.contains(&9), "{lines:?}");
+    assert!(
+        lines.contains(&2) && lines.contains(&6) && lines.contains(&7) && lines.contains(&9),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -249,11 +292,19 @@ fn queue_routing_errors_and_warnings() {
     let text = "[prodserver]\nqueues = [\"default\", \"emails\"]\n\
                 [processes.w]\nbackend = \"celery-worker\"\napp = \"a\"\nqueues = [\"default\", \"reports\"]\n";
     let found = load(text).err().expect("errors");
-    let e: Vec<&Found> = found.iter().filter(|f| f.severity == Severity::Error).collect();
+    let e: Vec<&Found> = found
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
     assert_eq!(e.len(), 1, "{found:#?}");
     assert_eq!((e[0].line, e[0].col), (2, 22));
-    assert!(e[0].message.contains("queue \"emails\" is routed to but no celery-worker consumes it"));
-    let w: Vec<&Found> = found.iter().filter(|f| f.severity == Severity::Warning).collect();
+    assert!(e[0]
+        .message
+        .contains("queue \"emails\" is routed to but no celery-worker consumes it"));
+    let w: Vec<&Found> = found
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .collect();
     assert_eq!(w.len(), 1);
     assert!(w[0].message.contains("consumes queue \"reports\""));
 }
@@ -304,7 +355,11 @@ app = "shop.celery.app"
     assert_eq!(web.env.get("FROM_FILE").map(String::as_str), Some("1"));
     assert_eq!(web.limits.max_memory_per_child, Some(512 << 20));
     assert_eq!(web.cwd, dir.path());
-    assert_eq!(migrate.env.get("SHARED").map(String::as_str), Some("file"), "env_file overrides [prodserver].env");
+    assert_eq!(
+        migrate.env.get("SHARED").map(String::as_str),
+        Some("file"),
+        "env_file overrides [prodserver].env"
+    );
     let beat = &plan.processes[2];
     assert!(beat.singleton);
     assert_eq!(beat.instances, 1);
@@ -315,12 +370,19 @@ fn relative_paths_resolve_against_the_config_folder() {
     let text = "[processes.web]\nbackend = \"gunicorn\"\napp = \"a:b\"\nprogram = \".venv/bin/gunicorn\"\ncwd = \"src\"\n";
     let loaded = load(text).expect("loads");
     let web = &loaded.plan.processes[0];
-    assert_eq!(web.argv[0], root().join(".venv/bin/gunicorn").display().to_string());
+    assert_eq!(
+        web.argv[0],
+        root().join(".venv/bin/gunicorn").display().to_string()
+    );
     assert_eq!(web.cwd, root().join("src"));
 }
 
 #[test]
 fn command_strings_split_like_a_shell_without_one() {
-    let loaded = load("[processes.j]\nbackend = \"command\"\ncommand = \"python -c 'print(1)'\"\n").expect("loads");
-    assert_eq!(loaded.plan.processes[0].argv, vec!["python", "-c", "print(1)"]);
+    let loaded = load("[processes.j]\nbackend = \"command\"\ncommand = \"python -c 'print(1)'\"\n")
+        .expect("loads");
+    assert_eq!(
+        loaded.plan.processes[0].argv,
+        vec!["python", "-c", "print(1)"]
+    );
 }

@@ -34,8 +34,14 @@ pub struct Project {
 
 impl Project {
     pub fn new(config: &str) -> Project {
-        let dir = tempfile::Builder::new().prefix("prodserver-test").tempdir().expect("tempdir");
-        let runtime = tempfile::Builder::new().prefix("prodserver-rt").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("prodserver-test")
+            .tempdir()
+            .expect("tempdir");
+        let runtime = tempfile::Builder::new()
+            .prefix("prodserver-rt")
+            .tempdir()
+            .expect("tempdir");
         std::fs::write(dir.path().join("prodserver.toml"), config).expect("write config");
         Project { dir, runtime }
     }
@@ -93,11 +99,19 @@ pub struct Running {
 
 impl Running {
     pub fn spawn(mut cmd: Command) -> Running {
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn prodserver");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn prodserver");
         let captured = Arc::new((Mutex::new(Captured::default()), Condvar::new()));
         let out = child.stdout.take().expect("stdout");
         let err = child.stderr.take().expect("stderr");
-        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
             let captured = Arc::clone(&captured);
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream);
@@ -107,7 +121,9 @@ impl Running {
                     match reader.read_until(b'\n', &mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(_) => {
-                            let line = String::from_utf8_lossy(&buf).trim_end_matches('\n').to_string();
+                            let line = String::from_utf8_lossy(&buf)
+                                .trim_end_matches('\n')
+                                .to_string();
                             let (lock, cv) = &*captured;
                             lock.lock().expect("lock").lines.push(line);
                             cv.notify_all();
@@ -119,7 +135,11 @@ impl Running {
                 cv.notify_all();
             });
         }
-        Running { child, captured, code: None }
+        Running {
+            child,
+            captured,
+            code: None,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -161,11 +181,22 @@ impl Running {
     /// Waits until `n` lines contain `needle`.
     pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) {
         let ok = wait_until(timeout, || self.count(needle) >= n);
-        assert!(ok, "expected {n} lines containing {needle:?} within {timeout:?}; output:\n{}", self.output());
+        assert!(
+            ok,
+            "expected {n} lines containing {needle:?} within {timeout:?}; output:\n{}",
+            self.output()
+        );
     }
 
     pub fn count(&self, needle: &str) -> usize {
-        self.captured.0.lock().expect("lock").lines.iter().filter(|l| l.contains(needle)).count()
+        self.captured
+            .0
+            .lock()
+            .expect("lock")
+            .lines
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     pub fn signal(&self, sig: i32) {
@@ -184,16 +215,23 @@ impl Running {
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 use std::os::unix::process::ExitStatusExt;
-                let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                let code = status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
                 // Let the reader threads see EOF so output() is complete.
                 let (lock, _) = &*self.captured;
-                wait_until(Duration::from_secs(5), || lock.lock().expect("lock").eof == 2);
+                wait_until(Duration::from_secs(5), || {
+                    lock.lock().expect("lock").eof == 2
+                });
                 self.code = Some(code);
                 return code;
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                panic!("prodserver did not exit within {timeout:?}; output:\n{}", self.output());
+                panic!(
+                    "prodserver did not exit within {timeout:?}; output:\n{}",
+                    self.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -212,7 +250,10 @@ impl Drop for Running {
 /// Whether a process exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(false),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -222,9 +263,15 @@ pub fn descendants(root: i32) -> Vec<i32> {
     let mut parents: Vec<(i32, i32)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
             let fields: Vec<&str> = rest.split_whitespace().collect();
             if fields.first() == Some(&"Z") {
                 continue;
