@@ -674,6 +674,11 @@ mod tests {
             docs.contains(&table),
             "docs/backends.md is out of date; paste this table:\n{table}"
         );
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md's backend table is out of date; paste this table:\n{table}"
+        );
         assert!(table.contains(
             "| `celery-worker` | `celery -A APP worker -Q QUEUES --concurrency=N \
              --hostname=NAME.{instance}@%h ARGS` | `app`; optional `queues`, `concurrency` | \
