@@ -17,3 +17,4 @@
 //! - [`summary`] to decide when prodserver is done and with which exit code.
 
 pub mod backoff;
+pub mod order;
