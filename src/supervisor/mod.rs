@@ -17,4 +17,5 @@
 //! - [`summary`] to decide when prodserver is done and with which exit code.
 
 pub mod backoff;
+pub mod instance;
 pub mod order;
