@@ -6,10 +6,10 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::config::graph;
 use crate::config::units::format_duration;
 use crate::config::{Diagnostic, Loaded, Severity, Sources};
 use crate::plan::{Plan, ProcessSpec};
+use crate::supervisor::order;
 
 /// Warnings `check` adds to the loader's: things that are not errors in
 /// the file but will likely fail at start on this machine.
@@ -66,18 +66,9 @@ fn program_exists(program: &str, path: &str, cwd: &Path) -> bool {
 
 /// Start waves by process name.
 pub fn start_order(plan: &Plan) -> Vec<Vec<&str>> {
-    let deps: Vec<Vec<usize>> = plan
-        .processes
-        .iter()
-        .map(|p| p.depends_on.iter().map(|d| d.process).collect())
-        .collect();
-    graph::waves(&graph::ranks(&deps))
+    order::start_ranks(plan)
         .into_iter()
-        .map(|wave| {
-            wave.into_iter()
-                .map(|i| plan.processes[i].name.as_str())
-                .collect()
-        })
+        .map(|wave| wave.into_iter().map(|i| plan.processes[i].name.as_str()).collect())
         .collect()
 }
 

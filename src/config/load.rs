@@ -17,7 +17,8 @@ use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, FileId, Severity, Sources};
 use super::read::{self, did_you_mean, Reader, Table};
-use super::{envfile, graph, schema};
+use super::{envfile, schema};
+use crate::supervisor::order::find_cycle;
 use crate::backend::{self, ArgValue, BackendInput, BackendKey, Field};
 use crate::plan::*;
 
@@ -900,7 +901,7 @@ impl Loader<'_> {
                 ));
             }
         }
-        if let Some(cycle) = graph::find_cycle(&adjacency) {
+        if let Some(cycle) = find_cycle(&adjacency) {
             let path: Vec<&str> = cycle.iter().map(|i| names[*i].as_str()).collect();
             let span = edge_spans
                 .get(&(cycle[0], cycle[1]))

@@ -4,7 +4,6 @@
 
 pub mod diagnostic;
 pub mod envfile;
-pub mod graph;
 mod load;
 pub mod locate;
 mod read;

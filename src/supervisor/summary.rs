@@ -12,9 +12,9 @@
 use super::instance::Phase;
 
 /// Exit code for success.
-pub const EXIT_OK: i32 = 0;
+pub const EXIT_OK: i32 = crate::exit::OK;
 /// Exit code when any instance failed.
-pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_FAILED: i32 = crate::exit::PROCESS_FAILED;
 
 /// Instances counted by outcome (also for the final log line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
