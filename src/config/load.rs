@@ -111,7 +111,7 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
     let Loader { mut r, sources, .. } = loader;
     // Read in file order, so the user can fix them top to bottom.
     r.diagnostics
-        .sort_by_key(|d| (d.file, d.span.as_ref().map_or(0, |s| s.start)));
+        .sort_by_key(|d| (d.file, d.span.as_ref().map_or(usize::MAX, |s| s.start)));
     let has_errors = r.diagnostics.iter().any(|d| d.severity == Severity::Error);
     match plan {
         Some(plan) if !has_errors => Ok(Loaded {
