@@ -1,1 +1,9 @@
-//! (stub: being written)
+//! The thin OS layer: the only place in the crate with `unsafe`.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod lock;
+pub mod signals;
+
+pub use lock::{ensure_runtime_dir, runtime_dir, try_lock, LockOutcome, SingletonLock};
+pub use signals::{ignore_sigpipe, kill_group, send, signal_by_name, signal_group, signal_name};
