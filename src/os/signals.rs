@@ -127,7 +127,7 @@ pub fn send(pid: i32, sig: i32) -> io::Result<()> {
 ///
 /// Refuses `pgid <= 1` (`kill(-1)` signals every process) and our own group
 /// (it would signal prodserver itself: the group of a child spawned by
-/// [`crate::os::spawn`] is never ours).
+/// [`crate::os::spawn()`] is never ours).
 pub fn signal_group(pgid: i32, sig: i32) -> io::Result<()> {
     if pgid <= 1 || pgid == getpgrp().as_raw() {
         return Err(io::Error::new(
@@ -158,7 +158,7 @@ pub fn kill_group(pgid: i32) -> io::Result<()> {
 /// Ignores SIGPIPE process-wide, so that a write to a closed pipe or socket
 /// (a child's log pipe, the keeper's socket, a control client that hung up)
 /// returns EPIPE instead of killing prodserver. Children do not inherit
-/// this: [`crate::os::spawn`] resets every disposition before exec.
+/// this: [`crate::os::spawn()`] resets every disposition before exec.
 pub fn ignore_sigpipe() {
     // SAFETY: installing SIG_IGN runs no handler code, so no Rust code can
     // be interrupted in an unsafe state. sigaction(2) only fails for an

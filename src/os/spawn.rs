@@ -5,7 +5,7 @@
 //! Everything that can fail for a reason worth a good message (unknown user,
 //! missing program, bad working directory) is decided in the parent, where
 //! we may allocate and look things up. The code between fork and exec
-//! ([`ChildSetup::run`]) only makes async-signal-safe system calls on data
+//! (`ChildSetup::run`) only makes async-signal-safe system calls on data
 //! prepared beforehand: prodserver may have other threads (tokio's blocking
 //! pool), and after fork only the forking thread exists, so a lock another
 //! thread held (malloc's, stdout's) would stay locked forever.
