@@ -1,0 +1,183 @@
+//! Host-wide singleton locks ("run only ONE beat") and the runtime
+//! directory that holds them.
+//!
+//! A lock is flock(2) on `<runtime dir>/<project>.<process>.lock`. The
+//! kernel drops it when the holding descriptor closes, so a crashed or
+//! SIGKILLed prodserver never leaves a stale lock behind; the pid written
+//! into the file is informational only ("waiting for lock held by pid N").
+
+use std::ffi::OsString;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::unistd::Uid;
+
+/// `$XDG_RUNTIME_DIR/prodserver` when XDG_RUNTIME_DIR is set (systemd
+/// user sessions, per-user and cleaned at logout), else
+/// `/tmp/prodserver-$UID`. Pass the result to [`ensure_runtime_dir`].
+pub fn runtime_dir() -> PathBuf {
+    runtime_dir_for(
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        Uid::effective().as_raw(),
+    )
+}
+
+fn runtime_dir_for(xdg: Option<OsString>, uid: u32) -> PathBuf {
+    match xdg {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("prodserver"),
+        _ => PathBuf::from(format!("/tmp/prodserver-{uid}")),
+    }
+}
+
+/// Creates `dir` with mode 0700 if needed, and checks an existing one.
+///
+/// In a shared /tmp anyone can create `/tmp/prodserver-$UID` first; using
+/// such a directory would let its owner read our sockets or swap our lock
+/// files. So we refuse a directory (or a symlink) we do not own, and
+/// tighten the mode of one we do.
+pub fn ensure_runtime_dir(dir: &Path) -> io::Result<()> {
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot create runtime directory {dir:?}: {e}"),
+            ))
+        }
+    }
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.file_type().is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("runtime directory {dir:?} is not a directory (a file or symlink is in the way): remove it"),
+        ));
+    }
+    let me = Uid::effective().as_raw();
+    if meta.uid() != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing runtime directory {dir:?}: it belongs to uid {}, not to us (uid {me}), \
+                 so that user could tamper with our locks and sockets; remove it, or set \
+                 XDG_RUNTIME_DIR",
+                meta.uid()
+            ),
+        ));
+    }
+    // mkdir applies the umask, and an existing directory may be looser.
+    if meta.mode() & 0o777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The result of [`try_lock`].
+#[derive(Debug)]
+pub enum LockOutcome {
+    Acquired(SingletonLock),
+    /// Someone else holds it; `pid` is what the holder wrote into the file
+    /// (None while it is between truncating and writing, or if unreadable).
+    Held {
+        pid: Option<i32>,
+    },
+}
+
+/// A held singleton lock. Dropping it releases the lock.
+#[derive(Debug)]
+pub struct SingletonLock {
+    file: Flock<File>,
+    path: PathBuf,
+}
+
+impl SingletonLock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SingletonLock {
+    fn drop(&mut self) {
+        // Clear our pid while we still hold the lock, so nobody reads a
+        // stale holder. The lock itself goes with the descriptor, next.
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// Tries once, without blocking, to take the lock for `project`'s singleton
+/// `process` in `dir` (see [`ensure_runtime_dir`]). Call it again on a
+/// timer to wait.
+///
+/// The descriptor is close-on-exec: a child inheriting it would keep the
+/// lock after prodserver died.
+pub fn try_lock(dir: &Path, project: &str, process: &str) -> io::Result<LockOutcome> {
+    check_name("project", project)?;
+    check_name("process", process)?;
+    let path = dir.join(format!("{project}.{process}.lock"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        // Truncating before we hold the lock would erase the holder's pid.
+        .truncate(false)
+        .mode(0o600)
+        // std already adds O_CLOEXEC; O_NOFOLLOW refuses a planted symlink.
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open lock file {path:?}: {e}")))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(file) => {
+            file.set_len(0)?;
+            file.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)?;
+            Ok(LockOutcome::Acquired(SingletonLock { file, path }))
+        }
+        Err((mut file, Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let pid = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse::<i32>().ok());
+            Ok(LockOutcome::Held { pid })
+        }
+        Err((_, e)) => Err(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("cannot lock {path:?}: {e}"),
+        )),
+    }
+}
+
+/// Names become part of a file name: keep them from escaping `dir`.
+fn check_name(what: &str, name: &str) -> io::Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} name {name:?} cannot be used in a lock file name"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_dir_prefers_xdg() {
+        assert_eq!(
+            runtime_dir_for(Some("/run/user/1000".into()), 1000),
+            PathBuf::from("/run/user/1000/prodserver")
+        );
+        assert_eq!(
+            runtime_dir_for(None, 1000),
+            PathBuf::from("/tmp/prodserver-1000")
+        );
+        assert_eq!(
+            runtime_dir_for(Some("".into()), 7),
+            PathBuf::from("/tmp/prodserver-7")
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Signal names, and sending signals to one process or to a whole group.
+//!
+//! Stopping follows systemd's `KillMode=mixed` (see FACTS.md, Celery): the
+//! stop signal goes to the main pid only ([`send`]), and after the grace
+//! period the whole group gets SIGKILL ([`kill_group`]).
+
+use std::io;
+
+use nix::unistd::getpgrp;
+
+/// Canonical names first: [`signal_name`] returns the first match, while
+/// [`signal_by_name`] also accepts the aliases that follow.
+const NAMES: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+    // Aliases.
+    ("IOT", libc::SIGABRT),
+    ("CLD", libc::SIGCHLD),
+    ("POLL", libc::SIGIO),
+];
+
+/// Parses a signal as written in `prodserver.toml` or on the command line:
+/// `"TERM"`, `"SIGTERM"`, `"term"`, `"15"`, and the real-time forms
+/// `"RTMIN"`, `"RTMIN+3"`, `"RTMAX-1"`. Returns `None` for anything else,
+/// including numbers outside `1..=SIGRTMAX`.
+pub fn signal_by_name(name: &str) -> Option<i32> {
+    let name = name.trim();
+    if let Ok(n) = name.parse::<i32>() {
+        return (1..=libc::SIGRTMAX()).contains(&n).then_some(n);
+    }
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Some(&(_, n)) = NAMES.iter().find(|(s, _)| *s == bare) {
+        return Some(n);
+    }
+    realtime_by_name(bare)
+}
+
+fn realtime_by_name(bare: &str) -> Option<i32> {
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let n = if let Some(rest) = bare.strip_prefix("RTMIN") {
+        min + offset(rest, '+')?
+    } else if let Some(rest) = bare.strip_prefix("RTMAX") {
+        max - offset(rest, '-')?
+    } else {
+        return None;
+    };
+    (min..=max).contains(&n).then_some(n)
+}
+
+/// `""` → 0, `"+3"` (with `sign` '+') → 3; anything else → None.
+fn offset(rest: &str, sign: char) -> Option<i32> {
+    if rest.is_empty() {
+        return Some(0);
+    }
+    rest.strip_prefix(sign)?.parse::<i32>().ok()
+}
+
+/// The conventional name of a signal, `"SIGTERM"`; real-time signals are
+/// named `"SIGRTMIN+N"`; anything unknown is `"signal N"`.
+/// `signal_by_name(&signal_name(n)) == Some(n)` for every valid signal.
+pub fn signal_name(sig: i32) -> String {
+    if let Some((name, _)) = NAMES.iter().find(|(_, n)| *n == sig) {
+        return format!("SIG{name}");
+    }
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    if sig == min {
+        "SIGRTMIN".to_owned()
+    } else if sig > min && sig <= max {
+        format!("SIGRTMIN+{}", sig - min)
+    } else {
+        format!("signal {sig}")
+    }
+}
+
+/// Sends `sig` to one process, the main pid of an instance.
+///
+/// Refuses `pid <= 0`: `kill(0, …)` and `kill(-1, …)` would hit our own
+/// group or every process we may signal, never what a caller means.
+/// ESRCH (already gone) is returned as an error: the caller decides.
+pub fn send(pid: i32, sig: i32) -> io::Result<()> {
+    if pid <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to send {} to pid {pid}", signal_name(sig)),
+        ));
+    }
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sends `sig` to every process of group `pgid`. A group that no longer
+/// exists (ESRCH) is fine: that is what we wanted.
+///
+/// Refuses `pgid <= 1` (`kill(-1)` signals every process) and our own group
+/// (it would signal prodserver itself: the group of a child spawned by
+/// [`crate::os::spawn()`] is never ours).
+pub fn signal_group(pgid: i32, sig: i32) -> io::Result<()> {
+    if pgid <= 1 || pgid == getpgrp().as_raw() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "refusing to send {} to process group {pgid}",
+                signal_name(sig)
+            ),
+        ));
+    }
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(-pgid, sig) } == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// SIGKILL to every process of group `pgid`; ESRCH is `Ok`.
+pub fn kill_group(pgid: i32) -> io::Result<()> {
+    signal_group(pgid, libc::SIGKILL)
+}
+
+/// Ignores SIGPIPE process-wide, so that a write to a closed pipe or socket
+/// (a child's log pipe, the keeper's socket, a control client that hung up)
+/// returns EPIPE instead of killing prodserver. Children do not inherit
+/// this: [`crate::os::spawn()`] resets every disposition before exec.
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN runs no handler code, so no Rust code can
+    // be interrupted in an unsafe state. sigaction(2) only fails for an
+    // invalid signal number, and SIGPIPE is valid, so the result is moot.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}

@@ -1,0 +1,261 @@
+//! The keeper: groups registered by a supervisor that is SIGKILLed die with
+//! it, grandchildren included.
+//!
+//! The "supervisor" is a child forked by the test: it is single-threaded
+//! after fork, exactly as prodserver is when it calls start_keeper. It
+//! starts the keeper, puts `sh -c 'sleep 300 & sleep 300'` in a group of its
+//! own, (un)registers it, reports the pids and waits to be killed.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{group_members, is_dead, wait_until};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use prodserver::os::{kill_group, start_keeper};
+
+/// Forks are process-wide events: a fork in one test would copy another
+/// test's keeper socket and delay its EOF. Run these one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Harness {
+    supervisor: Pid,
+    keeper: i32,
+    pgid: i32,
+}
+
+/// What the forked supervisor does with the workload's group.
+#[derive(Clone, Copy)]
+enum Registration {
+    Register,
+    RegisterThenUnregister,
+}
+
+fn start_supervisor(registration: Registration) -> Harness {
+    // Everything the child needs is allocated before fork.
+    let sh = CString::new("/bin/sh").unwrap();
+    let argv = [
+        CString::new("sh").unwrap(),
+        CString::new("-c").unwrap(),
+        CString::new("sleep 300 & sleep 300").unwrap(),
+    ];
+    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).unwrap();
+
+    // SAFETY: the child only makes system calls and uses the keeper API
+    // (whose fork happens in this single-threaded child); it never returns.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            drop(report_r);
+            supervisor_main(&report_w, &sh, &argv, registration)
+        }
+        ForkResult::Parent { child } => {
+            drop(report_w);
+            let mut buf = [0u8; 8];
+            let n = nix::unistd::read(&report_r, &mut buf).unwrap();
+            assert_eq!(n, 8, "the forked supervisor failed before reporting");
+            Harness {
+                supervisor: child,
+                keeper: i32::from_ne_bytes(buf[..4].try_into().unwrap()),
+                pgid: i32::from_ne_bytes(buf[4..].try_into().unwrap()),
+            }
+        }
+    }
+}
+
+fn supervisor_main(
+    report: &OwnedFd,
+    sh: &CString,
+    argv: &[CString; 3],
+    registration: Registration,
+) -> ! {
+    let Ok(keeper) = start_keeper() else {
+        // SAFETY: leaving the forked child without running the test's
+        // cleanup code.
+        unsafe { libc::_exit(10) }
+    };
+    let argv_ptrs = [
+        argv[0].as_ptr(),
+        argv[1].as_ptr(),
+        argv[2].as_ptr(),
+        std::ptr::null(),
+    ];
+    // SAFETY: as above; the grandchild only calls setpgid and execv.
+    let workload = match unsafe { fork() } {
+        Ok(ForkResult::Child) => unsafe {
+            libc::setpgid(0, 0);
+            libc::execv(sh.as_ptr(), argv_ptrs.as_ptr());
+            libc::_exit(127)
+        },
+        Ok(ForkResult::Parent { child }) => child.as_raw(),
+        // SAFETY: as above.
+        Err(_) => unsafe { libc::_exit(11) },
+    };
+    // Both sides set the group, so it exists before we register it.
+    // SAFETY: setpgid on our own child; EACCES after its exec is fine.
+    unsafe { libc::setpgid(workload, workload) };
+    let registered = match registration {
+        Registration::Register => keeper.register(workload),
+        Registration::RegisterThenUnregister => keeper
+            .register(workload)
+            .and_then(|()| keeper.unregister(workload)),
+    };
+    if registered.is_err() {
+        // SAFETY: as above.
+        unsafe { libc::_exit(12) }
+    }
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&keeper.pid().to_ne_bytes());
+    msg[4..].copy_from_slice(&workload.to_ne_bytes());
+    if nix::unistd::write(report, &msg) != Ok(8) {
+        // SAFETY: as above.
+        unsafe { libc::_exit(13) }
+    }
+    loop {
+        // SAFETY: pause only waits for a signal (the test's SIGKILL).
+        unsafe { libc::pause() };
+    }
+}
+
+fn sleeps_in_group(pgid: i32) -> usize {
+    group_members(pgid)
+        .iter()
+        .filter(|s| s.comm == "sleep")
+        .count()
+}
+
+fn kill_supervisor(h: &Harness) {
+    kill(h.supervisor, Signal::SIGKILL).unwrap();
+    waitpid(h.supervisor, None).unwrap();
+}
+
+#[test]
+fn registered_groups_die_with_a_sigkilled_supervisor() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let h = start_supervisor(Registration::Register);
+    assert!(
+        wait_until(Duration::from_secs(5), || sleeps_in_group(h.pgid) >= 2),
+        "workload never started: {:?}",
+        group_members(h.pgid)
+    );
+    // A terminal Ctrl-C or a `kill` of the foreground group must not take
+    // the keeper down with the supervisor: it ignores these.
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        kill(Pid::from_raw(h.keeper), sig).unwrap();
+    }
+
+    kill_supervisor(&h);
+
+    let gone = wait_until(Duration::from_secs(2), || group_members(h.pgid).is_empty());
+    let survivors = group_members(h.pgid);
+    // Do not leave sleeps behind for the next test run if we failed.
+    let _ = kill_group(h.pgid);
+    assert!(gone, "survivors in group {}: {survivors:?}", h.pgid);
+    assert!(
+        wait_until(Duration::from_secs(2), || is_dead(h.keeper)),
+        "keeper {} did not exit",
+        h.keeper
+    );
+}
+
+#[test]
+fn unregistered_groups_are_left_alone() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let h = start_supervisor(Registration::RegisterThenUnregister);
+    assert!(wait_until(Duration::from_secs(5), || sleeps_in_group(
+        h.pgid
+    ) >= 2));
+
+    kill_supervisor(&h);
+
+    // The keeper kills (or not) before it exits: once it is gone, the
+    // verdict is in.
+    assert!(wait_until(Duration::from_secs(2), || is_dead(h.keeper)));
+    let survivors = sleeps_in_group(h.pgid);
+    kill_group(h.pgid).unwrap();
+    assert!(survivors >= 2, "the keeper killed an unregistered group");
+    assert!(wait_until(Duration::from_secs(2), || group_members(h.pgid).is_empty()));
+}
+
+#[test]
+fn shutdown_waits_for_the_keeper_and_kills_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let keeper = start_keeper().unwrap();
+    let keeper_pid = keeper.pid();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = i32::try_from(sleeper.id()).unwrap();
+    keeper.register(pgid).unwrap();
+
+    keeper.shutdown().unwrap();
+
+    // shutdown reaped the keeper: no such process any more.
+    assert!(common::stat(keeper_pid).is_none());
+    assert!(!is_dead(pgid), "shutdown killed a registered group");
+    kill_group(pgid).unwrap();
+    sleeper.wait().unwrap();
+}
+
+#[test]
+fn a_dead_keeper_is_reported_once_and_never_raises_sigpipe() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let keeper = start_keeper().unwrap();
+    assert!(keeper.register(1).is_err(), "kill(-1) must never be armed");
+    assert!(keeper.register(0).is_err());
+
+    kill(Pid::from_raw(keeper.pid()), Signal::SIGKILL).unwrap();
+    assert!(wait_until(Duration::from_secs(2), || is_dead(keeper.pid())));
+
+    // With SIGPIPE at its default, a plain write to the dead keeper would
+    // kill this test process.
+    // SAFETY: restoring default/ignore dispositions; no handler code runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let first = keeper.register(4242).unwrap_err();
+    let second = keeper.unregister(4242).unwrap_err();
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+
+    assert!(first.first_report, "{first}");
+    assert!(!second.first_report);
+    assert_eq!(first.source.raw_os_error(), Some(libc::EPIPE));
+    keeper.shutdown().unwrap();
+}
+
+#[test]
+fn keeper_names_itself_and_holds_no_inherited_descriptors() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // An open descriptor the keeper would inherit through fork.
+    let _file = tempfile::tempfile().unwrap();
+    let keeper = start_keeper().unwrap();
+    let pid = keeper.pid();
+    // The name is set right after fork: poll for it.
+    assert!(wait_until(Duration::from_secs(2), || {
+        common::stat(pid).is_some_and(|s| s.comm == "prodserver-keep")
+    }));
+    assert!(wait_until(Duration::from_secs(2), || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count() == 1)
+            .unwrap_or(false)
+    }));
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(fds, ["0"], "keeper fds besides its socket");
+    keeper.shutdown().unwrap();
+}
