@@ -3,12 +3,15 @@
 //! Data flows one way: `config` → `plan` → `supervisor` (pure engine) → `os`;
 //! observations (exits, output, signals) flow back into the engine as events.
 
+#![deny(unsafe_code)]
+
 pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod logs;
+#[allow(unsafe_code)] // the thin OS layer is the only place with `unsafe`
 pub mod os;
 pub mod plan;
 pub mod supervisor;

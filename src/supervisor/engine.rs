@@ -20,13 +20,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::gate::{self, Gate, ProcessView};
-use super::instance::{Action, Event, ExitStatus, Instance, InstanceConfig, Note, Phase};
+use super::instance::{Action, Event, ExitStatus, FailReason, Instance, InstanceConfig, Note, Phase};
 use super::order;
 use super::summary;
 use crate::config::units::format_duration;
 use crate::exit;
 use crate::logs::{Logs, Stream};
-use crate::os::{self, Credentials, Keeper, LockOutcome, SingletonLock, SpawnError, SpawnRequest};
+use crate::os::{self, Credentials, Keeper, LockOutcome, SingletonLock, SpawnRequest};
 use crate::plan::{Plan, ProcessId};
 
 /// How `prodserver start` was asked to run.
@@ -192,20 +192,22 @@ impl Engine {
                         self.start_slot(slot);
                     }
                 }
-                Gate::Wait => {}
-                Gate::Blocked { reason } => {
-                    let name = self.plan.processes[id].name.clone();
-                    self.logs.event(&name, 0, None, format!("cannot start: {reason}"));
-                    self.begin_shutdown(exit::PROCESS_FAILED, &format!("{name} cannot start"));
-                    return;
+                Gate::Wait { .. } => {}
+                Gate::Blocked { dependency, reason } => {
+                    // It can never start: fail its instances, so prodserver
+                    // does not wait forever (and exits 1 once all ended).
+                    self.started[id] = true;
+                    let reason = format!("dependency {} {reason}", self.plan.processes[dependency].name);
+                    for slot in self.slot_range(id) {
+                        self.queue.push_back((slot, Event::Blocked { reason: reason.clone() }));
+                    }
                 }
             }
         }
     }
 
     fn view(&self, process: ProcessId) -> ProcessView {
-        let phases: Vec<&Phase> = self.slots.iter().filter(|s| s.process == process).map(|s| s.fsm.phase()).collect();
-        ProcessView::from_phases(&phases)
+        ProcessView::of(self.slots.iter().filter(|s| s.process == process).map(|s| s.fsm.phase()))
     }
 
     fn slot_range(&self, process: ProcessId) -> Vec<usize> {
@@ -337,11 +339,12 @@ impl Engine {
                 // spawned ("healthy" behaves as "started").
                 self.queue.push_back((slot, Event::Ready));
             }
-            Err(SpawnError::Permanent(message)) => {
-                self.queue.push_back((slot, Event::SpawnFailed { permanent: true, message }));
-            }
-            Err(SpawnError::Transient(message)) => {
-                self.queue.push_back((slot, Event::SpawnFailed { permanent: false, message }));
+            Err(e) => {
+                let event = Event::SpawnFailed {
+                    permanent: e.is_permanent(),
+                    message: e.to_string(),
+                };
+                self.queue.push_back((slot, event));
             }
         }
     }
@@ -491,19 +494,37 @@ impl Engine {
                 (ExitStatus::Signal(s), false) => format!("killed by {}", os::signal_name(s)),
             },
             Note::Restarting { after, attempt } => format!("restarting in {} (restart {attempt})", format_duration(round_ms(after))),
-            Note::Failed { restarts } => format!("FAILED after {restarts} restarts: staying down"),
+            Note::Failed { reason, restarts } => match reason {
+                // The message was logged by ExecFailed just before.
+                FailReason::ExecFailed { .. } => "FAILED: not retrying, the program cannot be executed".into(),
+                FailReason::SpawnFailed { message } => format!("FAILED: {message}"),
+                FailReason::Exited { .. } => format!("FAILED after {restarts} restarts: restart policy says stay down"),
+                FailReason::TooManyRestarts { max, window } => {
+                    format!("FAILED after {restarts} restarts (max_restarts = {max} within {}): staying down", format_duration(window))
+                }
+                FailReason::Blocked { reason } => format!("FAILED: cannot start: {reason}"),
+            },
             Note::Stopping { signal } => format!("stopping ({})", os::signal_name(signal)),
-            Note::KilledAfterTimeout => format!(
-                "did not stop within {}: killed its process group",
-                format_duration(self.plan.processes[self.slots[slot].process].stop_timeout)
-            ),
-            Note::ExecFailed { message } => format!("FAILED: {message}"),
+            Note::Stopped => "stopped".into(),
+            Note::Completed => "completed".into(),
+            Note::Ready => "ready".into(),
+            Note::KilledOnRequest => "killed its process group (asked to stop now)".into(),
+            Note::RestartRequested { reason } => format!("restarting: {reason}"),
+            Note::KilledAfterTimeout { timeout } => {
+                format!("did not stop within {}: killed its process group", format_duration(timeout))
+            }
+            Note::ExecFailed { message, permanent } => {
+                if permanent {
+                    format!("cannot execute: {message}")
+                } else {
+                    format!("cannot spawn: {message}")
+                }
+            }
             Note::Unhealthy { reason } => format!("unhealthy: {reason}"),
             Note::WaitingForLock { pid } => match pid {
                 Some(pid) => format!("waiting for lock held by pid {pid}"),
                 None => "waiting for the singleton lock".into(),
             },
-            other => format!("{other:?}"),
         };
         self.note_text(slot, text);
     }
@@ -529,7 +550,7 @@ impl Engine {
         self.logs.project_event("exit summary:".into());
         for s in &self.slots {
             let spec = &self.plan.processes[s.process];
-            let state = if self.started[s.process] { summary::describe(s.fsm.phase()) } else { "not started".into() };
+            let state = if self.started[s.process] { s.fsm.phase().name() } else { "not started" };
             let last = match s.last_exit {
                 Some(ExitStatus::Code(c)) => format!(", last exit code {c}"),
                 Some(ExitStatus::Signal(sig)) => format!(", last exit by {}", os::signal_name(sig)),
