@@ -1,1 +1,154 @@
-//! (stub: being written)
+//! The merged log stream: every line of every child, prefixed, on our stdout.
+//!
+//! Theory of operation:
+//!
+//! ```text
+//!  child pipe ──pump──┐  (read 64 KiB, split, format a batch)
+//!  child pipe ──pump──┼──► bounded batch queue ──► writer thread ──► stdout
+//!  supervisor ─event()┘    + unbounded event queue  (events first)
+//! ```
+//!
+//! - [`Logs::pump`] is a future per child stream; [`Logs::event`] and
+//!   [`Logs::project_event`] are plain non-blocking calls for the supervisor.
+//! - One std thread ([`writer`]) owns the output, so lines of one stream stay
+//!   in order and lines are never interleaved mid-line.
+//! - Backpressure: the batch queue is bounded, so a slow stdout reader stops
+//!   the pumps reading and the children block on their own writes. Events
+//!   never wait. Memory bounds are in [`writer`]'s docs.
+//! - Line rules (split at 64 KiB, `+|`/`"continued"` marks, U+FFFD, CRLF):
+//!   [`lines`] and [`format`].
+//!
+//! Ordering note: events jump the batch queue, so an "exited" event can be
+//! written before the last lines of the process it is about, unless the
+//! caller awaits that process's pumps (they end at EOF) before emitting it.
+
+pub mod color;
+pub mod format;
+pub mod lines;
+mod pump;
+mod recent;
+pub mod writer;
+
+use std::future::Future;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::io::AsyncRead;
+
+pub use color::use_color;
+pub use format::{Format, Stream};
+pub use recent::{KEEP_LINES, MAX_LINE_BYTES};
+pub use writer::{Stats, WriterHandle};
+
+use format::{LineFormat, Source};
+use recent::RecentStore;
+use writer::Channel;
+
+/// The name shown on prodserver's own lines.
+pub const PROJECT_LABEL: &str = "prodserver";
+
+/// Clonable handle to the log stream.
+#[derive(Debug, Clone)]
+pub struct Logs {
+    format: Format,
+    width: usize,
+    channel: Arc<Channel>,
+    recent: Arc<RecentStore>,
+}
+
+/// Width of the label `name.N`, for computing the `prefix_width` to pass to
+/// [`Logs::start`]: the maximum over every instance of the project.
+pub fn label_width(process: &str, instance: u32) -> usize {
+    format::label(process, Some(instance)).chars().count()
+}
+
+impl Logs {
+    /// Starts the writer thread on `out` (stdout in production; any writer
+    /// in tests). Labels are padded to `prefix_width` characters.
+    pub fn start(
+        format: Format,
+        prefix_width: usize,
+        out: Box<dyn Write + Send>,
+    ) -> io::Result<(Logs, WriterHandle)> {
+        let (channel, handle) = writer::spawn(out)?;
+        let logs = Logs {
+            format,
+            width: prefix_width,
+            channel,
+            recent: Arc::new(RecentStore::default()),
+        };
+        Ok((logs, handle))
+    }
+
+    fn line_format(
+        &self,
+        process: &str,
+        instance: Option<u32>,
+        pid: Option<u32>,
+        stream: Stream,
+    ) -> LineFormat {
+        LineFormat::new(
+            self.format,
+            self.width,
+            Source {
+                process,
+                instance,
+                pid,
+                stream,
+            },
+        )
+    }
+
+    fn emit_event(&self, process: &str, instance: Option<u32>, pid: Option<u32>, message: &str) {
+        let mut fmt = self.line_format(process, instance, pid, Stream::Event);
+        fmt.set_time(SystemTime::now());
+        let mut bytes = Vec::with_capacity(message.len() + 128);
+        fmt.write_event(&mut bytes, message);
+        self.channel.push_event(&bytes);
+    }
+
+    /// A supervisor event about one instance (spawned, exited, ...), shown
+    /// with that instance's prefix (JSON: `"stream":"event"`). Never waits:
+    /// safe to call from the supervisor loop whatever stdout is doing.
+    pub fn event(&self, process: &str, instance: u32, pid: Option<u32>, message: &str) {
+        self.emit_event(process, Some(instance), pid, message);
+    }
+
+    /// An event about the whole project, prefixed `prodserver |` (JSON:
+    /// `"process":"prodserver"`, `instance` and `pid` null). Never waits.
+    pub fn project_event(&self, message: &str) {
+        self.emit_event(PROJECT_LABEL, None, None, message);
+    }
+
+    /// Copies `reader` (a child's stdout or stderr) into the log until EOF,
+    /// including a final line without newline. Spawn it as a task per
+    /// stream. It ends early, dropping `reader`, only if the writer has been
+    /// stopped; a read error is reported as an event, then ends the pump.
+    pub fn pump<R>(
+        &self,
+        process: String,
+        instance: u32,
+        pid: u32,
+        stream: Stream,
+        reader: R,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        pump::run(self.clone(), process, instance, pid, stream, reader)
+    }
+
+    /// The last lines (up to [`KEEP_LINES`] = 20, each at most
+    /// [`MAX_LINE_BYTES`] = 2 KiB then `…`, oldest first, both
+    /// streams) of the latest pid pumped for this instance. Complete once
+    /// that instance's pumps have returned.
+    pub fn last_lines(&self, process: &str, instance: u32) -> Vec<String> {
+        self.recent.last_lines(process, instance)
+    }
+
+    /// What is queued for the writer right now (for status and tests).
+    pub fn stats(&self) -> Stats {
+        self.channel.stats()
+    }
+}

@@ -1,0 +1,90 @@
+//! A pump: reads one child pipe to EOF and feeds the writer.
+//!
+//! Theory of operation: read up to [`READ_CHUNK`] bytes; split them into
+//! lines (no copy for lines wholly inside the chunk); format every line into
+//! one batch buffer; send the batch to the writer once per chunk, or earlier
+//! when it reaches `BATCH_BYTES`. Sending waits for a free queue slot, and
+//! while it waits the pump does not read: that is how a slow consumer of
+//! prodserver's stdout slows the children instead of growing our memory.
+//! Per-line cost is a `memchr`, a UTF-8 check and three small copies; there
+//! is no per-line allocation, message or lock.
+
+use std::time::SystemTime;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::format::Stream;
+use super::lines::LineSplitter;
+use super::recent::LocalRing;
+use super::writer::BATCH_BYTES;
+use super::Logs;
+
+/// Bytes asked of the pipe per read; also the longest line piece. A Linux
+/// pipe holds 64 KiB by default, so one read can take all of it.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// Longest piece of a line; longer lines are split (see `lines`).
+pub const MAX_LINE: usize = 64 * 1024;
+
+pub(super) async fn run<R: AsyncRead + Unpin>(
+    logs: Logs,
+    process: String,
+    instance: u32,
+    pid: u32,
+    stream: Stream,
+    mut reader: R,
+) {
+    let mut fmt = logs.line_format(&process, Some(instance), Some(pid), stream);
+    let channel = &logs.channel;
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut splitter = LineSplitter::new(MAX_LINE);
+    let mut ring = LocalRing::default();
+    let mut out = channel.buffer();
+    logs.recent.begin(&process, instance, pid);
+
+    let read_error = loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) => break None,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Some(e),
+        };
+        // One clock read per chunk, not per line (see LineFormat::set_time).
+        fmt.set_time(SystemTime::now());
+        let mut rest = &buf[..n];
+        while let Some(line) = splitter.next_line(&mut rest) {
+            fmt.write(&mut out, line.bytes, line.continued);
+            ring.push(line.bytes);
+            if out.len() >= BATCH_BYTES && channel.send(&mut out).await.is_err() {
+                // The writer has stopped (shutdown): nobody will read more.
+                // Returning drops the pipe; the child gets EPIPE.
+                return;
+            }
+        }
+        if !out.is_empty() && channel.send(&mut out).await.is_err() {
+            return;
+        }
+        ring.publish(&logs.recent, &process, instance, pid);
+    };
+
+    // EOF (or a read error): the partial last line is still a line.
+    fmt.set_time(SystemTime::now());
+    while let Some(line) = splitter.finish() {
+        fmt.write(&mut out, line.bytes, line.continued);
+        ring.push(line.bytes);
+        if out.len() >= BATCH_BYTES && channel.send(&mut out).await.is_err() {
+            return;
+        }
+    }
+    ring.publish(&logs.recent, &process, instance, pid);
+    if !out.is_empty() && channel.send(&mut out).await.is_err() {
+        return;
+    }
+    if let Some(e) = read_error {
+        logs.event(
+            &process,
+            instance,
+            Some(pid),
+            &format!("cannot read {}: {e}", stream.as_str()),
+        );
+    }
+}
