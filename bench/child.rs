@@ -9,7 +9,10 @@
 use std::io::Write;
 
 fn monotonic_ns() -> u128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
@@ -19,7 +22,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("lines") => {
-            let n: u64 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+            let n: u64 = args
+                .get(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1_000_000);
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             for i in 0..n {
@@ -29,7 +35,11 @@ fn main() {
         Some("crash") => {
             let start = monotonic_ns();
             let path = args.get(2).expect("crash FILE");
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open");
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open");
             let _ = writeln!(f, "s {start}\ne {}", monotonic_ns());
             std::process::exit(1);
         }

@@ -68,7 +68,11 @@ fn program_exists(program: &str, path: &str, cwd: &Path) -> bool {
 pub fn start_order(plan: &Plan) -> Vec<Vec<&str>> {
     order::start_ranks(plan)
         .into_iter()
-        .map(|wave| wave.into_iter().map(|i| plan.processes[i].name.as_str()).collect())
+        .map(|wave| {
+            wave.into_iter()
+                .map(|i| plan.processes[i].name.as_str())
+                .collect()
+        })
         .collect()
 }
 

@@ -14,4 +14,5 @@ pub mod logs;
 #[allow(unsafe_code)] // the thin OS layer is the only place with `unsafe`
 pub mod os;
 pub mod plan;
+pub mod start;
 pub mod supervisor;

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use prodserver::check;
-use prodserver::cli::{Cli, Command};
+use prodserver::cli::{Cli, Command, LogFormat};
 use prodserver::config::{self, LoadOptions};
-use prodserver::exit;
+use prodserver::{exit, start};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,7 +33,7 @@ fn run(cli: Cli) -> i32 {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let opts = LoadOptions {
         env: env.clone(),
-        runtime_dir: runtime_dir(&env),
+        runtime_dir: prodserver::os::runtime_dir(),
     };
     let color = std::io::stderr().is_terminal() && env.get("NO_COLOR").is_none_or(|v| v.is_empty());
     match cli.command {
@@ -65,16 +65,35 @@ fn run(cli: Cli) -> i32 {
                 exit::CONFIG
             }
         },
-        Command::Start { .. } => {
-            eprintln!("error: start is being wired up");
-            exit::INTERNAL
+        Command::Start {
+            names,
+            no_color,
+            log_format,
+        } => {
+            let loaded = match config::load(&path, &opts) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprint!("{}", e.sources.render(&e.diagnostics, color));
+                    let n = e.errors().count();
+                    eprintln!(
+                        "\n{}: {n} error{} found; nothing was started",
+                        path.display(),
+                        if n == 1 { "" } else { "s" }
+                    );
+                    return exit::CONFIG;
+                }
+            };
+            if !loaded.warnings.is_empty() {
+                eprint!("{}", loaded.sources.render(&loaded.warnings, color));
+            }
+            let settings = start::Settings {
+                names,
+                no_color,
+                json: log_format == LogFormat::Json,
+                env,
+                runtime_dir: opts.runtime_dir,
+            };
+            start::run(loaded.plan, settings)
         }
-    }
-}
-
-fn runtime_dir(env: &BTreeMap<String, String>) -> std::path::PathBuf {
-    match env.get("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => std::path::Path::new(dir).join("prodserver"),
-        None => std::path::PathBuf::from(format!("/tmp/prodserver-{}", nix::unistd::getuid())),
     }
 }

@@ -43,7 +43,10 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
         }
     }
     if let Err(e) = os::ensure_runtime_dir(&settings.runtime_dir) {
-        eprintln!("error: cannot use the runtime directory {}: {e}", settings.runtime_dir.display());
+        eprintln!(
+            "error: cannot use the runtime directory {}: {e}",
+            settings.runtime_dir.display()
+        );
         return exit::INTERNAL;
     }
     // Forked before any thread exists: see os::keeper.
@@ -63,7 +66,11 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
         Format::Json
     } else {
         Format::Text {
-            color: logs::use_color(settings.no_color, settings.env.get("NO_COLOR").map(String::as_str), std::io::stdout().is_terminal()),
+            color: logs::use_color(
+                settings.no_color,
+                settings.env.get("NO_COLOR").map(String::as_str),
+                std::io::stdout().is_terminal(),
+            ),
         }
     };
     let width = selected
@@ -75,9 +82,18 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
         .max()
         .unwrap_or(0)
         .max("prodserver".len());
-    let (logs, writer) = Logs::start(format, width, Box::new(std::io::stdout()));
+    let (logs, writer) = match Logs::start(format, width, Box::new(std::io::stdout())) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("error: cannot start the log writer: {e}");
+            return exit::INTERNAL;
+        }
+    };
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -92,7 +108,9 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
     };
     let code = runtime.block_on(Engine::new(plan, opts, keeper, logs.clone()).run());
     drop(logs);
-    writer.flush_and_stop();
+    if let Err(e) = writer.flush_and_stop() {
+        eprintln!("warning: the log stream could not be flushed: {e}");
+    }
     code
 }
 
@@ -111,7 +129,10 @@ fn select(plan: &Plan, names: &[String]) -> Result<Vec<usize>, String> {
                     Some(best) => format!("did you mean `{best}`?"),
                     None => format!("the processes are: {}", known.join(", ")),
                 };
-                return Err(format!("no process named `{name}` in {}; {hint}", plan.config_path.display()));
+                return Err(format!(
+                    "no process named `{name}` in {}; {hint}",
+                    plan.config_path.display()
+                ));
             }
         }
     }

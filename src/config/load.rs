@@ -18,9 +18,9 @@ use toml::Spanned;
 use super::diagnostic::{Diagnostic, FileId, Severity, Sources};
 use super::read::{self, did_you_mean, Reader, Table};
 use super::{envfile, schema};
-use crate::supervisor::order::find_cycle;
 use crate::backend::{self, ArgValue, BackendInput, BackendKey, Field};
 use crate::plan::*;
+use crate::supervisor::order::find_cycle;
 
 /// What loading needs from the outside world, passed in so tests control it.
 #[derive(Debug, Clone)]

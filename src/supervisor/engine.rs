@@ -20,7 +20,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::gate::{self, Gate, ProcessView};
-use super::instance::{Action, Event, ExitStatus, FailReason, Instance, InstanceConfig, Note, Phase};
+use super::instance::{
+    Action, Event, ExitStatus, FailReason, Instance, InstanceConfig, Note, Phase,
+};
 use super::order;
 use super::summary;
 use crate::config::units::format_duration;
@@ -42,7 +44,11 @@ pub struct RunOptions {
 
 /// A report from a child's watcher task.
 enum Msg {
-    Exited { slot: usize, generation: u64, status: ExitStatus },
+    Exited {
+        slot: usize,
+        generation: u64,
+        status: ExitStatus,
+    },
 }
 
 struct Slot {
@@ -132,12 +138,16 @@ impl Engine {
         ) {
             (Ok(i), Ok(t), Ok(c)) => (i, t, c),
             _ => {
-                self.logs.project_event("cannot install signal handlers".into());
+                self.logs.project_event("cannot install signal handlers");
                 return exit::INTERNAL;
             }
         };
         loop {
-            self.schedule();
+            // Starting one process can open another's gate: settle fully
+            // before waiting for the world.
+            while self.schedule() {
+                self.drain();
+            }
             self.drain();
             self.advance_shutdown();
             self.drain();
@@ -164,7 +174,10 @@ impl Engine {
     }
 
     fn finished(&self) -> bool {
-        let all_terminal = self.slots.iter().all(|s| s.fsm.is_terminal() || !self.started[s.process]);
+        let all_terminal = self
+            .slots
+            .iter()
+            .all(|s| s.fsm.is_terminal() || !self.started[s.process]);
         match &self.shutdown {
             Some(_) => all_terminal,
             None => {
@@ -175,11 +188,13 @@ impl Engine {
         }
     }
 
-    /// Starts every process whose dependencies are met.
-    fn schedule(&mut self) {
+    /// Starts every process whose dependencies are met; true if it
+    /// started (or gave up on) any.
+    fn schedule(&mut self) -> bool {
         if self.shutdown.is_some() {
-            return;
+            return false;
         }
+        let mut progressed = false;
         for id in 0..self.plan.processes.len() {
             if !self.selected[id] || self.started[id] {
                 continue;
@@ -187,6 +202,7 @@ impl Engine {
             let deps = self.plan.processes[id].depends_on.clone();
             match gate::dependencies_met(&deps, |p| self.view(p)) {
                 Gate::Open => {
+                    progressed = true;
                     self.started[id] = true;
                     for slot in self.slot_range(id) {
                         self.start_slot(slot);
@@ -196,22 +212,39 @@ impl Engine {
                 Gate::Blocked { dependency, reason } => {
                     // It can never start: fail its instances, so prodserver
                     // does not wait forever (and exits 1 once all ended).
+                    progressed = true;
                     self.started[id] = true;
-                    let reason = format!("dependency {} {reason}", self.plan.processes[dependency].name);
+                    let reason = format!(
+                        "dependency {} {reason}",
+                        self.plan.processes[dependency].name
+                    );
                     for slot in self.slot_range(id) {
-                        self.queue.push_back((slot, Event::Blocked { reason: reason.clone() }));
+                        self.queue.push_back((
+                            slot,
+                            Event::Blocked {
+                                reason: reason.clone(),
+                            },
+                        ));
                     }
                 }
             }
         }
+        progressed
     }
 
     fn view(&self, process: ProcessId) -> ProcessView {
-        ProcessView::of(self.slots.iter().filter(|s| s.process == process).map(|s| s.fsm.phase()))
+        ProcessView::of(
+            self.slots
+                .iter()
+                .filter(|s| s.process == process)
+                .map(|s| s.fsm.phase()),
+        )
     }
 
     fn slot_range(&self, process: ProcessId) -> Vec<usize> {
-        (0..self.slots.len()).filter(|i| self.slots[*i].process == process).collect()
+        (0..self.slots.len())
+            .filter(|i| self.slots[*i].process == process)
+            .collect()
     }
 
     fn start_slot(&mut self, slot: usize) {
@@ -237,7 +270,12 @@ impl Engine {
             Ok(LockOutcome::Held { pid }) => Some(Event::LockHeld { pid }),
             Err(e) => {
                 let name = spec.name.clone();
-                self.logs.event(&name, self.slots[slot].number, None, format!("cannot take the singleton lock: {e}"));
+                self.logs.event(
+                    &name,
+                    self.slots[slot].number,
+                    None,
+                    &format!("cannot take the singleton lock: {e}"),
+                );
                 Some(Event::LockHeld { pid: None })
             }
         }
@@ -284,9 +322,17 @@ impl Engine {
         let s = &self.slots[slot];
         let spec = &self.plan.processes[s.process];
         let number = s.number.to_string();
-        let argv: Vec<String> = spec.argv.iter().map(|a| a.replace("{instance}", &number)).collect();
+        let argv: Vec<String> = spec
+            .argv
+            .iter()
+            .map(|a| a.replace("{instance}", &number))
+            .collect();
         let mut env: BTreeMap<String, String> = self.opts.base_env.iter().cloned().collect();
-        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.replace("{instance}", &number))));
+        env.extend(
+            spec.env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.replace("{instance}", &number))),
+        );
         env.insert("PRODSERVER_PROCESS".into(), spec.name.clone());
         env.insert("PRODSERVER_INSTANCE".into(), number);
         let request = SpawnRequest {
@@ -301,7 +347,9 @@ impl Engine {
                 let mut child = spawned.child;
                 if !self.keeper_gone && self.keeper.register(pid).is_err() {
                     self.keeper_gone = true;
-                    self.logs.project_event("the keeper process is gone: children may outlive a SIGKILL of prodserver".into());
+                    self.logs.project_event(
+                        "the keeper process is gone: children may outlive a SIGKILL of prodserver",
+                    );
                 }
                 let slot_ref = &mut self.slots[slot];
                 slot_ref.pid = Some(pid);
@@ -309,14 +357,25 @@ impl Engine {
                 let generation = slot_ref.generation;
                 let name = spec.name.clone();
                 let number = slot_ref.number;
-                let pumps: Vec<_> = [
-                    child.stdout.take().map(|out| self.logs.pump(name.clone(), number, pid as u32, Stream::Stdout, out)),
-                    child.stderr.take().map(|err| self.logs.pump(name.clone(), number, pid as u32, Stream::Stderr, err)),
-                ]
-                .into_iter()
-                .flatten()
-                .map(tokio::spawn)
-                .collect();
+                let mut pumps = Vec::with_capacity(2);
+                if let Some(out) = child.stdout.take() {
+                    pumps.push(tokio::spawn(self.logs.pump(
+                        name.clone(),
+                        number,
+                        pid as u32,
+                        Stream::Stdout,
+                        out,
+                    )));
+                }
+                if let Some(err) = child.stderr.take() {
+                    pumps.push(tokio::spawn(self.logs.pump(
+                        name.clone(),
+                        number,
+                        pid as u32,
+                        Stream::Stderr,
+                        err,
+                    )));
+                }
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     let status = match child.wait().await {
@@ -332,7 +391,11 @@ impl Engine {
                         }
                     };
                     let _ = tokio::time::timeout(Duration::from_millis(300), drained).await;
-                    let _ = tx.send(Msg::Exited { slot, generation, status });
+                    let _ = tx.send(Msg::Exited {
+                        slot,
+                        generation,
+                        status,
+                    });
                 });
                 self.queue.push_back((slot, Event::Spawned { pid }));
                 // Until health checks exist, an instance is ready once
@@ -351,7 +414,11 @@ impl Engine {
 
     fn on_msg(&mut self, msg: Msg) {
         match msg {
-            Msg::Exited { slot, generation, status } => {
+            Msg::Exited {
+                slot,
+                generation,
+                status,
+            } => {
                 let s = &mut self.slots[slot];
                 if s.generation != generation {
                     return;
@@ -376,12 +443,22 @@ impl Engine {
         if let Phase::Failed { .. } = s.fsm.phase() {
             if self.shutdown.is_none() && (spec.oneshot || spec.critical) {
                 let name = format!("{}.{}", spec.name, s.number);
-                let what = if spec.oneshot { "oneshot" } else { "critical process" };
+                let what = if spec.oneshot {
+                    "oneshot"
+                } else {
+                    "critical process"
+                };
                 let lines = self.logs.last_lines(&spec.name, s.number);
                 if !lines.is_empty() {
-                    self.logs.event(&spec.name, s.number, None, format!("last {} lines of output:", lines.len()));
+                    self.logs.event(
+                        &spec.name,
+                        s.number,
+                        None,
+                        &format!("last {} lines of output:", lines.len()),
+                    );
                     for line in lines {
-                        self.logs.event(&spec.name, s.number, None, format!("  {line}"));
+                        self.logs
+                            .event(&spec.name, s.number, None, &format!("  {line}"));
                     }
                 }
                 self.begin_shutdown(exit::PROCESS_FAILED, &format!("{what} {name} failed"));
@@ -405,7 +482,9 @@ impl Engine {
 
     fn on_stop_signal(&mut self, name: &str) {
         if self.shutdown.is_some() {
-            self.logs.project_event(format!("{name} again: killing what is left without waiting"));
+            self.logs.project_event(&format!(
+                "{name} again: killing what is left without waiting"
+            ));
             for slot in 0..self.slots.len() {
                 if !self.slots[slot].fsm.is_terminal() {
                     self.queue.push_back((slot, Event::StopNow));
@@ -422,10 +501,16 @@ impl Engine {
             sd.exit_code = sd.exit_code.max(exit_code);
             return;
         }
-        self.logs.project_event(format!("{why}: stopping everything (a second Ctrl-C kills at once)"));
+        self.logs.project_event(&format!(
+            "{why}: stopping everything (a second Ctrl-C kills at once)"
+        ));
         let waves: Vec<Vec<ProcessId>> = order::stop_waves(&self.plan)
             .into_iter()
-            .map(|w| w.into_iter().filter(|p| self.selected[*p]).collect::<Vec<_>>())
+            .map(|w| {
+                w.into_iter()
+                    .filter(|p| self.selected[*p])
+                    .collect::<Vec<_>>()
+            })
             .filter(|w| !w.is_empty())
             .collect();
         // Instances that never started, or wait in backoff, have nothing to
@@ -434,7 +519,10 @@ impl Engine {
             if !self.started[self.slots[slot].process] {
                 continue;
             }
-            if !matches!(self.slots[slot].fsm.phase(), Phase::Running { .. } | Phase::Stopping { .. } | Phase::Spawning) {
+            if !matches!(
+                self.slots[slot].fsm.phase(),
+                Phase::Running { .. } | Phase::Stopping { .. } | Phase::Spawning { .. }
+            ) {
                 self.queue.push_back((slot, Event::Stop));
             }
         }
@@ -449,9 +537,12 @@ impl Engine {
 
     fn stop_wave(&mut self, wave: usize) {
         let Some(sd) = &self.shutdown else { return };
-        let Some(processes) = sd.waves.get(wave).cloned() else { return };
+        let Some(processes) = sd.waves.get(wave).cloned() else {
+            return;
+        };
         for slot in 0..self.slots.len() {
-            if processes.contains(&self.slots[slot].process) && !self.slots[slot].fsm.is_terminal() {
+            if processes.contains(&self.slots[slot].process) && !self.slots[slot].fsm.is_terminal()
+            {
                 self.queue.push_back((slot, Event::Stop));
             }
         }
@@ -461,7 +552,9 @@ impl Engine {
     fn advance_shutdown(&mut self) {
         loop {
             let Some(sd) = &self.shutdown else { return };
-            let Some(wave) = sd.waves.get(sd.current) else { return };
+            let Some(wave) = sd.waves.get(sd.current) else {
+                return;
+            };
             let done = self
                 .slots
                 .iter()
@@ -481,24 +574,37 @@ impl Engine {
     fn reap_orphans(&mut self) {
         let known: Vec<i32> = self.slots.iter().filter_map(|s| s.pid).collect();
         for (pid, status) in os::reap_orphans(&|pid| known.contains(&pid)) {
-            self.logs.project_event(format!("reaped orphan pid {pid} ({status})"));
+            self.logs
+                .project_event(&format!("reaped orphan pid {pid} ({status})"));
         }
     }
 
     fn note(&mut self, slot: usize, note: Note) {
+        let has_health = self.plan.processes[self.slots[slot].process]
+            .health
+            .is_some();
         let text = match note {
+            // Without a health check, readiness is the spawn: don't say it twice.
+            Note::Ready if !has_health => return,
             Note::Spawned { pid } => format!("spawned (pid {pid})"),
             Note::Exited { status, clean } => match (status, clean) {
                 (ExitStatus::Code(c), _) => format!("exited with code {c}"),
                 (ExitStatus::Signal(s), true) => format!("stopped by {}", os::signal_name(s)),
                 (ExitStatus::Signal(s), false) => format!("killed by {}", os::signal_name(s)),
             },
-            Note::Restarting { after, attempt } => format!("restarting in {} (restart {attempt})", format_duration(round_ms(after))),
+            Note::Restarting { after, attempt } => format!(
+                "restarting in {} (restart {attempt})",
+                format_duration(round_ms(after))
+            ),
             Note::Failed { reason, restarts } => match reason {
                 // The message was logged by ExecFailed just before.
-                FailReason::ExecFailed { .. } => "FAILED: not retrying, the program cannot be executed".into(),
+                FailReason::ExecFailed { .. } => {
+                    "FAILED: not retrying, the program cannot be executed".into()
+                }
                 FailReason::SpawnFailed { message } => format!("FAILED: {message}"),
-                FailReason::Exited { .. } => format!("FAILED after {restarts} restarts: restart policy says stay down"),
+                FailReason::Exited { .. } => {
+                    format!("FAILED after {restarts} restarts: restart policy says stay down")
+                }
                 FailReason::TooManyRestarts { max, window } => {
                     format!("FAILED after {restarts} restarts (max_restarts = {max} within {}): staying down", format_duration(window))
                 }
@@ -511,7 +617,10 @@ impl Engine {
             Note::KilledOnRequest => "killed its process group (asked to stop now)".into(),
             Note::RestartRequested { reason } => format!("restarting: {reason}"),
             Note::KilledAfterTimeout { timeout } => {
-                format!("did not stop within {}: killed its process group", format_duration(timeout))
+                format!(
+                    "did not stop within {}: killed its process group",
+                    format_duration(timeout)
+                )
             }
             Note::ExecFailed { message, permanent } => {
                 if permanent {
@@ -532,7 +641,8 @@ impl Engine {
     fn note_text(&mut self, slot: usize, text: String) {
         let s = &self.slots[slot];
         let name = self.plan.processes[s.process].name.clone();
-        self.logs.event(&name, s.number, s.pid.map(|p| p as u32), text);
+        self.logs
+            .event(&name, s.number, s.pid.map(|p| p as u32), &text);
     }
 
     /// Kills whatever is left, prints the exit summary, returns the code.
@@ -547,18 +657,28 @@ impl Engine {
             Some(sd) => sd.exit_code,
             None => summary::exit_code(self.slots.iter().map(|s| s.fsm.phase())),
         };
-        self.logs.project_event("exit summary:".into());
+        self.logs.project_event("exit summary:");
         for s in &self.slots {
             let spec = &self.plan.processes[s.process];
-            let state = if self.started[s.process] { s.fsm.phase().name() } else { "not started" };
+            let state = if self.started[s.process] {
+                s.fsm.phase().name()
+            } else {
+                "not started"
+            };
             let last = match s.last_exit {
                 Some(ExitStatus::Code(c)) => format!(", last exit code {c}"),
                 Some(ExitStatus::Signal(sig)) => format!(", last exit by {}", os::signal_name(sig)),
                 None => String::new(),
             };
-            self.logs.project_event(format!("  {}.{}: {state}, {} restarts{last}", spec.name, s.number, s.fsm.restarts()));
+            self.logs.project_event(&format!(
+                "  {}.{}: {state}, {} restarts{last}",
+                spec.name,
+                s.number,
+                s.fsm.restarts()
+            ));
         }
-        self.logs.project_event(format!("exiting with code {code}"));
+        self.logs
+            .project_event(&format!("exiting with code {code}"));
         let _ = self.keeper.shutdown();
         code
     }

@@ -17,6 +17,7 @@
 //! - [`summary`] to decide when prodserver is done and with which exit code.
 
 pub mod backoff;
+pub mod engine;
 pub mod gate;
 pub mod instance;
 pub mod order;
