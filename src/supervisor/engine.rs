@@ -248,35 +248,32 @@ impl Engine {
     }
 
     fn start_slot(&mut self, slot: usize) {
-        let spec = &self.plan.processes[self.slots[slot].process];
-        if spec.singleton {
-            match self.try_lock(slot) {
-                Some(event) => self.queue.push_back((slot, event)),
-                None => return,
-            }
-        }
         self.queue.push_back((slot, Event::Start));
     }
 
-    /// Takes the singleton lock for a slot; returns the event to feed when
-    /// it is held by someone else, `None` on an error already reported.
-    fn try_lock(&mut self, slot: usize) -> Option<Event> {
+    /// Takes (or keeps) a singleton's host-wide lock; `Err` carries the
+    /// event to feed when someone else holds it.
+    fn lock_singleton(&mut self, slot: usize) -> Result<(), Event> {
+        if self.slots[slot].lock.is_some() {
+            return Ok(());
+        }
         let spec = &self.plan.processes[self.slots[slot].process];
         match os::try_lock(&self.opts.runtime_dir, &self.plan.name, &spec.name) {
             Ok(LockOutcome::Acquired(lock)) => {
                 self.slots[slot].lock = Some(lock);
-                Some(Event::LockAcquired)
+                Ok(())
             }
-            Ok(LockOutcome::Held { pid }) => Some(Event::LockHeld { pid }),
+            Ok(LockOutcome::Held { pid }) => Err(Event::LockHeld { pid }),
             Err(e) => {
                 let name = spec.name.clone();
+                let number = self.slots[slot].number;
                 self.logs.event(
                     &name,
-                    self.slots[slot].number,
+                    number,
                     None,
                     &format!("cannot take the singleton lock: {e}"),
                 );
-                Some(Event::LockHeld { pid: None })
+                Err(Event::LockHeld { pid: None })
             }
         }
     }
@@ -310,15 +307,23 @@ impl Engine {
             Action::SetTimer(at) => self.slots[slot].timer = Some(at),
             Action::ClearTimer => self.slots[slot].timer = None,
             Action::TryLock => {
-                if let Some(event) = self.try_lock(slot) {
-                    self.queue.push_back((slot, event));
-                }
+                let event = match self.lock_singleton(slot) {
+                    Ok(()) => Event::LockAcquired,
+                    Err(held) => held,
+                };
+                self.queue.push_back((slot, event));
             }
             Action::Note(note) => self.note(slot, note),
         }
     }
 
     fn spawn(&mut self, slot: usize) {
+        if self.plan.processes[self.slots[slot].process].singleton {
+            if let Err(held) = self.lock_singleton(slot) {
+                self.queue.push_back((slot, held));
+                return;
+            }
+        }
         let s = &self.slots[slot];
         let spec = &self.plan.processes[s.process];
         let number = s.number.to_string();
@@ -541,8 +546,8 @@ impl Engine {
             return;
         };
         for slot in 0..self.slots.len() {
-            if processes.contains(&self.slots[slot].process) && !self.slots[slot].fsm.is_terminal()
-            {
+            let s = &self.slots[slot];
+            if processes.contains(&s.process) && self.started[s.process] && !s.fsm.is_terminal() {
                 self.queue.push_back((slot, Event::Stop));
             }
         }
@@ -602,8 +607,13 @@ impl Engine {
                     "FAILED: not retrying, the program cannot be executed".into()
                 }
                 FailReason::SpawnFailed { message } => format!("FAILED: {message}"),
-                FailReason::Exited { .. } => {
-                    format!("FAILED after {restarts} restarts: restart policy says stay down")
+                FailReason::Exited { status } => {
+                    let how = match status {
+                        ExitStatus::Code(c) => format!("exited with code {c}"),
+                        ExitStatus::Signal(sig) => format!("killed by {}", os::signal_name(sig)),
+                    };
+                    let policy = self.plan.processes[self.slots[slot].process].restart.name();
+                    format!("FAILED: {how} and restart is \"{policy}\"")
                 }
                 FailReason::TooManyRestarts { max, window } => {
                     format!("FAILED after {restarts} restarts (max_restarts = {max} within {}): staying down", format_duration(window))
@@ -622,13 +632,7 @@ impl Engine {
                     format_duration(timeout)
                 )
             }
-            Note::ExecFailed { message, permanent } => {
-                if permanent {
-                    format!("cannot execute: {message}")
-                } else {
-                    format!("cannot spawn: {message}")
-                }
-            }
+            Note::ExecFailed { message, .. } => message,
             Note::Unhealthy { reason } => format!("unhealthy: {reason}"),
             Note::WaitingForLock { pid } => match pid {
                 Some(pid) => format!("waiting for lock held by pid {pid}"),

@@ -121,9 +121,7 @@ impl Running {
                     match reader.read_until(b'\n', &mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(_) => {
-                            let line = String::from_utf8_lossy(&buf)
-                                .trim_end_matches('\n')
-                                .to_string();
+                            let line = unpad(String::from_utf8_lossy(&buf).trim_end_matches('\n'));
                             let (lock, cv) = &*captured;
                             lock.lock().expect("lock").lines.push(line);
                             cv.notify_all();
@@ -244,6 +242,20 @@ impl Drop for Running {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// `web.1      | msg` → `web.1 | msg`: the padding depends on the longest
+/// name of the project, which tests should not have to know.
+fn unpad(line: &str) -> String {
+    let Some(end) = line.find(' ') else {
+        return line.to_string();
+    };
+    let (label, rest) = (&line[..end], line[end..].trim_start_matches(' '));
+    if rest.starts_with('|') || rest.starts_with("+|") {
+        format!("{label} {rest}")
+    } else {
+        line.to_string()
     }
 }
 
