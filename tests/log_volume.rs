@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -89,28 +89,25 @@ restart = "never"
             }
         })
     };
-    let mut stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::with_capacity(1 << 20, child.stdout.take().expect("stdout"));
     let mut xs = 0u64;
     let mut pieces = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at_line_start = true;
+    let mut line = Vec::new();
     loop {
-        let n = stdout.read(&mut buf).expect("read");
-        if n == 0 {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).expect("read") == 0 {
             break;
         }
-        for &b in &buf[..n] {
-            match b {
-                b'x' => xs += 1,
-                b'\n' => at_line_start = true,
-                _ if at_line_start => {
-                    if b == b'b' {
-                        pieces += 1;
-                    }
-                    at_line_start = false;
-                }
-                _ => {}
-            }
+        // Only the child's output: `big.1 | xxx` or `big.1 +| xxx`.
+        let Some(bar) = line.iter().position(|b| *b == b'|') else { continue };
+        if !line.starts_with(b"big.1 ") {
+            continue;
+        }
+        let message = line[bar + 1..].trim_ascii();
+        // Supervisor events ("exited ...") share the prefix: skip them.
+        if !message.is_empty() && message.iter().all(|b| *b == b'x') {
+            pieces += 1;
+            xs += message.len() as u64;
         }
     }
     assert!(child.wait().expect("wait").success());
