@@ -81,9 +81,17 @@ if BROKER == "redis":
     CELERY_RESULT_BACKEND = REDIS_URL
     # acks_late tasks are redelivered after this many seconds if their worker
     # died (Redis has no per-connection acknowledgement). Default: 1 hour.
+    # kombu looks for such messages only every interval x throttle seconds
+    # (10 x 10 by default), so a test with a short visibility timeout also
+    # sets SHOP_UNACKED_RESTORE_INTERVAL=1.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": int(os.environ.get("SHOP_VISIBILITY_TIMEOUT", "3600")),
     }
+    if os.environ.get("SHOP_UNACKED_RESTORE_INTERVAL"):
+        CELERY_BROKER_TRANSPORT_OPTIONS.update(
+            unacked_restore_interval=int(os.environ["SHOP_UNACKED_RESTORE_INTERVAL"]),
+            unacked_restore_throttle=1,
+        )
 elif BROKER == "filesystem":
     BROKER_DIR = _env_path("SHOP_BROKER_DIR", VAR_DIR / "broker")
     RESULTS_DIR = _env_path("SHOP_RESULTS_DIR", VAR_DIR / "results")
