@@ -102,7 +102,7 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
     };
     let opts = RunOptions {
         selected,
-        base_env: os::scrub_inherited_env(settings.env.into_iter()),
+        base_env: os::scrub_inherited_env(settings.env),
         credentials,
         runtime_dir: settings.runtime_dir,
     };
