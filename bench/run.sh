@@ -31,9 +31,9 @@ best=0
 for _ in 1 2 3; do
   t0=$(now_ns); "$PS" start -c "$WORK/lines.toml" > "$WORK/via.out"; t1=$(now_ns)
   rate=$(( LINES * 1000000000 / (t1 - t0) ))
-  (( rate > best )) && best=$rate
+  if (( rate > best )); then best=$rate; fi
 done
-got=$(grep -c '^spam.1 | line ' "$WORK/via.out")
+got=$(grep -c '^spam.1 *| line ' "$WORK/via.out")
 [ "$got" -eq "$LINES" ] || { echo "lost lines: $got of $LINES" >&2; exit 1; }
 
 # --- crash -> respawn latency (backoff 0) ---------------------------------

@@ -99,7 +99,9 @@ restart = "never"
             break;
         }
         // Only the child's output: `big.1 | xxx` or `big.1 +| xxx`.
-        let Some(bar) = line.iter().position(|b| *b == b'|') else { continue };
+        let Some(bar) = line.iter().position(|b| *b == b'|') else {
+            continue;
+        };
         if !line.starts_with(b"big.1 ") {
             continue;
         }

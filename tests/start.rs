@@ -437,3 +437,35 @@ restart = "never"
         "{v}"
     );
 }
+
+#[test]
+fn user_and_group_drop_privileges_or_fail_clearly() {
+    let p = Project::new(
+        r#"
+[processes.who]
+backend = "command"
+command = ["sh", "-c", "echo uid=$(id -u) gid=$(id -g) groups=$(id -G)"]
+restart = "never"
+user = "nobody"
+group = "nogroup"
+"#,
+    );
+    let (code, out) = p.run(&["start"], T);
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    if root {
+        assert_eq!(code, 0, "{out}");
+        let line = out
+            .lines()
+            .find(|l| l.contains("who.1 | uid="))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(line.contains("uid=65534"), "{line}");
+        assert!(
+            !line.contains("groups=0") && !line.contains(" 0 "),
+            "root's groups were dropped: {line}"
+        );
+    } else {
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains("root"), "the error says why: {out}");
+    }
+}

@@ -19,9 +19,13 @@ use super::recent::LocalRing;
 use super::writer::BATCH_BYTES;
 use super::Logs;
 
-/// Bytes asked of the pipe per read; also the longest line piece. A Linux
-/// pipe holds 64 KiB by default, so one read can take all of it.
+/// Bytes asked of the pipe per read once a child is chatty. A Linux pipe
+/// holds 64 KiB by default, so one read can take all of it.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer of a pump that has not filled one yet: most children (a
+/// sleeping worker, a quiet beat) write little, and 1,000 of them must not
+/// cost 1,000 × 64 KiB. A read that fills it grows it to `READ_CHUNK`.
+pub const FIRST_CHUNK: usize = 4 * 1024;
 /// Longest piece of a line; longer lines are split (see `lines`).
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -35,10 +39,12 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
 ) {
     let mut fmt = logs.line_format(&process, Some(instance), Some(pid), stream);
     let channel = &logs.channel;
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = vec![0u8; FIRST_CHUNK];
     let mut splitter = LineSplitter::new(MAX_LINE);
     let mut ring = LocalRing::default();
-    let mut out = channel.buffer();
+    // Taken from the writer's spares only when there is something to
+    // format; `send` leaves it unallocated again.
+    let mut out = Vec::new();
     logs.recent.begin(&process, instance, pid);
 
     let read_error = loop {
@@ -50,29 +56,44 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
         };
         // One clock read per chunk, not per line (see LineFormat::set_time).
         fmt.set_time(SystemTime::now());
+        if out.capacity() == 0 {
+            out = channel.buffer();
+        }
         let mut rest = &buf[..n];
         while let Some(line) = splitter.next_line(&mut rest) {
             fmt.write(&mut out, line.bytes, line.continued);
             ring.push(line.bytes);
-            if out.len() >= BATCH_BYTES && channel.send(&mut out).await.is_err() {
-                // The writer has stopped (shutdown): nobody will read more.
-                // Returning drops the pipe; the child gets EPIPE.
-                return;
+            if out.len() >= BATCH_BYTES {
+                if channel.send(&mut out).await.is_err() {
+                    // The writer has stopped (shutdown): nobody will read
+                    // more. Returning drops the pipe; the child gets EPIPE.
+                    return;
+                }
+                out = channel.buffer();
             }
         }
         if !out.is_empty() && channel.send(&mut out).await.is_err() {
             return;
         }
         ring.publish(&logs.recent, &process, instance, pid);
+        if n == buf.len() && buf.len() < READ_CHUNK {
+            buf.resize(READ_CHUNK, 0);
+        }
     };
 
     // EOF (or a read error): the partial last line is still a line.
     fmt.set_time(SystemTime::now());
+    if out.capacity() == 0 {
+        out = channel.buffer();
+    }
     while let Some(line) = splitter.finish() {
         fmt.write(&mut out, line.bytes, line.continued);
         ring.push(line.bytes);
-        if out.len() >= BATCH_BYTES && channel.send(&mut out).await.is_err() {
-            return;
+        if out.len() >= BATCH_BYTES {
+            if channel.send(&mut out).await.is_err() {
+                return;
+            }
+            out = channel.buffer();
         }
     }
     ring.publish(&logs.recent, &process, instance, pid);

@@ -113,7 +113,9 @@ impl Channel {
     }
 
     /// Queues `batch` (non-empty) for writing, waiting for a free slot: this
-    /// wait is the backpressure. Replaces `batch` with an empty buffer.
+    /// wait is the backpressure. Replaces `batch` with an unallocated
+    /// buffer: an idle pump holds no batch memory (1,000 quiet children
+    /// must not pin 1,000 × 64 KiB); `buffer()` recycles one when needed.
     pub async fn send(&self, batch: &mut Vec<u8>) -> Result<(), Closed> {
         let permit = self.slots.acquire().await.map_err(|_| Closed)?;
         // The writer returns the slot (add_permits) once the batch is written.
@@ -122,11 +124,7 @@ impl Channel {
         if q.closed {
             return Err(Closed);
         }
-        let fresh = q
-            .spare
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(BATCH_BYTES + 4096));
-        let full = std::mem::replace(batch, fresh);
+        let full = std::mem::take(batch);
         q.batch_bytes += full.len();
         q.batches.push_back(full);
         self.notify(q);
