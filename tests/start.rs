@@ -469,3 +469,50 @@ group = "nogroup"
         assert!(out.contains("root"), "the error says why: {out}");
     }
 }
+
+#[test]
+fn a_second_signal_skips_the_wait() {
+    let p = Project::new(
+        r#"
+[processes.slow]
+backend = "command"
+command = ["sh", "-c", "trap 'echo got term' TERM; echo ready; while :; do sleep 0.05; done"]
+stop_timeout = "1h"
+"#,
+    );
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("slow.1 | ready", T);
+    run.signal(libc::SIGTERM);
+    run.wait_for("slow.1 | got term", T);
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    assert!(
+        run.output().contains("asked to stop now"),
+        "{}",
+        run.output()
+    );
+}
+
+#[test]
+fn orphans_reparented_to_prodserver_are_killed_on_stop() {
+    // `setsid` puts the orphan in a session and group of its own, out of
+    // reach of the group kill; it is re-parented to prodserver (the child
+    // subreaper) when its parent dies, and killed when prodserver stops.
+    let p = Project::new(
+        r#"
+[processes.parent]
+backend = "command"
+command = ["sh", "-c", "setsid sleep 600 & echo $! > orphan; echo ready; exec sleep 600"]
+"#,
+    );
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("parent.1 | ready", T);
+    let orphan = read_pids(&p.path().join("orphan"))[0];
+    assert!(alive(orphan));
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    assert!(
+        wait_until(Duration::from_secs(2), || !alive(orphan)),
+        "orphan {orphan} survived prodserver's stop"
+    );
+}
