@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod http;
+pub mod python;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
