@@ -31,19 +31,22 @@ pub fn environment_warnings(
             .cloned()
             .unwrap_or_default();
         if !program_exists(program, &path, &spec.cwd) {
-            out.push(
-                Diagnostic::warning(
-                    0,
-                    None,
-                    format!(
-                        "`{}`: program \"{program}\" is not on PATH ({path})",
-                        spec.name
-                    ),
+            let (message, hint) =
+                if program.contains('/') {
+                    (
+                    format!("`{}`: \"{program}\" is not an executable file (yet)", spec.name),
+                    "fine if an earlier oneshot (a venv setup) creates it; otherwise fix the path",
                 )
-                .with_hint(
-                    "install it, activate the virtualenv, or set `program = \".venv/bin/...\"`",
-                ),
-            );
+                } else {
+                    (
+                        format!(
+                            "`{}`: program \"{program}\" is not on PATH ({path})",
+                            spec.name
+                        ),
+                        "install it, activate the virtualenv, or set `program = \".venv/bin/...\"`",
+                    )
+                };
+            out.push(Diagnostic::warning(0, None, message).with_hint(hint));
         }
     }
     out

@@ -90,3 +90,90 @@ fn json_output_is_machine_readable() {
         }
     }
 }
+
+/// Every shipped example and layout passes `check`, and its resolved
+/// command lines are pinned: a change to a backend shows up here.
+#[test]
+fn shipped_layouts_resolve_to_the_expected_command_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![
+        root.join("prodserver.toml"),
+        root.join("examples/minimal/prodserver.toml"),
+        root.join("examples/django-celery/prodserver.toml"),
+    ];
+    let mut layouts: Vec<PathBuf> = std::fs::read_dir(root.join("examples/layouts"))
+        .expect("layouts")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    layouts.sort();
+    assert!(layouts.len() >= 6, "{layouts:?}");
+    files.extend(layouts);
+    let mut summary = String::new();
+    for file in files {
+        let (code, text) = check(&file, true);
+        assert_eq!(code, 0, "{}:\n{text}", file.display());
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let rel = file
+            .strip_prefix(root)
+            .expect("inside the repo")
+            .display()
+            .to_string();
+        summary.push_str(&format!("# {rel}\n"));
+        for p in v["processes"].as_array().expect("processes") {
+            let line = p["command_line"]
+                .as_str()
+                .expect("command_line")
+                .replace(&root.display().to_string(), "$REPO");
+            summary.push_str(&format!(
+                "{} (x{}): {line}\n",
+                p["name"].as_str().expect("name"),
+                p["instances"]
+            ));
+        }
+        summary.push('\n');
+    }
+    insta::assert_snapshot!("shipped-layouts", summary);
+}
+
+/// The hosted layout takes worker concurrency from the platform's
+/// CELERYD_CONCURRENCY, defaulting to 2 when the platform sets none.
+#[test]
+fn hosted_layout_concurrency_comes_from_the_platform() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/layouts/hosted.toml");
+    let worker_line = |platform: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prodserver"));
+        cmd.args(["check", "--json", "-c"])
+            .arg(&file)
+            .env_clear()
+            .env("PATH", "/nonexistent")
+            .env("XDG_RUNTIME_DIR", "/run/user/1000");
+        if let Some(n) = platform {
+            cmd.env("CELERYD_CONCURRENCY", n);
+        }
+        let out = cmd.output().expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let worker = v["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .find(|p| p["name"] == "worker")
+            .expect("worker")
+            .clone();
+        worker["command_line"].as_str().expect("line").to_string()
+    };
+    assert!(
+        worker_line(None).contains("--concurrency=2"),
+        "{}",
+        worker_line(None)
+    );
+    assert!(
+        worker_line(Some("8")).contains("--concurrency=8"),
+        "{}",
+        worker_line(Some("8"))
+    );
+}

@@ -23,6 +23,11 @@ struct Stack {
 
 impl Stack {
     fn new() -> Stack {
+        Stack::with_broker("")
+    }
+
+    /// `broker_env`: extra `[prodserver].env` entries choosing the broker.
+    fn with_broker(broker_env: &str) -> Stack {
         let venv = python::venv().display().to_string();
         let app = python::project().display().to_string();
         let port = free_port();
@@ -32,7 +37,7 @@ impl Stack {
             r#"
 [prodserver]
 name = "e2e"
-env = {{ DJANGO_SETTINGS_MODULE = "shop.settings", PYTHONUNBUFFERED = "1", SHOP_VAR_DIR = "{var}", SHOP_BEAT_EVERY = "1", SHOP_BROKER_POLL = "0.1" }}
+env = {{ DJANGO_SETTINGS_MODULE = "shop.settings", PYTHONUNBUFFERED = "1", SHOP_VAR_DIR = "{var}", SHOP_BEAT_EVERY = "1", SHOP_BROKER_POLL = "0.1", SHOP_PYTHON = "{venv}/bin/python"{broker_env} }}
 stop_timeout = "30s"
 
 [processes.migrate]
@@ -41,13 +46,19 @@ command = ["{venv}/bin/python", "manage.py", "migrate", "--noinput"]
 cwd = "{app}"
 oneshot = true
 
+[processes.redis]
+backend = "command"
+command = ["{app}/bin/redis-if-enabled"]
+cwd = "{app}"
+restart = "on-failure"
+
 [processes.web]
 backend = "gunicorn"
 app = "shop.wsgi:application"
 program = "{venv}/bin/gunicorn"
 cwd = "{app}"
 args = {{ bind = "127.0.0.1:{port}", workers = 2 }}
-depends_on = {{ migrate = "completed" }}
+depends_on = {{ migrate = "completed", redis = "started" }}
 
 [processes.worker-default]
 backend = "celery-worker"
@@ -57,7 +68,7 @@ cwd = "{app}"
 queues = ["default"]
 concurrency = 2
 args = {{ loglevel = "info" }}
-depends_on = {{ migrate = "completed" }}
+depends_on = {{ migrate = "completed", redis = "started" }}
 
 [processes.worker-priority]
 backend = "celery-worker"
@@ -67,7 +78,7 @@ cwd = "{app}"
 queues = ["priority"]
 concurrency = 1
 args = {{ loglevel = "info" }}
-depends_on = {{ migrate = "completed" }}
+depends_on = {{ migrate = "completed", redis = "started" }}
 
 [processes.beat]
 backend = "celery-beat"
@@ -75,7 +86,7 @@ app = "shop.celery.app"
 program = "{venv}/bin/celery"
 cwd = "{app}"
 args = {{ loglevel = "info" }}
-depends_on = {{ migrate = "completed" }}
+depends_on = {{ migrate = "completed", redis = "started" }}
 "#,
             var = var.display()
         );
@@ -90,13 +101,20 @@ depends_on = {{ migrate = "completed" }}
     }
 
     fn wait_web(&self, run: &Running) {
-        let ok = wait_until(BOOT, || matches!(request("GET", self.port, "/healthz/"), Ok((200, _))));
-        assert!(ok, "web never answered /healthz/; output:\n{}", run.output());
+        let ok = wait_until(BOOT, || {
+            matches!(request("GET", self.port, "/healthz/"), Ok((200, _)))
+        });
+        assert!(
+            ok,
+            "web never answered /healthz/; output:\n{}",
+            run.output()
+        );
     }
 
     /// Enqueues a task over HTTP; returns its id.
     fn enqueue(&self, task: &str, query: &str) -> String {
-        let (status, body) = request("POST", self.port, &format!("/tasks/{task}/?{query}")).expect("enqueue");
+        let (status, body) =
+            request("POST", self.port, &format!("/tasks/{task}/?{query}")).expect("enqueue");
         assert_eq!(status, 202, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         v["task_id"].as_str().expect("task_id").to_string()
@@ -105,29 +123,42 @@ depends_on = {{ migrate = "completed" }}
     /// Waits for a task to succeed; returns its result.
     fn result(&self, run: &Running, id: &str) -> serde_json::Value {
         let mut last = String::new();
-        let done = wait_until(BOOT, || match request("GET", self.port, &format!("/results/{id}/")) {
-            Ok((200, body)) => {
-                last = body;
-                last.contains("\"SUCCESS\"")
-            }
-            Ok((_, body)) | Err(body) => {
-                last = body;
-                false
+        let done = wait_until(BOOT, || {
+            match request("GET", self.port, &format!("/results/{id}/")) {
+                Ok((200, body)) => {
+                    last = body;
+                    last.contains("\"SUCCESS\"")
+                }
+                Ok((_, body)) | Err(body) => {
+                    last = body;
+                    false
+                }
             }
         });
-        assert!(done, "task {id} did not succeed; last answer {last}; output:\n{}", run.output());
+        assert!(
+            done,
+            "task {id} did not succeed; last answer {last}; output:\n{}",
+            run.output()
+        );
         let v: serde_json::Value = serde_json::from_str(&last).expect("json");
         v["result"].clone()
     }
 
     fn lines(&self, file: &str) -> Vec<String> {
-        std::fs::read_to_string(self.var.join(file)).unwrap_or_default().lines().map(str::to_string).collect()
+        std::fs::read_to_string(self.var.join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 
 fn pid_of(run: &Running, instance: &str) -> i32 {
     let line = run.wait_for(&format!("{instance} | spawned (pid "), T);
-    line.rsplit("(pid ").next().and_then(|p| p.trim_end_matches(')').parse().ok()).unwrap_or_else(|| panic!("{line}"))
+    line.rsplit("(pid ")
+        .next()
+        .and_then(|p| p.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
 }
 
 #[test]
@@ -136,21 +167,65 @@ fn web_answers_queues_route_and_beat_fires() {
     let mut run = stack.start(&[]);
     stack.wait_web(&run);
 
-    for (queue, worker) in [("default", "worker-default.1@"), ("priority", "worker-priority.1@")] {
+    for (queue, worker) in [
+        ("default", "worker-default.1@"),
+        ("priority", "worker-priority.1@"),
+    ] {
         let id = stack.enqueue("whoami", &format!("queue={queue}"));
         let result = stack.result(&run, &id);
         let host = result["hostname"].as_str().unwrap_or_default();
-        assert!(host.starts_with(worker), "a task sent to {queue} ran on {host}");
+        assert!(
+            host.starts_with(worker),
+            "a task sent to {queue} ran on {host}"
+        );
         assert_eq!(result["queue"], queue);
     }
 
     // beat fires `tick` every second; it is routed to the default worker.
     let ticked = wait_until(BOOT, || stack.lines("ticks.log").len() >= 2);
     assert!(ticked, "beat never fired twice; output:\n{}", run.output());
-    assert!(stack.lines("ticks.log").iter().all(|l| l.contains("worker-default.1@")), "{:?}", stack.lines("ticks.log"));
+    assert!(
+        stack
+            .lines("ticks.log")
+            .iter()
+            .all(|l| l.contains("worker-default.1@")),
+        "{:?}",
+        stack.lines("ticks.log")
+    );
 
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}
+
+#[test]
+fn broker_redis_runs_a_real_redis_first_and_the_stack_uses_it() {
+    let redis_port = free_port();
+    let stack = Stack::with_broker(&format!(
+        r#", BROKER = "redis", REDIS_PORT = "{redis_port}", REDIS_URL = "redis://127.0.0.1:{redis_port}/0""#
+    ));
+    let mut run = stack.start(&["web", "worker-default"]);
+    run.wait_for("Ready to accept connections", BOOT);
+    stack.wait_web(&run);
+    let id = stack.enqueue("whoami", "queue=default");
+    let result = stack.result(&run, &id);
+    assert!(
+        result["hostname"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("worker-default.1@"),
+        "{result}"
+    );
+    // The filesystem broker was not used.
+    assert!(!stack.var.join("broker").exists(), "{}", run.output());
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    // Stop order: redis, which the others depend on, stops last.
+    let out = run.output();
+    let redis_stop = out.find("redis.1 | stopping").expect("redis stopped");
+    let worker_stopped = out
+        .find("worker-default.1 | stopped")
+        .expect("worker stopped");
+    assert!(worker_stopped < redis_stop, "{out}");
 }
 
 #[test]
@@ -159,17 +234,40 @@ fn sigterm_during_a_task_lets_it_finish_and_store_its_result() {
     let mut run = stack.start(&["web", "worker-default"]);
     stack.wait_web(&run);
     let id = stack.enqueue("sleep", "seconds=5&queue=default");
-    let started = wait_until(BOOT, || stack.lines("sleeps.log").iter().any(|l| l.starts_with(&format!("start {id}"))));
+    let started = wait_until(BOOT, || {
+        stack
+            .lines("sleeps.log")
+            .iter()
+            .any(|l| l.starts_with(&format!("start {id}")))
+    });
     assert!(started, "the task never started; output:\n{}", run.output());
 
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait_exit(T), 0, "{}", run.output());
     let out = run.output();
-    assert!(!out.contains("did not stop within"), "nothing may be killed: {out}");
-    assert!(stack.lines("sleeps.log").iter().any(|l| l.starts_with(&format!("done {id}"))), "the task was cut off: {out}");
+    assert!(
+        !out.contains("did not stop within"),
+        "nothing may be killed: {out}"
+    );
+    assert!(
+        stack
+            .lines("sleeps.log")
+            .iter()
+            .any(|l| l.starts_with(&format!("done {id}"))),
+        "the task was cut off: {out}"
+    );
     // The file result backend keeps one file per task.
-    let meta = std::fs::read_to_string(stack.var.join("results").join(format!("celery-task-meta-{id}"))).unwrap_or_default();
-    assert!(meta.contains("SUCCESS"), "result not stored: {meta:?}\n{out}");
+    let meta = std::fs::read_to_string(
+        stack
+            .var
+            .join("results")
+            .join(format!("celery-task-meta-{id}")),
+    )
+    .unwrap_or_default();
+    assert!(
+        meta.contains("SUCCESS"),
+        "result not stored: {meta:?}\n{out}"
+    );
 }
 
 #[test]
@@ -184,12 +282,18 @@ fn a_killed_worker_is_restarted_and_its_queue_drains() {
     // SAFETY: kill(2) on a pid prodserver reported; no memory involved.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     // Tasks queued while the worker is down wait in the broker.
-    let ids: Vec<String> = (0..3).map(|_| stack.enqueue("whoami", "queue=default")).collect();
+    let ids: Vec<String> = (0..3)
+        .map(|_| stack.enqueue("whoami", "queue=default"))
+        .collect();
     run.wait_for("worker-default.1 | killed by SIGKILL", T);
     run.wait_for_count("worker-default.1 | spawned (pid", 2, T);
     for id in ids {
         let result = stack.result(&run, &id);
-        assert_ne!(result["ppid"].as_i64(), Some(i64::from(pid)), "ran by the new worker");
+        assert_ne!(
+            result["ppid"].as_i64(),
+            Some(i64::from(pid)),
+            "ran by the new worker"
+        );
     }
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait_exit(T), 0, "{}", run.output());
@@ -207,11 +311,13 @@ fn sigkill_of_prodserver_leaves_nothing_of_the_stack() {
     let family = descendants(run.pid());
     // gunicorn master + 2 workers, 2 Celery mains + 3 pool children, beat,
     // and the keeper.
-    assert!(family.len() >= 10, "expected the whole stack, found {family:?}");
+    assert!(
+        family.len() >= 10,
+        "expected the whole stack, found {family:?}"
+    );
     run.signal(libc::SIGKILL);
     run.wait_exit(T);
     let gone = wait_until(Duration::from_secs(2), || family.iter().all(|p| !alive(*p)));
     let left: Vec<i32> = family.iter().copied().filter(|p| alive(*p)).collect();
     assert!(gone, "survivors 2 s after SIGKILL: {left:?}");
 }
-

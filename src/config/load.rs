@@ -267,7 +267,10 @@ impl Loader<'_> {
     /// a deployment's env_file overrides; for a process its own `env` is
     /// the most specific word and comes last.
     fn env_sources(&mut self, t: &Table, inline_first: bool) -> Vec<(String, String)> {
-        let inline = self.r.env_table(t, "env").unwrap_or_default();
+        let inline = self
+            .r
+            .env_table(t, "env", &self.opts.env)
+            .unwrap_or_default();
         let mut from_file = Vec::new();
         if let Some(value) = t.get("env_file") {
             if let Some(file) = self.r.as_string(value, &t.key_path("env_file"), "\".env\"") {
@@ -1155,7 +1158,7 @@ impl Loader<'_> {
             ignore: self.globs(&d, "ignore"),
             env: self
                 .r
-                .env_table(&d, "env")
+                .env_table(&d, "env", &self.opts.env)
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),

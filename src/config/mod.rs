@@ -4,6 +4,7 @@
 
 pub mod diagnostic;
 pub mod envfile;
+mod interpolate;
 mod load;
 pub mod locate;
 mod read;

@@ -311,7 +311,14 @@ impl Reader {
 
     /// `{ KEY = "value" }`; integers and booleans are accepted and written
     /// as text, since environment values are text anyway.
-    pub fn env_table(&mut self, table: &Table, key: &str) -> Option<Vec<(String, String)>> {
+    /// String values may use `${NAME}`/`${NAME:-default}`, expanded from
+    /// `inherited` (prodserver's own environment).
+    pub fn env_table(
+        &mut self,
+        table: &Table,
+        key: &str,
+        inherited: &std::collections::BTreeMap<String, String>,
+    ) -> Option<Vec<(String, String)>> {
         let value = table.get(key)?;
         let path = table.key_path(key);
         let t = self.as_table(value, path.clone())?;
@@ -334,7 +341,12 @@ impl Reader {
                         "remove it: environment values cannot hold NUL",
                     );
                 }
-                DeValue::String(s) => out.push((name.to_string(), s.to_string())),
+                DeValue::String(s) => match super::interpolate::expand(s, inherited) {
+                    Ok(value) => out.push((name.to_string(), value)),
+                    Err((message, hint)) => {
+                        self.error(v.span(), format!("`{path}.{name}`: {message}"), hint)
+                    }
+                },
                 DeValue::Integer(i) => out.push((
                     name.to_string(),
                     integer(i).map_or_else(|| i.to_string(), |n| n.to_string()),

@@ -30,7 +30,8 @@ fn build() -> Result<PathBuf, String> {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let root = tmp.join("e2e-venv");
     let requirements_path = project().join("requirements.txt");
-    let requirements = std::fs::read_to_string(&requirements_path).map_err(|e| format!("{}: {e}", requirements_path.display()))?;
+    let requirements = std::fs::read_to_string(&requirements_path)
+        .map_err(|e| format!("{}: {e}", requirements_path.display()))?;
     let stamp = root.join("prodserver-requirements.txt");
     // Several test binaries may get here at once: one builds, others wait.
     std::fs::create_dir_all(tmp).map_err(|e| e.to_string())?;
@@ -40,10 +41,19 @@ fn build() -> Result<PathBuf, String> {
         return Ok(root);
     }
     let _ = std::fs::remove_dir_all(&root);
-    run(Command::new("python3").args(["-m", "venv"]).arg(&root), "python3 -m venv")?;
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&root),
+        "python3 -m venv",
+    )?;
     run(
         Command::new(root.join("bin/pip"))
-            .args(["install", "--disable-pip-version-check", "--no-input", "-q", "-r"])
+            .args([
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+                "-r",
+            ])
             .arg(&requirements_path),
         "pip install -r examples/django-celery/requirements.txt",
     )?;
