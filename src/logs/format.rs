@@ -429,7 +429,8 @@ mod tests {
     #[test]
     fn civil_from_days_walks_every_day() {
         // Day by day from 1970 to 2400, the date must advance like a calendar.
-        let leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+        let leap =
+            |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
         let mut expect = (1970, 1, 1);
         for days in 0..157_000u64 {
             assert_eq!(civil_from_days(days), expect, "day {days}");
