@@ -6,7 +6,7 @@
 //! starts the keeper, puts `sh -c 'sleep 300 & sleep 300'` in a group of its
 //! own, (un)registers it, reports the pids and waits to be killed.
 
-mod common;
+mod support;
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -14,12 +14,12 @@ use std::os::unix::process::CommandExt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{group_members, is_dead, wait_until};
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 use prodserver::os::{kill_group, start_keeper};
+use support::{group_members, is_dead, wait_until};
 
 /// Forks are process-wide events: a fork in one test would copy another
 /// test's keeper socket and delay its EOF. Run these one at a time.
@@ -204,7 +204,7 @@ fn shutdown_waits_for_the_keeper_and_kills_nothing() {
     keeper.shutdown().unwrap();
 
     // shutdown reaped the keeper: no such process any more.
-    assert!(common::stat(keeper_pid).is_none());
+    assert!(support::stat(keeper_pid).is_none());
     assert!(!is_dead(pgid), "shutdown killed a registered group");
     kill_group(pgid).unwrap();
     sleeper.wait().unwrap();
@@ -244,7 +244,7 @@ fn keeper_names_itself_and_holds_no_inherited_descriptors() {
     let pid = keeper.pid();
     // The name is set right after fork: poll for it.
     assert!(wait_until(Duration::from_secs(2), || {
-        common::stat(pid).is_some_and(|s| s.comm == "prodserver-keep")
+        support::stat(pid).is_some_and(|s| s.comm == "prodserver-keep")
     }));
     assert!(wait_until(Duration::from_secs(2), || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -3,14 +3,14 @@
 //! one at a time because reap_orphans in one test would reap the other's
 //! children.
 
-mod common;
+mod support;
 
 use std::fs::OpenOptions;
 use std::time::Duration;
 
-use common::{request, stat, wait_until};
 use nix::sys::stat::Mode;
 use prodserver::os::{live_orphans, reap_orphans, set_child_subreaper, spawn};
+use support::{request, stat, wait_until};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

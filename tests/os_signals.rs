@@ -1,12 +1,12 @@
 //! Signal names and sending signals to real processes.
 
-mod common;
+mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use common::{group_members, request, wait_until};
 use prodserver::os::{kill_group, send, signal_by_name, signal_name, spawn};
+use support::{group_members, request, wait_until};
 
 #[test]
 fn names_round_trip() {

@@ -1,18 +1,18 @@
 //! os::spawn with real children: process group, descriptors, signals,
 //! environment, exec failures, credentials.
 
-mod common;
+mod support;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 
-use common::request;
 use nix::unistd::{getpgid, getpgrp, Pid, Uid};
 use prodserver::os::{
     kill_group, resolve_credentials, scrub_inherited_env, spawn, SpawnError, SpawnRequest,
 };
+use support::request;
 
 /// Runs `req` to completion; returns its stdout. Panics on failure.
 async fn output_of(req: &SpawnRequest) -> String {
@@ -307,7 +307,7 @@ fn child_dies_with_the_thread_that_spawned_it() {
     })
     .join()
     .unwrap();
-    let died = common::wait_until(std::time::Duration::from_secs(2), || common::is_dead(pid));
+    let died = support::wait_until(std::time::Duration::from_secs(2), || support::is_dead(pid));
     if !died {
         let _ = kill_group(pid);
     }

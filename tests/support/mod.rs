@@ -9,6 +9,8 @@ pub mod python;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+
+use prodserver::os::SpawnRequest;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -262,49 +264,88 @@ fn unpad(line: &str) -> String {
     }
 }
 
-/// Whether a process exists (and is not a zombie).
+/// One line of /proc/PID/stat, the fields tests look at.
+#[derive(Debug, Clone)]
+pub struct Stat {
+    pub pid: i32,
+    pub comm: String,
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+pub fn stat(pid: i32) -> Option<Stat> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let comm = line[open + 1..close].to_owned();
+    let mut f = line[close + 1..].split_ascii_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some(Stat {
+        pid,
+        comm,
+        state,
+        ppid,
+        pgrp,
+    })
+}
+
+/// Gone, or a zombie (dead, only waiting to be reaped by someone).
+pub fn is_dead(pid: i32) -> bool {
+    stat(pid).is_none_or(|s| s.state == 'Z' || s.state == 'X')
+}
+
+/// Live (non-zombie) members of process group `pgid`.
+pub fn group_members(pgid: i32) -> Vec<Stat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .filter(|s| s.pgrp == pgid && s.state != 'Z' && s.state != 'X')
+        .collect()
+}
+
+/// Alive and not a zombie.
 pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
+    !is_dead(pid)
 }
 
 /// Pids of every live descendant of `root`, found through /proc.
 pub fn descendants(root: i32) -> Vec<i32> {
-    let mut parents: Vec<(i32, i32)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            if fields.first() == Some(&"Z") {
-                continue;
-            }
-            if let Some(ppid) = fields.get(1).and_then(|p| p.parse().ok()) {
-                parents.push((pid, ppid));
-            }
-        }
-    }
+    let all: Vec<Stat> = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter_map(stat)
+                .filter(|s| s.state != 'Z' && s.state != 'X')
+                .collect()
+        })
+        .unwrap_or_default();
     let mut out = vec![];
     let mut frontier = vec![root];
     while let Some(p) = frontier.pop() {
-        for (pid, ppid) in &parents {
-            if *ppid == p {
-                out.push(*pid);
-                frontier.push(*pid);
-            }
+        for s in all.iter().filter(|s| s.ppid == p) {
+            out.push(s.pid);
+            frontier.push(s.pid);
         }
     }
     out
+}
+
+/// A spawn request for the OS-layer tests.
+pub fn path_env() -> Vec<(String, String)> {
+    vec![("PATH".to_owned(), "/usr/bin:/bin".to_owned())]
+}
+
+pub fn request(argv: &[&str]) -> SpawnRequest {
+    SpawnRequest {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: path_env(),
+        cwd: PathBuf::from("/"),
+        creds: None,
+    }
 }
