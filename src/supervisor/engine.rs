@@ -619,6 +619,7 @@ impl Engine {
                     format!("FAILED after {restarts} restarts (max_restarts = {max} within {}): staying down", format_duration(window))
                 }
                 FailReason::Blocked { reason } => format!("FAILED: cannot start: {reason}"),
+                FailReason::NotReady { reason } => format!("FAILED: {reason}"),
             },
             Note::Stopping { signal } => format!("stopping ({})", os::signal_name(signal)),
             Note::Stopped => "stopped".into(),

@@ -91,6 +91,9 @@ pub enum AfterStop {
     /// Spawn again at once, without backoff and without counting as a crash
     /// (liveness failure, recycling, `restart` command).
     Restart,
+    /// Restart as after a crash: counted, through backoff, subject to
+    /// `max_restarts` (readiness never arrived within `start_timeout`).
+    Backoff,
 }
 
 /// A stop requested while the spawn was still in flight; carried out as soon
@@ -117,6 +120,8 @@ pub enum FailReason {
     TooManyRestarts { max: u32, window: Duration },
     /// A dependency ended in a way that means this can never start.
     Blocked { reason: String },
+    /// Never became ready and the restart policy forbids another try.
+    NotReady { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +204,11 @@ pub enum Event {
     Ready,
     /// Failed its liveness check: restart it.
     Unhealthy {
+        reason: String,
+    },
+    /// Readiness did not arrive within `start_timeout`: stop it and restart
+    /// with backoff, as after a crash.
+    StartTimeout {
         reason: String,
     },
     /// This instance's timer fired.
@@ -471,6 +481,17 @@ impl Instance {
                 self.requested_restarts = self.requested_restarts.saturating_add(1);
                 self.begin_stop(now, pid, since, AfterStop::Restart, false, &mut out)
             }
+            (
+                Phase::Running {
+                    pid,
+                    since,
+                    ready: false,
+                },
+                Event::StartTimeout { reason },
+            ) => {
+                out.push(Action::Note(Note::Unhealthy { reason }));
+                self.begin_stop(now, pid, since, AfterStop::Backoff, false, &mut out)
+            }
             (Phase::Running { pid, since, .. }, Event::Restart { reason }) => {
                 out.push(Action::Note(Note::RestartRequested { reason }));
                 self.requested_restarts = self.requested_restarts.saturating_add(1);
@@ -502,6 +523,11 @@ impl Instance {
                 match then {
                     AfterStop::Stay => stopped(&mut out),
                     AfterStop::Restart => spawn(&mut out),
+                    AfterStop::Backoff if self.cfg.restart == RestartPolicy::Never => {
+                        let reason = "it never became ready".to_string();
+                        self.fail(FailReason::NotReady { reason }, &mut out)
+                    }
+                    AfterStop::Backoff => self.schedule_restart(now, jitter01, &mut out),
                 }
             }
             (
@@ -779,6 +805,116 @@ fn spawn(out: &mut Vec<Action>) -> Phase {
 fn stopped(out: &mut Vec<Action>) -> Phase {
     out.push(Action::Note(Note::Stopped));
     Phase::Stopped
+}
+
+#[cfg(test)]
+mod start_timeout_tests {
+    use super::*;
+
+    fn cfg(restart: RestartPolicy) -> InstanceConfig {
+        InstanceConfig {
+            oneshot: false,
+            restart,
+            backoff: Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(8),
+                reset: Duration::from_secs(60),
+            },
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            stop_signal: libc::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+            lock_retry: Duration::from_secs(1),
+        }
+    }
+
+    fn running(restart: RestartPolicy, t0: Instant) -> Instance {
+        let mut i = Instance::new(cfg(restart));
+        i.handle(t0, Event::Start, 0.5);
+        i.handle(t0, Event::Spawned { pid: 77 }, 0.5);
+        i
+    }
+
+    #[test]
+    fn start_timeout_stops_gracefully_then_restarts_with_backoff() {
+        let t0 = Instant::now();
+        let mut i = running(RestartPolicy::Always, t0);
+        let reason = "not ready within 60s".to_string();
+        let a = i.handle(
+            t0,
+            Event::StartTimeout {
+                reason: reason.clone(),
+            },
+            0.5,
+        );
+        assert_eq!(a[0], Action::Note(Note::Unhealthy { reason }));
+        assert!(
+            a.contains(&Action::Signal {
+                pid: 77,
+                signal: libc::SIGTERM
+            }),
+            "{a:?}"
+        );
+        let a = i.handle(
+            t0,
+            Event::Exited {
+                status: ExitStatus::Signal(libc::SIGTERM),
+            },
+            0.5,
+        );
+        assert!(
+            matches!(i.phase(), Phase::Backoff { .. }),
+            "{:?}",
+            i.phase()
+        );
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, Action::Note(Note::Restarting { attempt: 1, .. }))),
+            "{a:?}"
+        );
+        assert_eq!(i.restarts(), 1, "counts as a failure");
+    }
+
+    #[test]
+    fn start_timeout_with_restart_never_fails() {
+        let t0 = Instant::now();
+        let mut i = running(RestartPolicy::Never, t0);
+        i.handle(t0, Event::StartTimeout { reason: "x".into() }, 0.5);
+        i.handle(
+            t0,
+            Event::Exited {
+                status: ExitStatus::Signal(libc::SIGTERM),
+            },
+            0.5,
+        );
+        assert!(
+            matches!(
+                i.phase(),
+                Phase::Failed {
+                    reason: FailReason::NotReady { .. }
+                }
+            ),
+            "{:?}",
+            i.phase()
+        );
+    }
+
+    #[test]
+    fn start_timeout_is_ignored_once_ready() {
+        let t0 = Instant::now();
+        let mut i = running(RestartPolicy::Always, t0);
+        i.handle(t0, Event::Ready, 0.5);
+        assert!(i
+            .handle(
+                t0,
+                Event::StartTimeout {
+                    reason: "late".into()
+                },
+                0.5
+            )
+            .is_empty());
+        assert!(matches!(i.phase(), Phase::Running { ready: true, .. }));
+    }
 }
 
 #[cfg(test)]
