@@ -10,6 +10,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod health;
 pub mod logs;
 #[allow(unsafe_code)] // the thin OS layer is the only place with `unsafe`
 pub mod os;

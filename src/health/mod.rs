@@ -1,0 +1,9 @@
+//! Health checks: readiness and liveness of each instance.
+//!
+//! Building blocks the engine wires together:
+//! - [`tracker`]: the pure state machine that turns probe results,
+//!   `READY=1`, `WATCHDOG=1` and time into verdicts.
+
+pub mod tracker;
+
+pub use tracker::{Readiness, Settings, Tracker, Verdict};
