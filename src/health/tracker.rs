@@ -303,8 +303,7 @@ impl Tracker {
     /// gunicorn's own `READY=1` (sent once bound, before the app loads) must
     /// not pre-empt its HTTP readiness probe.
     pub fn ready_message(&mut self, now: Instant) -> Option<Verdict> {
-        if self.state != State::Starting || !matches!(self.s.readiness, Readiness::Message { .. })
-        {
+        if self.state != State::Starting || !matches!(self.s.readiness, Readiness::Message { .. }) {
             return None;
         }
         self.become_ready(now);
@@ -452,7 +451,11 @@ mod tests {
         assert_eq!(t.on_timer(t0 + s(1)), Some(Verdict::RunProbe));
         // The timer firing again while the probe runs asks for nothing.
         assert_eq!(t.on_timer(t0 + s(3)), None);
-        assert_eq!(t.next_deadline(), Some(t0 + s(60)), "only the start timeout");
+        assert_eq!(
+            t.next_deadline(),
+            Some(t0 + s(60)),
+            "only the start timeout"
+        );
         // A slow probe: the next is due start_interval after it finished.
         assert_eq!(t.probe_result(t0 + s(3), Err("x".into())), None);
         assert_eq!(t.next_deadline(), Some(t0 + s(4)));
