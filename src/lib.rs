@@ -12,6 +12,7 @@ pub mod config;
 pub mod exit;
 pub mod health;
 pub mod logs;
+pub mod notify;
 #[allow(unsafe_code)] // the thin OS layer is the only place with `unsafe`
 pub mod os;
 pub mod plan;
