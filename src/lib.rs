@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod celery;
 pub mod check;
 pub mod cli;
 pub mod config;
