@@ -78,3 +78,56 @@ pub fn request(argv: &[&str]) -> SpawnRequest {
         creds: None,
     }
 }
+
+/// Python packages the venv of [`venv`] holds, pinned.
+pub const VENV_PACKAGES: &[&str] = &["sdnotify==0.3.2", "celery==5.7.0"];
+
+/// A Python virtualenv in `target/health-venv` with [`VENV_PACKAGES`],
+/// created on first use (`python3 -m venv` + pip) and reused after; a
+/// stamp file records what was installed. Serialized across test binaries
+/// with a lock file. Panics, loudly, if it cannot be created: tests that
+/// need it must fail, never skip.
+pub fn venv() -> PathBuf {
+    use std::io::Write as _;
+    use std::process::Command;
+
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .to_owned();
+    let dir = target.join("health-venv");
+    let stamp = dir.join("prodserver-stamp");
+    let wanted = VENV_PACKAGES.join("\n");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(target.join("health-venv.lock"))
+        .expect("open venv lock");
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock venv");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("python3").arg("-m").arg("venv").arg(&dir));
+    run(Command::new(dir.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(VENV_PACKAGES));
+    let mut f = std::fs::File::create(&stamp).expect("stamp");
+    f.write_all(wanted.as_bytes()).expect("stamp");
+    dir
+}
