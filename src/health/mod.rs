@@ -5,6 +5,7 @@
 //! - [`tracker`]: the pure state machine that turns probe results,
 //!   `READY=1`, `WATCHDOG=1` and time into verdicts.
 
+pub mod log;
 pub mod probe;
 pub mod tracker;
 
