@@ -185,27 +185,31 @@ def _beat_alive():
     return time.monotonic() - last <= _state["max_interval"] + _BEAT_GRACE
 
 
+def _watch_ticks(service):
+    """Wraps the scheduler's tick to time it; False if that is not possible."""
+    try:
+        scheduler = service.scheduler
+        _state["max_interval"] = float(getattr(scheduler, "max_interval", None) or 300.0)
+        original = scheduler.tick
+
+        def tick(*args, **kw):
+            _state["tick_started"] = time.monotonic()
+            try:
+                return original(*args, **kw)
+            finally:
+                _state["tick_ended"] = time.monotonic()
+
+        scheduler.tick = tick
+        return True
+    except Exception:
+        return False
+
+
 def _on_beat_init(sender=None, **kwargs):
     try:
-        now = time.monotonic()
-        _state["tick_started"] = now
-        scheduler = getattr(sender, "scheduler", None)
-        if scheduler is not None:
-            _state["max_interval"] = float(getattr(scheduler, "max_interval", None) or 300.0)
-            original = scheduler.tick
-
-            def tick(*args, **kw):
-                _state["tick_started"] = time.monotonic()
-                try:
-                    return original(*args, **kw)
-                finally:
-                    _state["tick_ended"] = time.monotonic()
-
-            scheduler.tick = tick
-            alive = _beat_alive
-        else:
-            # Cannot observe ticks: the thread only proves the process runs.
-            alive = lambda: True  # noqa: E731
+        _state["tick_started"] = time.monotonic()
+        # If ticks cannot be observed, the thread only proves beat runs.
+        alive = _beat_alive if _watch_ticks(sender) else (lambda: True)
         _send("READY=1\nSTATUS=beat running\nWATCHDOG=1")
         _start_pinger(alive)
     except Exception:

@@ -14,7 +14,11 @@ const MAX_DEPTH: usize = 64;
 ///
 /// Read from /proc at the time of the call: a sender that has already
 /// exited and been reaped cannot be checked and is refused (its message
-/// could have come from anyone). A zombie still has its /proc entry.
+/// could have come from anyone). A zombie still has its /proc entry. So a
+/// long-lived sender (a library inside the app, our Celery module) is
+/// always heard, while a one-shot `systemd-notify READY=1` run from a
+/// shell script can lose the race with its parent's wait(); systemd had
+/// the same race. Call this as soon as the datagram is received.
 pub fn sender_belongs(sender_pid: i32, instance_pid: i32) -> bool {
     belongs_with(sender_pid, instance_pid, read_stat)
 }
