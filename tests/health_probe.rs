@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{group_members, request, wait_until};
-use prodserver::health::probe::{self, Accept, HttpProbe, Target, TcpProbe};
+use prodserver::health::probe::{self, Accept, ExecPids, HttpProbe, Target, TcpProbe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -242,14 +242,11 @@ async fn tcp_accepted_and_refused() {
 
 #[tokio::test]
 async fn exec_exit_codes_and_output() {
-    let mut pids = Vec::new();
+    let pids = ExecPids::default();
+    assert_eq!(probe::exec(&request(&["true"]), T, &pids).await, Ok(()));
+    assert!(pids.snapshot().is_empty(), "reaped, so no longer listed");
     assert_eq!(
-        probe::exec(&request(&["true"]), T, |p| pids.push(p)).await,
-        Ok(())
-    );
-    assert_eq!(pids.len(), 1, "on_spawn reports the pid");
-    assert_eq!(
-        probe::exec(&request(&["false"]), T, |_| {}).await,
+        probe::exec(&request(&["false"]), T, &pids).await,
         Err("exit code 1".to_owned())
     );
     let req = request(&[
@@ -258,29 +255,47 @@ async fn exec_exit_codes_and_output() {
         "echo starting; echo 'db: no response' >&2; exit 2",
     ]);
     assert_eq!(
-        probe::exec(&req, T, |_| {}).await,
+        probe::exec(&req, T, &pids).await,
         Err("exit code 2: db: no response".to_owned())
     );
     let req = request(&["sh", "-c", "kill -SEGV $$"]);
     assert_eq!(
-        probe::exec(&req, T, |_| {}).await,
+        probe::exec(&req, T, &pids).await,
         Err("killed by SIGSEGV".to_owned())
     );
-    let err = probe::exec(&request(&["no-such-probe-xyz"]), T, |_| {})
+    let err = probe::exec(&request(&["no-such-probe-xyz"]), T, &pids)
         .await
         .unwrap_err();
     assert!(err.contains("not found on PATH"), "{err}");
 }
 
+/// Polls a running probe future until its pid is listed in `pids`.
+async fn listed_pid<F: std::future::Future + Unpin>(probe: &mut F, pids: &ExecPids) -> i32
+where
+    F::Output: std::fmt::Debug,
+{
+    loop {
+        tokio::select! {
+            r = &mut *probe => panic!("finished before being seen: {r:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {
+                if let [pid] = pids.snapshot()[..] {
+                    return pid;
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn exec_timeout_kills_the_whole_group() {
-    let mut pgid = 0;
+    let pids = ExecPids::default();
     let req = request(&["sh", "-c", "sleep 300 & sleep 300"]);
     let t0 = Instant::now();
-    let result = probe::exec(&req, Duration::from_millis(300), |p| pgid = p).await;
-    assert_eq!(result, Err("timed out after 300ms".to_owned()));
+    let mut probe = Box::pin(probe::exec(&req, Duration::from_millis(300), &pids));
+    let pgid = listed_pid(&mut probe, &pids).await;
+    assert_eq!(probe.await, Err("timed out after 300ms".to_owned()));
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
-    assert!(pgid > 0);
+    assert!(!pids.contains(pgid), "unlisted once reaped");
     assert!(
         wait_until(Duration::from_secs(5), || group_members(pgid).is_empty()),
         "left behind: {:?}",
@@ -290,14 +305,18 @@ async fn exec_timeout_kills_the_whole_group() {
 
 #[tokio::test]
 async fn exec_success_leaves_nothing_behind() {
-    let mut pgid = 0;
-    // The probe passes, but started a background process in its group.
-    let req = request(&["sh", "-c", "sleep 300 & exit 0"]);
+    let pids = ExecPids::default();
+    // The probe passes, but leaves a background process in its group; it
+    // waits a moment so that the test sees its pid while it runs.
+    let req = request(&["sh", "-c", "sleep 300 & sleep 0.3; exit 0"]);
     let t0 = Instant::now();
-    assert_eq!(probe::exec(&req, T, |p| pgid = p).await, Ok(()));
+    let mut probe = Box::pin(probe::exec(&req, T, &pids));
+    let pgid = listed_pid(&mut probe, &pids).await;
+    assert_eq!(probe.await, Ok(()));
     assert!(
-        t0.elapsed() < Duration::from_secs(1),
-        "did not wait for the pipe"
+        t0.elapsed() < Duration::from_secs(2),
+        "did not wait for the pipe the background sleep holds: {:?}",
+        t0.elapsed()
     );
     assert!(
         wait_until(Duration::from_secs(5), || group_members(pgid).is_empty()),
@@ -309,13 +328,45 @@ async fn exec_success_leaves_nothing_behind() {
 #[tokio::test]
 async fn exec_chatty_probe_does_not_block_on_its_pipe() {
     // 1 MiB of output: more than a pipe holds, so it must be drained.
+    let pids = ExecPids::default();
     let req = request(&[
         "sh",
         "-c",
         "head -c 1048576 /dev/zero | tr '\\0' x; echo; echo done; exit 3",
     ]);
     assert_eq!(
-        probe::exec(&req, T, |_| {}).await,
+        probe::exec(&req, T, &pids).await,
         Err("exit code 3: done".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn exec_dropped_mid_run_kills_its_group() {
+    let pids = ExecPids::default();
+    let req = request(&["sh", "-c", "sleep 300 & sleep 300"]);
+    let task = {
+        let pids = pids.clone();
+        tokio::spawn(async move { probe::exec(&req, Duration::from_secs(600), &pids).await })
+    };
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let [pid] = pids.snapshot()[..] {
+                // Wait for the background sleep to exist too.
+                if group_members(pid).len() >= 2 {
+                    return pid;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the probe runs");
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(pids.snapshot().is_empty(), "unlisted when dropped");
+    assert!(
+        wait_until(Duration::from_secs(5), || group_members(seen).is_empty()),
+        "left behind: {:?}",
+        group_members(seen)
     );
 }

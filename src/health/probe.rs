@@ -18,9 +18,11 @@
 //! handling and TLS choices) for one status line. Plain `http://` only:
 //! probes talk to a local process, not through TLS.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -408,32 +410,73 @@ const SHOWN_OUTPUT: usize = 200;
 /// reach end-of-file (its group has been killed by then).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
 
+/// The pids of the exec probes running right now, shared by the probe
+/// tasks and the engine. The engine's orphan reaper must treat them as
+/// known (`os::reap_orphans(&|pid| ... || exec_pids.contains(pid))`):
+/// otherwise it could reap a probe's zombie under tokio's feet. Cheap to
+/// clone (one `Arc`).
+#[derive(Debug, Clone, Default)]
+pub struct ExecPids(Arc<Mutex<BTreeSet<i32>>>);
+
+impl ExecPids {
+    pub fn contains(&self, pid: i32) -> bool {
+        self.lock().contains(&pid)
+    }
+
+    /// The pids, for `status` or tests.
+    pub fn snapshot(&self) -> Vec<i32> {
+        self.lock().iter().copied().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
+        // The set stays consistent even if a holder panicked.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Keeps a probe's pid in [`ExecPids`] until it is reaped, and kills its
+/// group if the probe future is dropped before that (an instance stopped
+/// while its probe ran).
+struct Running {
+    pid: i32,
+    pids: ExecPids,
+    reaped: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = os::kill_group(self.pid);
+        }
+        self.pids.lock().remove(&self.pid);
+    }
+}
+
 /// Runs an exec probe: healthy when `req` exits 0 within `timeout`.
 ///
 /// The command is started with [`crate::os::spawn()`], so it runs in a
 /// process group of its own with PDEATHSIG, exactly like an instance (build
 /// `req` like the instance's: its environment, working directory and
 /// `user`/`group`). When it exits, and on timeout, its whole group is
-/// SIGKILLed so nothing it started lingers, then it is reaped.
+/// SIGKILLed so nothing it started lingers, then it is reaped. Dropping the
+/// future kills the group too.
 ///
-/// `on_spawn(pid)` is called synchronously right after the spawn, before
-/// this future first waits: the engine must add `pid` to the set of
-/// children it knows (`os::reap_orphans` would otherwise reap the probe's
-/// zombie under tokio's feet) and may register its group with the keeper.
-/// Remove it once this future has returned: by then the child is reaped.
-/// Must run on the thread that spawns instances (see `os::spawn`), which on
-/// the current-thread runtime is any task.
+/// Its pid is in `pids` from the spawn (synchronously, before this future
+/// first waits) until it has been reaped: see [`ExecPids`]. Must run on the
+/// thread that spawns instances (see `os::spawn`): on the current-thread
+/// runtime, any task.
 ///
 /// Failure reasons: `exit code 1`, `exit code 2: <last output line>`,
 /// `killed by SIGSEGV`, `timed out after 2s`, or the spawn error.
-pub async fn exec(
-    req: &SpawnRequest,
-    timeout: Duration,
-    on_spawn: impl FnOnce(i32),
-) -> Result<(), String> {
+pub async fn exec(req: &SpawnRequest, timeout: Duration, pids: &ExecPids) -> Result<(), String> {
     let spawned = os::spawn(req).map_err(|e| e.to_string())?;
     let pid = spawned.pid;
-    on_spawn(pid);
+    pids.lock().insert(pid);
+    let mut running = Running {
+        pid,
+        pids: pids.clone(),
+        reaped: false,
+    };
     let mut child = spawned.child;
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let drain = async move {
@@ -457,10 +500,13 @@ pub async fn exec(
         None => {
             // Reap it; SIGKILL is prompt unless the process is stuck in the
             // kernel, and then tokio reaps it later, after we have answered.
-            let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, child.wait()).await;
+            if let Ok(Ok(_)) = tokio::time::timeout(DRAIN_AFTER_EXIT, child.wait()).await {
+                running.reaped = true;
+            }
             return Err(format!("timed out after {}", format_duration(timeout)));
         }
     };
+    running.reaped = status.is_ok();
     let status = status.map_err(|e| format!("cannot wait for the probe: {e}"))?;
     if status.success() {
         return Ok(());
