@@ -10,6 +10,16 @@
 //! - [`log`]: the `log` probe's hook for the log pumps.
 //!
 //! `READY=1`, `WATCHDOG=1` and friends arrive through [`crate::notify`].
+//!
+//! Wiring, per instance (the engine's side): at spawn, `Tracker::new` with
+//! the plan's settings (a `Ready` verdict means feed `Event::Ready`); arm
+//! one timer at `next_deadline()` and call `on_timer` when it fires;
+//! `RunProbe` → run the plan's `Check` with `timeout` as a task and hand
+//! the result, tagged with the spawn's generation, to `probe_result`;
+//! notify `READY=1` / a log match → `ready_message`, `WATCHDOG=1` →
+//! `watchdog_ping`, `STOPPING=1` or our own stop → `stopping`;
+//! `Unhealthy` → `Event::Unhealthy`, `StartTimeout` → a crash with
+//! backoff. Drop the tracker when the process exits.
 
 pub mod defaults;
 pub mod log;
