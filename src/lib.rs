@@ -6,11 +6,14 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod celery;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod health;
 pub mod logs;
+pub mod notify;
 #[allow(unsafe_code)] // the thin OS layer is the only place with `unsafe`
 pub mod os;
 pub mod plan;

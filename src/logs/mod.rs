@@ -48,6 +48,11 @@ use writer::Channel;
 /// The name shown on prodserver's own lines.
 pub const PROJECT_LABEL: &str = "prodserver";
 
+/// Sees each line a pump reads (see [`Logs::pump_with_hook`]); returns
+/// whether it wants more. Runs on the pump's task, so it must be quick and
+/// never block: match, and on a hit send an event.
+pub type LineHook = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// Clonable handle to the log stream.
 #[derive(Debug, Clone)]
 pub struct Logs {
@@ -136,7 +141,25 @@ impl Logs {
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
-        pump::run(self.clone(), process, instance, pid, stream, reader)
+        pump::run(self.clone(), process, instance, pid, stream, reader, None)
+    }
+
+    /// [`Logs::pump`], also showing every line (each piece of a split
+    /// line, without its newline) to `hook` until it returns false: how a
+    /// `log` health probe sees the output. The line is logged either way.
+    pub fn pump_with_hook<R>(
+        &self,
+        process: String,
+        instance: u32,
+        pid: u32,
+        stream: Stream,
+        reader: R,
+        hook: Option<LineHook>,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        pump::run(self.clone(), process, instance, pid, stream, reader, hook)
     }
 
     /// The last lines (up to [`KEEP_LINES`] = 20, each at most

@@ -17,7 +17,7 @@ use super::format::Stream;
 use super::lines::LineSplitter;
 use super::recent::LocalRing;
 use super::writer::BATCH_BYTES;
-use super::Logs;
+use super::{LineHook, Logs};
 
 /// Bytes asked of the pipe per read once a child is chatty. A Linux pipe
 /// holds 64 KiB by default, so one read can take all of it.
@@ -36,6 +36,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
     pid: u32,
     stream: Stream,
     mut reader: R,
+    mut hook: Option<LineHook>,
 ) {
     let mut fmt = logs.line_format(&process, Some(instance), Some(pid), stream);
     let channel = &logs.channel;
@@ -63,6 +64,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
         while let Some(line) = splitter.next_line(&mut rest) {
             fmt.write(&mut out, line.bytes, line.continued);
             ring.push(line.bytes);
+            watch(&mut hook, line.bytes);
             if out.len() >= BATCH_BYTES {
                 if channel.send(&mut out).await.is_err() {
                     // The writer has stopped (shutdown): nobody will read
@@ -89,6 +91,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
     while let Some(line) = splitter.finish() {
         fmt.write(&mut out, line.bytes, line.continued);
         ring.push(line.bytes);
+        watch(&mut hook, line.bytes);
         if out.len() >= BATCH_BYTES {
             if channel.send(&mut out).await.is_err() {
                 return;
@@ -107,5 +110,16 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
             Some(pid),
             &format!("cannot read {}: {e}", stream.as_str()),
         );
+    }
+}
+
+/// Shows `line` to the hook, if any; drops the hook once it has seen
+/// enough. Without a hook this is one branch per line.
+#[inline]
+fn watch(hook: &mut Option<LineHook>, line: &[u8]) {
+    if let Some(h) = hook {
+        if !h(line) {
+            *hook = None;
+        }
     }
 }

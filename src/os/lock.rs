@@ -76,6 +76,22 @@ pub fn ensure_runtime_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Lets children that run as another user (`user = ...`) pass through
+/// `dir` to what is meant for them, by name (their notify socket, the
+/// Celery integration module), without being able to list it: mode 0711.
+/// Call after [`ensure_runtime_dir`] (which tightens to 0700 again on the
+/// next start), and only when some process sets `user`. Nothing private
+/// becomes reachable: lock files are 0600, and each notify socket is 0600
+/// and owned by its own instance's user.
+pub fn share_runtime_dir(dir: &Path) -> io::Result<()> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711)).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot open runtime directory {dir:?} to children: {e}"),
+        )
+    })
+}
+
 /// The result of [`try_lock`].
 #[derive(Debug)]
 pub enum LockOutcome {

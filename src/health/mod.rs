@@ -1,0 +1,208 @@
+//! Health checks: readiness and liveness of each instance.
+//!
+//! Building blocks the engine wires together:
+//! - [`plan_for`]: once per process, what to check (its `health` block, or
+//!   the default for its backend from [`defaults`]), compiled: URLs parsed,
+//!   regexes built.
+//! - [`tracker`]: the pure per-instance state machine that turns probe
+//!   results, `READY=1`, `WATCHDOG=1` and time into verdicts.
+//! - [`probe`]: http, tcp and exec probes, each bounded by its timeout.
+//! - [`log`]: the `log` probe's hook for the log pumps.
+//!
+//! `READY=1`, `WATCHDOG=1` and friends arrive through [`crate::notify`].
+//!
+//! Wiring, per instance (the engine's side): at spawn, `Tracker::new` with
+//! the plan's settings (a `Ready` verdict means feed `Event::Ready`); arm
+//! one timer at `next_deadline()` and call `on_timer` when it fires;
+//! `RunProbe` → run the plan's `Check` with `timeout` as a task and hand
+//! the result, tagged with the spawn's generation, to `probe_result`;
+//! notify `READY=1` / a log match → `ready_message`, `WATCHDOG=1` →
+//! `watchdog_ping`, `STOPPING=1` or our own stop → `stopping`;
+//! `Unhealthy` → `Event::Unhealthy`, `StartTimeout` → a crash with
+//! backoff. Drop the tracker when the process exits.
+
+pub mod defaults;
+pub mod log;
+pub mod probe;
+pub mod tracker;
+
+use std::time::Duration;
+
+pub use defaults::{default_health, DefaultHealth, World};
+pub use probe::{Accept, HttpProbe, TcpProbe};
+pub use tracker::{Readiness, Settings, Tracker, Verdict};
+
+use crate::plan::{HealthSpec, Probe, ProcessSpec};
+
+/// What to observe for one process, decided once at start.
+#[derive(Debug, Clone)]
+pub struct HealthPlan {
+    /// For each instance's [`Tracker`].
+    pub settings: Settings,
+    pub check: Check,
+    /// Bound on each probe run ([`HttpProbe::check`], [`probe::exec`]...).
+    pub timeout: Duration,
+}
+
+/// The probe to run when a tracker says [`Verdict::RunProbe`], or what
+/// else feeds readiness.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// Nothing: ready when spawned; a watchdog may still apply.
+    None,
+    /// `READY=1` on the instance's notify socket.
+    Notify,
+    Http(HttpProbe),
+    Tcp(TcpProbe),
+    /// Run with the instance's environment, working directory and user.
+    Exec(Vec<String>),
+    /// Give each spawn's pumps a [`log::line_hook`] with this regex.
+    Log(regex::bytes::Regex),
+}
+
+/// [`plan_for`]'s answer.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// `None`: no health at all, ready once spawned.
+    pub plan: Option<HealthPlan>,
+    /// A line worth logging once at start (what a default checks, or why
+    /// there is none); `None` for a configured `health` block.
+    pub note: Option<String>,
+}
+
+/// The health plan of `spec`: its `health` block if any, else
+/// [`default_health`]. `Err` when a configured probe cannot be used (bad
+/// URL, address or regex), with a message for the user.
+pub fn plan_for(spec: &ProcessSpec, world: &World) -> Result<Resolved, String> {
+    match &spec.health {
+        Some(h) => Ok(Resolved {
+            plan: Some(configured(h)?),
+            note: None,
+        }),
+        None => Ok(match default_health(spec, world) {
+            DefaultHealth::Plan { plan, note } => Resolved {
+                plan: Some(*plan),
+                note: Some(note),
+            },
+            DefaultHealth::None { note } => Resolved { plan: None, note },
+        }),
+    }
+}
+
+/// The plan of a configured `health` block.
+pub fn configured(h: &HealthSpec) -> Result<HealthPlan, String> {
+    let check = match &h.probe {
+        None => Check::None,
+        Some(probe) => check_for(probe)?,
+    };
+    Ok(HealthPlan {
+        settings: Settings::from_spec(h),
+        check,
+        timeout: h.timeout,
+    })
+}
+
+/// Compiles one configured probe (also usable by `config` to report a bad
+/// URL, address or regex at load time).
+pub fn check_for(probe: &Probe) -> Result<Check, String> {
+    Ok(match probe {
+        Probe::Http { url, status, host } => {
+            Check::Http(HttpProbe::new(url, *status, host.as_deref())?)
+        }
+        Probe::Tcp { address } => Check::Tcp(TcpProbe::new(address)?),
+        Probe::Exec { argv } => Check::Exec(argv.clone()),
+        Probe::Notify => Check::Notify,
+        Probe::Log { pattern } => Check::Log(log::compile(pattern)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::BackendKind;
+
+    fn no_world() -> (
+        impl Fn(&str) -> Option<String>,
+        impl Fn(&std::path::Path) -> bool,
+    ) {
+        (|_: &str| None, |_: &std::path::Path| false)
+    }
+
+    fn health(probe: Option<Probe>) -> HealthSpec {
+        HealthSpec {
+            probe,
+            watchdog: None,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            retries: 3,
+            start_period: Duration::ZERO,
+            start_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_health_block_wins_over_the_default() {
+        let (env, files) = no_world();
+        let world = World {
+            env: &env,
+            file_exists: &files,
+        };
+        let mut spec = crate::supervisor::order::tests::spec("web", BackendKind::Gunicorn, &[]);
+        spec.argv = vec![
+            "gunicorn".into(),
+            "--bind=127.0.0.1:8000".into(),
+            "a".into(),
+        ];
+        let r = plan_for(&spec, &world).unwrap();
+        assert!(matches!(r.plan.unwrap().check, Check::Http(_)));
+        assert!(r.note.unwrap().contains("default for gunicorn"));
+
+        spec.health = Some(health(Some(Probe::Tcp {
+            address: "127.0.0.1:9".into(),
+        })));
+        let r = plan_for(&spec, &world).unwrap();
+        let plan = r.plan.unwrap();
+        assert!(matches!(plan.check, Check::Tcp(_)));
+        assert_eq!(plan.timeout, Duration::from_secs(2));
+        assert!(r.note.is_none());
+
+        spec.health = Some(health(Some(Probe::Log {
+            pattern: "(".into(),
+        })));
+        assert!(plan_for(&spec, &world)
+            .unwrap_err()
+            .contains("`log` pattern"));
+
+        spec.backend = BackendKind::Command;
+        spec.health = None;
+        let r = plan_for(&spec, &world).unwrap();
+        assert!(r.plan.is_none() && r.note.is_none());
+    }
+
+    #[test]
+    fn probes_compile() {
+        assert!(matches!(
+            check_for(&Probe::Http {
+                url: "http://[::1]:8000/healthz/".into(),
+                status: Some(204),
+                host: Some("shop.example.com".into()),
+            }),
+            Ok(Check::Http(_))
+        ));
+        assert!(check_for(&Probe::Http {
+            url: "http://h:bad/".into(),
+            status: None,
+            host: None
+        })
+        .is_err());
+        assert!(check_for(&Probe::Tcp {
+            address: "::1:80".into()
+        })
+        .is_err());
+        assert!(matches!(check_for(&Probe::Notify), Ok(Check::Notify)));
+        assert!(matches!(
+            configured(&health(None)).unwrap().check,
+            Check::None
+        ));
+    }
+}
