@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use crate::config::read_suggest;
 use crate::exit;
+use crate::health;
 use crate::logs::{self, Format, Logs};
+use crate::notify;
 use crate::os;
 use crate::plan::Plan;
 use crate::supervisor::engine::{Engine, RunOptions};
@@ -100,11 +102,63 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
             return exit::INTERNAL;
         }
     };
+    let mut health = Vec::with_capacity(plan.processes.len());
+    for (id, spec) in plan.processes.iter().enumerate() {
+        let lookup = |key: &str| spec.env.get(key).or_else(|| settings.env.get(key)).cloned();
+        let world = health::World {
+            env: &lookup,
+            file_exists: &|p: &std::path::Path| spec.cwd.join(p).exists(),
+        };
+        match health::plan_for(spec, &world) {
+            Ok(resolved) => {
+                if let (Some(note), true) = (&resolved.note, selected.contains(&id)) {
+                    logs.project_event(&format!("{}: {note}", spec.name));
+                }
+                health.push(resolved.plan);
+            }
+            Err(e) => {
+                eprintln!("error: [processes.{}] health: {e}", spec.name);
+                return exit::CONFIG;
+            }
+        }
+    }
+    let celery = selected.iter().any(|id| {
+        plan.processes[*id]
+            .celery
+            .as_ref()
+            .is_some_and(|c| c.integration)
+    });
+    if celery {
+        if let Err(e) = crate::celery::install(&settings.runtime_dir) {
+            eprintln!("error: cannot install the Celery integration: {e}");
+            return exit::INTERNAL;
+        }
+    }
+    let runs_as_other_user = selected.iter().any(|id| plan.processes[*id].user.is_some());
+    if runs_as_other_user {
+        // Instances that drop privileges must still reach their notify
+        // socket and the Celery module inside the runtime directory.
+        if let Err(e) = os::share_runtime_dir(&settings.runtime_dir) {
+            eprintln!("error: cannot open the runtime directory to other users: {e}");
+            return exit::INTERNAL;
+        }
+    }
+    let notify_dir = match notify::prepare_dir(&settings.runtime_dir) {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            logs.project_event(&format!(
+                "no NOTIFY_SOCKET for children: cannot prepare its directory: {e}"
+            ));
+            None
+        }
+    };
     let opts = RunOptions {
         selected,
         base_env: os::scrub_inherited_env(settings.env),
         credentials,
         runtime_dir: settings.runtime_dir,
+        health,
+        notify_dir,
     };
     let code = runtime.block_on(Engine::new(plan, opts, keeper, logs.clone()).run());
     drop(logs);

@@ -10,11 +10,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::python::venv;
 use prodserver::celery;
 use prodserver::notify::{self, sender_belongs, Message, NotifySocket};
 use prodserver::os::{self, SpawnRequest};
 use prodserver::plan::BackendKind;
+use support::python::venv;
 use tokio::io::AsyncReadExt;
 
 /// Sends a sentinel after importing the module: if the import had sent

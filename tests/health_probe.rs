@@ -6,8 +6,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{group_members, request, wait_until};
 use prodserver::health::probe::{self, Accept, ExecPids, HttpProbe, Target, TcpProbe};
+use support::{group_members, request, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::stat;
-use support::python::venv;
 use prodserver::notify::{self, sender_belongs, Message, NotifySocket};
 use prodserver::os::{self, SpawnRequest};
+use support::python::venv;
+use support::stat;
 
 /// Kills what a test started, even when it fails half-way.
 #[derive(Default)]

@@ -390,9 +390,14 @@ env = { LAYER = "process" }
     assert_eq!(run.wait_exit(T), 0, "{}", run.output());
     let out = run.output();
     assert!(
-        out.contains("LAYER=process ONLY_GLOBAL=g FILE=from-file P=show I=1 N=unset L=unset W=unset INHERITED=yes"),
+        out.contains("LAYER=process ONLY_GLOBAL=g FILE=from-file P=show I=1 N="),
         "{out}"
     );
+    assert!(out.contains(" L=unset W=unset INHERITED=yes"), "{out}");
+    // systemd's socket never leaks; the child gets its own, from prodserver.
+    assert!(!out.contains("N=/run/systemd/notify"), "{out}");
+    let runtime = p.runtime_dir().display().to_string();
+    assert!(out.contains(&format!("N={runtime}/prodserver/n/")), "{out}");
 }
 
 #[test]

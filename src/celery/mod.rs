@@ -38,10 +38,17 @@ pub const APP_ENV: &str = "PRODSERVER_CELERY_APP";
 /// capped); three periods make the default watchdog of Celery processes.
 pub const WATCHDOG: Duration = Duration::from_secs(30);
 
+/// The folder [`install`] writes to: named after the module's hash, so a
+/// prodserver upgrade never runs children against a stale copy. Pure, so
+/// `check` can show the exact command line before anything is written.
+pub fn module_dir(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join(format!("py-{:08x}", fnv1a(SOURCE.as_bytes()) as u32))
+}
+
 /// Writes the module (atomically, only if missing or different) and
 /// returns the folder to put first on the child's `PYTHONPATH`.
 pub fn install(runtime_dir: &Path) -> io::Result<PathBuf> {
-    let dir = runtime_dir.join(format!("py-{:08x}", fnv1a(SOURCE.as_bytes()) as u32));
+    let dir = module_dir(runtime_dir);
     match DirBuilder::new().mode(0o755).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

@@ -511,12 +511,24 @@ impl Loader<'_> {
             }
         };
         let mut argv = output.argv;
+        let mut integration_env = Vec::new();
+        if matches!(backend, BackendKind::CeleryWorker | BackendKind::CeleryBeat)
+            && celery_integration.unwrap_or(true)
+        {
+            let dir = crate::celery::module_dir(&self.opts.runtime_dir);
+            let pythonpath = child_env.get("PYTHONPATH").map(String::as_str);
+            if let Some(i) = crate::celery::integrate(backend, &argv, &dir, pythonpath) {
+                argv = i.argv;
+                integration_env = i.env;
+            }
+        }
         if let Some(first) = argv.first_mut() {
             if first.contains('/') {
                 *first = self.resolve_path(first);
             }
         }
         env.extend(output.env);
+        env.extend(integration_env);
 
         let celery = match backend {
             BackendKind::CeleryWorker | BackendKind::CeleryBeat => Some(CeleryInfo {

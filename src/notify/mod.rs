@@ -256,15 +256,20 @@ impl NotifySocket {
     /// descriptors (which the kernel then discards) are skipped.
     /// Cancel-safe: dropping the future loses no datagram.
     pub async fn recv(&self) -> io::Result<(Vec<Message>, Sender)> {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
+            // Wait before allocating: a thousand quiet instances must not
+            // each hold a 4 KiB buffer while nothing arrives.
+            self.sock.readable().await?;
+            let mut buf = vec![0u8; MAX_DATAGRAM];
             let fd = self.sock.as_raw_fd();
-            let got = self
+            match self
                 .sock
-                .async_io(Interest::READABLE, || recv_one(fd, &mut buf))
-                .await?;
-            if let Some((len, sender)) = got {
-                return Ok((parse(&buf[..len]), sender));
+                .try_io(Interest::READABLE, || recv_one(fd, &mut buf))
+            {
+                Ok(Some((len, sender))) => return Ok((parse(&buf[..len]), sender)),
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
             }
         }
     }

@@ -23,11 +23,15 @@ use super::gate::{self, Gate, ProcessView};
 use super::instance::{
     Action, Event, ExitStatus, FailReason, Instance, InstanceConfig, Note, Phase,
 };
+use super::observe::SlotHealth;
 use super::order;
 use super::summary;
 use crate::config::units::format_duration;
 use crate::exit;
+use crate::health::probe::ExecPids;
+use crate::health::HealthPlan;
 use crate::logs::{Logs, Stream};
+use crate::notify::{Message, Sender};
 use crate::os::{self, Credentials, Keeper, LockOutcome, SingletonLock, SpawnRequest};
 use crate::plan::{Plan, ProcessId};
 
@@ -40,28 +44,50 @@ pub struct RunOptions {
     /// Resolved `user`/`group` per process.
     pub credentials: Vec<Option<Credentials>>,
     pub runtime_dir: std::path::PathBuf,
+    /// Health plan per process (configured or the backend's default).
+    pub health: Vec<Option<HealthPlan>>,
+    /// Where instances' notify sockets live; `None`: no NOTIFY_SOCKET.
+    pub notify_dir: Option<std::path::PathBuf>,
 }
 
-/// A report from a child's watcher task.
-enum Msg {
+/// Reports from the tasks that watch children, probes and sockets; each
+/// names its slot (and, where a late report could mislead, the spawn's
+/// generation).
+pub(super) enum Msg {
     Exited {
         slot: usize,
         generation: u64,
         status: ExitStatus,
     },
+    Probe {
+        slot: usize,
+        generation: u64,
+        result: Result<(), String>,
+    },
+    /// Checked against the sender's process tree instead of a generation.
+    Notify {
+        slot: usize,
+        messages: Vec<Message>,
+        sender: Sender,
+    },
+    LogMatch {
+        slot: usize,
+        generation: u64,
+    },
 }
 
-struct Slot {
-    process: ProcessId,
+pub(super) struct Slot {
+    pub process: ProcessId,
     /// 1-based instance number.
-    number: u32,
-    fsm: Instance,
-    timer: Option<Instant>,
-    pid: Option<i32>,
-    /// Bumped at every spawn; exit reports carry it.
-    generation: u64,
-    lock: Option<SingletonLock>,
-    last_exit: Option<ExitStatus>,
+    pub number: u32,
+    pub fsm: Instance,
+    pub timer: Option<Instant>,
+    pub pid: Option<i32>,
+    /// Bumped at every spawn; reports about a spawn carry it.
+    pub generation: u64,
+    pub lock: Option<SingletonLock>,
+    pub last_exit: Option<ExitStatus>,
+    pub health: SlotHealth,
 }
 
 struct Shutdown {
@@ -72,19 +98,22 @@ struct Shutdown {
 }
 
 pub struct Engine {
-    plan: Plan,
-    opts: RunOptions,
-    slots: Vec<Slot>,
+    pub(super) plan: Plan,
+    pub(super) opts: RunOptions,
+    pub(super) slots: Vec<Slot>,
     /// Per process: whether its instances were told to start.
     started: Vec<bool>,
     selected: Vec<bool>,
     keeper: Keeper,
     keeper_gone: bool,
     logs: Logs,
-    tx: mpsc::UnboundedSender<Msg>,
+    pub(super) tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
-    queue: VecDeque<(usize, Event)>,
+    pub(super) queue: VecDeque<(usize, Event)>,
     shutdown: Option<Shutdown>,
+    /// Exec probes in flight: children of ours that orphan reaping must
+    /// leave to tokio.
+    pub(super) exec_pids: ExecPids,
 }
 
 impl Engine {
@@ -108,6 +137,7 @@ impl Engine {
                     generation: 0,
                     lock: None,
                     last_exit: None,
+                    health: SlotHealth::default(),
                 });
             }
         }
@@ -125,6 +155,7 @@ impl Engine {
             rx,
             queue: VecDeque::new(),
             shutdown: None,
+            exec_pids: ExecPids::default(),
         }
     }
 
@@ -154,7 +185,12 @@ impl Engine {
             if self.finished() {
                 break;
             }
-            let next = self.slots.iter().filter_map(|s| s.timer).min();
+            let next = self
+                .slots
+                .iter()
+                .flat_map(|s| [s.timer, s.health.timer])
+                .flatten()
+                .min();
             let sleep = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -324,6 +360,8 @@ impl Engine {
                 return;
             }
         }
+        let mut env = self.child_env(slot);
+        env.extend(self.notify_env(slot));
         let s = &self.slots[slot];
         let spec = &self.plan.processes[s.process];
         let number = s.number.to_string();
@@ -332,17 +370,9 @@ impl Engine {
             .iter()
             .map(|a| a.replace("{instance}", &number))
             .collect();
-        let mut env: BTreeMap<String, String> = self.opts.base_env.iter().cloned().collect();
-        env.extend(
-            spec.env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.replace("{instance}", &number))),
-        );
-        env.insert("PRODSERVER_PROCESS".into(), spec.name.clone());
-        env.insert("PRODSERVER_INSTANCE".into(), number);
         let request = SpawnRequest {
             argv,
-            env: env.into_iter().collect(),
+            env,
             cwd: spec.cwd.clone(),
             creds: self.opts.credentials[s.process].clone(),
         };
@@ -362,23 +392,26 @@ impl Engine {
                 let generation = slot_ref.generation;
                 let name = spec.name.clone();
                 let number = slot_ref.number;
+                let hook = self.log_hook(slot, generation);
                 let mut pumps = Vec::with_capacity(2);
                 if let Some(out) = child.stdout.take() {
-                    pumps.push(tokio::spawn(self.logs.pump(
+                    pumps.push(tokio::spawn(self.logs.pump_with_hook(
                         name.clone(),
                         number,
                         pid as u32,
                         Stream::Stdout,
                         out,
+                        hook.clone(),
                     )));
                 }
                 if let Some(err) = child.stderr.take() {
-                    pumps.push(tokio::spawn(self.logs.pump(
+                    pumps.push(tokio::spawn(self.logs.pump_with_hook(
                         name.clone(),
                         number,
                         pid as u32,
                         Stream::Stderr,
                         err,
+                        hook,
                     )));
                 }
                 let tx = self.tx.clone();
@@ -403,9 +436,7 @@ impl Engine {
                     });
                 });
                 self.queue.push_back((slot, Event::Spawned { pid }));
-                // Until health checks exist, an instance is ready once
-                // spawned ("healthy" behaves as "started").
-                self.queue.push_back((slot, Event::Ready));
+                self.start_health(slot, Instant::now());
             }
             Err(e) => {
                 let event = Event::SpawnFailed {
@@ -417,8 +448,36 @@ impl Engine {
         }
     }
 
+    /// The environment of a slot's child (and of its exec probes), in the
+    /// documented precedence; `{instance}` expanded.
+    pub(super) fn child_env(&self, slot: usize) -> Vec<(String, String)> {
+        let s = &self.slots[slot];
+        let spec = &self.plan.processes[s.process];
+        let number = s.number.to_string();
+        let mut env: BTreeMap<String, String> = self.opts.base_env.iter().cloned().collect();
+        env.extend(
+            spec.env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.replace("{instance}", &number))),
+        );
+        env.insert("PRODSERVER_PROCESS".into(), spec.name.clone());
+        env.insert("PRODSERVER_INSTANCE".into(), number);
+        env.into_iter().collect()
+    }
+
     fn on_msg(&mut self, msg: Msg) {
         match msg {
+            Msg::Probe {
+                slot,
+                generation,
+                result,
+            } => self.on_probe(slot, generation, result),
+            Msg::Notify {
+                slot,
+                messages,
+                sender,
+            } => self.on_notify(slot, messages, sender),
+            Msg::LogMatch { slot, generation } => self.on_log_match(slot, generation),
             Msg::Exited {
                 slot,
                 generation,
@@ -434,6 +493,7 @@ impl Engine {
                     }
                 }
                 s.last_exit = Some(status);
+                self.stop_health(slot, true);
                 self.queue.push_back((slot, Event::Exited { status }));
                 self.drain();
                 self.after_exit(slot);
@@ -476,6 +536,7 @@ impl Engine {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        self.health_timers_due(now);
         for slot in 0..self.slots.len() {
             if self.slots[slot].timer.is_some_and(|t| t <= now) {
                 self.slots[slot].timer = None;
@@ -578,16 +639,18 @@ impl Engine {
 
     fn reap_orphans(&mut self) {
         let known: Vec<i32> = self.slots.iter().filter_map(|s| s.pid).collect();
-        for (pid, status) in os::reap_orphans(&|pid| known.contains(&pid)) {
+        let exec = self.exec_pids.clone();
+        for (pid, status) in os::reap_orphans(&|pid| known.contains(&pid) || exec.contains(pid)) {
             self.logs
                 .project_event(&format!("reaped orphan pid {pid} ({status})"));
         }
     }
 
     fn note(&mut self, slot: usize, note: Note) {
-        let has_health = self.plan.processes[self.slots[slot].process]
-            .health
-            .is_some();
+        let has_health = self.opts.health[self.slots[slot].process].is_some();
+        if matches!(note, Note::Stopping { .. } | Note::KilledOnRequest) {
+            self.stop_health(slot, false);
+        }
         let text = match note {
             // Without a health check, readiness is the spawn: don't say it twice.
             Note::Ready if !has_health => return,
@@ -643,7 +706,7 @@ impl Engine {
         self.note_text(slot, text);
     }
 
-    fn note_text(&mut self, slot: usize, text: String) {
+    pub(super) fn note_text(&mut self, slot: usize, text: String) {
         let s = &self.slots[slot];
         let name = self.plan.processes[s.process].name.clone();
         self.logs

@@ -20,5 +20,6 @@ pub mod backoff;
 pub mod engine;
 pub mod gate;
 pub mod instance;
+mod observe;
 pub mod order;
 pub mod summary;

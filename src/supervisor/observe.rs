@@ -1,0 +1,290 @@
+//! Health observations for the event loop: probes, `NOTIFY_SOCKET`
+//! messages and log-line readiness, turned into instance events.
+//!
+//! Theory of operation. Each running instance with a health plan has a
+//! [`Tracker`] (pure: it decides) created at spawn and dropped at exit. The
+//! loop arms one health timer per instance at the tracker's next deadline;
+//! when it fires, or a probe result, notification or matching log line
+//! comes back (tagged with the spawn's generation, so reports about a
+//! previous process are dropped), the tracker's verdict becomes an
+//! instance event: `Ready`, `Unhealthy` (graceful restart, no backoff) or
+//! `StartTimeout` (graceful restart through backoff). Probes run as tasks
+//! on the loop, never on threads, and are bounded by their timeout.
+
+use std::time::Instant;
+
+use super::engine::{Engine, Msg};
+use super::instance::Event;
+use crate::health::{probe, Check, Tracker, Verdict};
+use crate::logs::LineHook;
+use crate::notify::{self, Message, NotifySocket, Sender};
+use crate::os::SpawnRequest;
+
+/// Per-instance health state.
+#[derive(Default)]
+pub(super) struct SlotHealth {
+    pub tracker: Option<Tracker>,
+    pub timer: Option<Instant>,
+    /// The notify socket's receiving task, kept for the slot's lifetime.
+    pub notify_task: Option<tokio::task::JoinHandle<()>>,
+    /// `NOTIFY_SOCKET` (and `WATCHDOG_USEC`) for the child.
+    pub notify_env: Vec<(String, String)>,
+    pub status: Option<String>,
+    pub tasks_done: u64,
+    /// A stranger's message was reported already (don't flood the log).
+    pub stranger_reported: bool,
+}
+
+impl Engine {
+    /// The notify environment of a slot, binding its socket on first use.
+    pub(super) fn notify_env(&mut self, slot: usize) -> Vec<(String, String)> {
+        if self.slots[slot].health.notify_task.is_some() {
+            return self.slots[slot].health.notify_env.clone();
+        }
+        let Some(dir) = self.opts.notify_dir.clone() else {
+            return Vec::new();
+        };
+        let process = self.slots[slot].process;
+        let owner = self.opts.credentials[process]
+            .as_ref()
+            .map(|c| (c.uid, c.gid));
+        let socket = match NotifySocket::for_instance(&dir, slot, owner) {
+            Ok(socket) => socket,
+            Err(e) => {
+                self.note_text(slot, format!("cannot create its NOTIFY_SOCKET: {e}"));
+                return Vec::new();
+            }
+        };
+        let watchdog = self.opts.health[process]
+            .as_ref()
+            .and_then(|h| h.settings.watchdog);
+        let env = notify::child_env(&socket, watchdog);
+        let tx = self.tx.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match socket.recv().await {
+                    Ok((messages, sender)) => {
+                        if tx
+                            .send(Msg::Notify {
+                                slot,
+                                messages,
+                                sender,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // A broken socket only loses notifications; the
+                    // instance itself is unaffected.
+                    Err(_) => return,
+                }
+            }
+        });
+        let h = &mut self.slots[slot].health;
+        h.notify_task = Some(task);
+        h.notify_env = env.clone();
+        env
+    }
+
+    /// The log hook for a spawn whose readiness is a matching output line.
+    pub(super) fn log_hook(&self, slot: usize, generation: u64) -> Option<LineHook> {
+        let process = self.slots[slot].process;
+        match self.opts.health[process].as_ref().map(|h| &h.check) {
+            Some(Check::Log(regex)) => {
+                let tx = self.tx.clone();
+                Some(crate::health::log::line_hook(regex.clone(), move || {
+                    let _ = tx.send(Msg::LogMatch { slot, generation });
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    /// Called once a spawn succeeded: start tracking its health.
+    pub(super) fn start_health(&mut self, slot: usize, now: Instant) {
+        let process = self.slots[slot].process;
+        let h = &mut self.slots[slot].health;
+        h.status = None;
+        match &self.opts.health[process] {
+            None => {
+                h.tracker = None;
+                h.timer = None;
+                self.queue.push_back((slot, Event::Ready));
+            }
+            Some(plan) => {
+                let (tracker, verdict) = Tracker::new(plan.settings.clone(), now);
+                h.tracker = Some(tracker);
+                self.verdict(slot, verdict);
+            }
+        }
+    }
+
+    /// The process exited or is being stopped: no more verdicts.
+    pub(super) fn stop_health(&mut self, slot: usize, exited: bool) {
+        let h = &mut self.slots[slot].health;
+        if let Some(t) = &mut h.tracker {
+            t.stopping();
+        }
+        if exited {
+            h.tracker = None;
+        }
+        h.timer = None;
+    }
+
+    pub(super) fn health_timers_due(&mut self, now: Instant) {
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].health.timer.is_some_and(|t| t <= now) {
+                self.slots[slot].health.timer = None;
+                let verdict = self.slots[slot]
+                    .health
+                    .tracker
+                    .as_mut()
+                    .and_then(|t| t.on_timer(now));
+                self.verdict(slot, verdict);
+            }
+        }
+    }
+
+    pub(super) fn on_probe(&mut self, slot: usize, generation: u64, result: Result<(), String>) {
+        if self.slots[slot].generation != generation {
+            return;
+        }
+        let now = Instant::now();
+        let verdict = self.slots[slot]
+            .health
+            .tracker
+            .as_mut()
+            .and_then(|t| t.probe_result(now, result));
+        self.verdict(slot, verdict);
+    }
+
+    pub(super) fn on_log_match(&mut self, slot: usize, generation: u64) {
+        if self.slots[slot].generation != generation {
+            return;
+        }
+        let now = Instant::now();
+        let verdict = self.slots[slot]
+            .health
+            .tracker
+            .as_mut()
+            .and_then(|t| t.ready_message(now));
+        self.verdict(slot, verdict);
+    }
+
+    /// A datagram on a slot's notify socket. Only the instance's own
+    /// process tree may speak for it: anyone else able to reach the socket
+    /// could otherwise mark it ready or keep a hung one alive.
+    pub(super) fn on_notify(&mut self, slot: usize, messages: Vec<Message>, sender: Sender) {
+        let Some(pid) = self.slots[slot].pid else {
+            return;
+        };
+        if !notify::sender_belongs(sender.pid, pid) {
+            if !self.slots[slot].health.stranger_reported {
+                self.slots[slot].health.stranger_reported = true;
+                self.note_text(
+                    slot,
+                    format!(
+                        "ignored a notification from pid {}, which is not in its process tree",
+                        sender.pid
+                    ),
+                );
+            }
+            return;
+        }
+        let now = Instant::now();
+        for message in messages {
+            let tracker = self.slots[slot].health.tracker.as_mut();
+            let verdict = match (message, tracker) {
+                (Message::Ready, Some(t)) => t.ready_message(now),
+                (Message::Watchdog, Some(t)) => {
+                    t.watchdog_ping(now);
+                    None
+                }
+                (Message::WatchdogTrigger, Some(t)) => t.watchdog_trigger(now),
+                (Message::Stopping, Some(t)) => {
+                    t.stopping();
+                    self.note_text(slot, "stopping (STOPPING=1)".into());
+                    None
+                }
+                (Message::Status(text), _) => {
+                    if self.slots[slot].health.status.as_deref() != Some(text.as_str()) {
+                        self.note_text(slot, format!("status: {text}"));
+                        self.slots[slot].health.status = Some(text);
+                    }
+                    None
+                }
+                (Message::TasksDone(n), _) => {
+                    let h = &mut self.slots[slot].health;
+                    h.tasks_done = h.tasks_done.saturating_add(n);
+                    None
+                }
+                _ => None,
+            };
+            self.verdict(slot, verdict);
+        }
+    }
+
+    /// Carries out a tracker verdict and re-arms the health timer.
+    fn verdict(&mut self, slot: usize, verdict: Option<Verdict>) {
+        match verdict {
+            None => {}
+            Some(Verdict::RunProbe) => self.run_probe(slot),
+            Some(Verdict::Ready) => self.queue.push_back((slot, Event::Ready)),
+            Some(Verdict::Failing { reason }) => {
+                self.note_text(slot, format!("health check failed: {reason}"))
+            }
+            Some(Verdict::Recovered { after }) => self.note_text(
+                slot,
+                format!("health check passes again after {after} failures"),
+            ),
+            Some(Verdict::Unhealthy { reason }) => {
+                self.queue.push_back((slot, Event::Unhealthy { reason }))
+            }
+            Some(Verdict::StartTimeout { reason }) => {
+                self.queue.push_back((slot, Event::StartTimeout { reason }))
+            }
+        }
+        let h = &mut self.slots[slot].health;
+        h.timer = h.tracker.as_ref().and_then(Tracker::next_deadline);
+    }
+
+    fn run_probe(&mut self, slot: usize) {
+        let process = self.slots[slot].process;
+        let generation = self.slots[slot].generation;
+        let Some(plan) = self.opts.health[process].as_ref() else {
+            return;
+        };
+        let timeout = plan.timeout;
+        let tx = self.tx.clone();
+        let report = move |result| {
+            let _ = tx.send(Msg::Probe {
+                slot,
+                generation,
+                result,
+            });
+        };
+        match &plan.check {
+            Check::Http(p) => {
+                let p = p.clone();
+                tokio::spawn(async move { report(p.check(timeout).await) });
+            }
+            Check::Tcp(p) => {
+                let p = p.clone();
+                tokio::spawn(async move { report(p.check(timeout).await) });
+            }
+            Check::Exec(argv) => {
+                let request = SpawnRequest {
+                    argv: argv.clone(),
+                    env: self.child_env(slot),
+                    cwd: self.plan.processes[process].cwd.clone(),
+                    creds: self.opts.credentials[process].clone(),
+                };
+                let pids = self.exec_pids.clone();
+                tokio::spawn(async move { report(probe::exec(&request, timeout, &pids).await) });
+            }
+            // Readiness by message: nothing to run.
+            Check::None | Check::Notify | Check::Log(_) => {}
+        }
+    }
+}
