@@ -93,7 +93,7 @@ async fn sdnotify_child_and_its_descendants_are_heard_strangers_are_not() {
     let mut env = vec![("PATH".to_owned(), "/usr/bin:/bin".to_owned())];
     env.extend(notify::child_env(&sock, None));
     let spawned = os::spawn(&SpawnRequest {
-        argv: vec![python(&venv), "-c".into(), CHILD.into()],
+        argv: vec![python(venv), "-c".into(), CHILD.into()],
         env: env.clone(),
         cwd: "/".into(),
         creds: None,
@@ -104,7 +104,7 @@ async fn sdnotify_child_and_its_descendants_are_heard_strangers_are_not() {
 
     // A process that is not the instance's descendant, though it knows
     // the socket: a child of the test process, in the test's group.
-    let mut stranger = Command::new(python(&venv))
+    let mut stranger = Command::new(python(venv))
         .args([
             "-c",
             "import sys, sdnotify; sdnotify.SystemdNotifier(debug=True).notify('TASKS_DONE=9'); sys.stdin.read()",
