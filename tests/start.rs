@@ -24,8 +24,10 @@ fn restart_delays(output: &str) -> Vec<f64> {
         .lines()
         .filter_map(|l| l.split("restarting in ").nth(1))
         .filter_map(|rest| rest.split_whitespace().next())
-        .filter_map(|d| humantime::parse_duration(d).ok())
-        .map(|d| d.as_secs_f64())
+        .filter_map(|d| match d.strip_suffix("ms") {
+            Some(ms) => ms.parse::<f64>().ok().map(|ms| ms / 1000.0),
+            None => d.strip_suffix('s')?.parse().ok(),
+        })
         .collect()
 }
 

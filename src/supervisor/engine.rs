@@ -660,10 +660,9 @@ impl Engine {
                 (ExitStatus::Signal(s), true) => format!("stopped by {}", os::signal_name(s)),
                 (ExitStatus::Signal(s), false) => format!("killed by {}", os::signal_name(s)),
             },
-            Note::Restarting { after, attempt } => format!(
-                "restarting in {} (restart {attempt})",
-                format_duration(round_ms(after))
-            ),
+            Note::Restarting { after, attempt } => {
+                format!("restarting in {} (restart {attempt})", human_delay(after))
+            }
             Note::Failed { reason, restarts } => match reason {
                 // The message was logged by ExecFailed just before.
                 FailReason::ExecFailed { .. } => {
@@ -738,8 +737,12 @@ impl Engine {
                 Some(ExitStatus::Signal(sig)) => format!(", last exit by {}", os::signal_name(sig)),
                 None => String::new(),
             };
+            let tasks = match s.health.tasks_done {
+                0 => String::new(),
+                n => format!(", {n} tasks done"),
+            };
             self.logs.project_event(&format!(
-                "  {}.{}: {state}, {} restarts{last}",
+                "  {}.{}: {state}, {} restarts{tasks}{last}",
                 spec.name,
                 s.number,
                 s.fsm.restarts()
@@ -761,8 +764,14 @@ fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
     }
 }
 
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
+/// `250ms` below a second, `1.25s` above: jittered delays have no round
+/// value, and `5s59ms` reads badly.
+fn human_delay(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.2}s", d.as_secs_f64())
+    }
 }
 
 /// A random number in [0, 1) for backoff jitter; quality hardly matters,

@@ -1,0 +1,268 @@
+//! Health checks through the built binary, with real children: readiness
+//! gates dependents (checked by timestamps), liveness restarts exactly the
+//! failing process, watchdogs expire, readiness that never comes restarts
+//! with backoff, a child using the `sdnotify` package is heard and a
+//! stranger is not.
+
+mod support;
+
+use std::time::Duration;
+
+use support::http::free_port;
+use support::{python, Project, Running};
+
+const T: Duration = Duration::from_secs(30);
+
+/// A stdlib HTTP server: binds after `DELAY` seconds, answers /healthz/
+/// with the status in the file `STATUS_FILE` (200 if absent), and stamps
+/// `bound` with the time it started listening.
+const SERVER: &str = r#"
+import http.server, os, sys, time
+port, delay, status_file = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+time.sleep(delay)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        try:
+            code = int(open(status_file).read())
+        except OSError:
+            code = 200
+        self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", port), H)
+with open("bound-%d" % port, "w") as f: f.write(str(time.time()))
+print("listening", flush=True)
+s.serve_forever()
+"#;
+
+/// Writes its start time into `started-NAME`.
+const STAMP: &str = r#"["python3", "-c", "import sys, time; open('started-' + sys.argv[1], 'w').write(str(time.time())); time.sleep(600)", "NAME"]"#;
+
+fn time_in(p: &Project, file: &str) -> f64 {
+    std::fs::read_to_string(p.path().join(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+fn stop(mut run: Running) -> String {
+    run.signal(libc::SIGTERM);
+    let code = run.wait_exit(T);
+    assert_eq!(code, 0, "{}", run.output());
+    run.output()
+}
+
+#[test]
+fn healthy_dependency_waits_for_the_http_probe() {
+    let port = free_port();
+    let p = Project::new(&format!(
+        r#"
+[processes.web]
+backend = "command"
+command = ["python3", "server.py", "{port}", "1.0", "web-status"]
+health = {{ http = "http://127.0.0.1:{port}/healthz/", interval = "200ms" }}
+
+[processes.after]
+backend = "command"
+command = {stamp}
+depends_on = {{ web = "healthy" }}
+"#,
+        stamp = STAMP.replace("NAME", "after")
+    ));
+    p.write("server.py", SERVER);
+    let run = p.spawn(&["start"]);
+    run.wait_for("web.1 | ready", T);
+    run.wait_for("after.1 | spawned", T);
+    support::wait_until(T, || p.path().join("started-after").exists());
+    let bound = time_in(&p, &format!("bound-{port}"));
+    let after = time_in(&p, "started-after");
+    assert!(
+        after >= bound,
+        "the dependent started at {after}, before web listened at {bound}"
+    );
+    stop(run);
+}
+
+#[test]
+fn tcp_exec_and_log_readiness_gate_their_dependents() {
+    let port = free_port();
+    let p = Project::new(&format!(
+        r#"
+[processes.tcp]
+backend = "command"
+command = ["python3", "server.py", "{port}", "0.5", "tcp-status"]
+health = {{ tcp = "127.0.0.1:{port}", interval = "200ms" }}
+
+[processes.exec]
+backend = "command"
+command = ["sh", "-c", "sleep 0.5; date +%s.%N > exec-flag; exec sleep 600"]
+health = {{ exec = ["test", "-f", "exec-flag"], interval = "100ms" }}
+
+[processes.log]
+backend = "command"
+command = ["sh", "-c", "echo booting; sleep 0.5; python3 -c 'import time; print(time.time())' > log-ready; echo Listening at http://x; exec sleep 600"]
+health = {{ log = "^Listening at" }}
+
+[processes.after]
+backend = "command"
+command = {stamp}
+depends_on = {{ tcp = "healthy", exec = "healthy", log = "healthy" }}
+"#,
+        stamp = STAMP.replace("NAME", "after")
+    ));
+    p.write("server.py", SERVER);
+    let run = p.spawn(&["start"]);
+    for name in ["tcp", "exec", "log"] {
+        run.wait_for(&format!("{name}.1 | ready"), T);
+    }
+    support::wait_until(T, || p.path().join("started-after").exists());
+    let after = time_in(&p, "started-after");
+    for file in [
+        format!("bound-{port}"),
+        "exec-flag".into(),
+        "log-ready".into(),
+    ] {
+        let ready = time_in(&p, &file);
+        assert!(
+            after >= ready,
+            "the dependent started at {after}, before {file} at {ready}"
+        );
+    }
+    stop(run);
+}
+
+#[test]
+fn a_liveness_failure_restarts_exactly_the_failing_process() {
+    let (good, bad) = (free_port(), free_port());
+    let p = Project::new(&format!(
+        r#"
+[processes.good]
+backend = "command"
+command = ["python3", "server.py", "{good}", "0", "good-status"]
+health = {{ http = "http://127.0.0.1:{good}/healthz/", interval = "100ms", retries = 2 }}
+
+[processes.bad]
+backend = "command"
+command = ["python3", "server.py", "{bad}", "0", "bad-status"]
+health = {{ http = "http://127.0.0.1:{bad}/healthz/", interval = "100ms", retries = 2 }}
+stop_timeout = "2s"
+"#
+    ));
+    p.write("server.py", SERVER);
+    let run = p.spawn(&["start"]);
+    run.wait_for("good.1 | ready", T);
+    run.wait_for("bad.1 | ready", T);
+    p.write("bad-status", "503");
+    let line = run.wait_for("bad.1 | unhealthy:", T);
+    assert!(
+        line.ends_with("unhealthy: GET /healthz/ -> 503 (2/2)"),
+        "{line}"
+    );
+    run.wait_for_count("bad.1 | spawned", 2, T);
+    // Let it come back healthy, then check the good one was never touched.
+    std::fs::remove_file(p.path().join("bad-status")).expect("rm");
+    run.wait_for_count("bad.1 | ready", 2, T);
+    let out = stop(run);
+    assert_eq!(out.matches("good.1 | spawned").count(), 1, "{out}");
+    assert!(!out.contains("good.1 | unhealthy"), "{out}");
+    assert!(
+        !out.contains("bad.1 | restarting in"),
+        "a liveness restart skips the backoff: {out}"
+    );
+}
+
+#[test]
+fn a_missed_watchdog_restarts_the_instance() {
+    let p = Project::new(
+        r#"
+[processes.pinger]
+backend = "command"
+# Pings three times, then hangs.
+command = ["python3", "-c", "import os, socket, time\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.connect(os.environ['NOTIFY_SOCKET'])\ns.send(b'READY=1')\nfor _ in range(3):\n    s.send(b'WATCHDOG=1'); time.sleep(0.1)\nprint('hanging', flush=True)\ntime.sleep(600)"]
+health = { notify = true, watchdog = "500ms" }
+stop_timeout = "1s"
+"#,
+    );
+    let run = p.spawn(&["start"]);
+    run.wait_for("pinger.1 | hanging", T);
+    let line = run.wait_for("pinger.1 | unhealthy:", T);
+    assert!(line.contains("no WATCHDOG=1 within 500ms"), "{line}");
+    run.wait_for_count("pinger.1 | spawned", 2, T);
+    stop(run);
+}
+
+#[test]
+fn readiness_that_never_comes_restarts_with_backoff() {
+    let p = Project::new(
+        r#"
+[processes.mute]
+backend = "command"
+command = ["sleep", "600"]
+health = { notify = true, start_timeout = "300ms" }
+backoff = "100ms"
+"#,
+    );
+    let run = p.spawn(&["start"]);
+    let line = run.wait_for("mute.1 | unhealthy:", T);
+    assert!(line.contains("no READY=1 within 300ms"), "{line}");
+    run.wait_for("mute.1 | restarting in", T);
+    run.wait_for_count("mute.1 | spawned", 2, T);
+    stop(run);
+}
+
+#[test]
+fn a_child_using_sdnotify_is_heard() {
+    let venv_python = python::bin("python");
+    let p = Project::new(&format!(
+        r#"
+[processes.app]
+backend = "command"
+command = ["{venv_python}", "-c", "import sdnotify, time\nn = sdnotify.SystemdNotifier()\ntime.sleep(0.3)\nopen('app-ready', 'w').write(str(time.time()))\nn.notify('READY=1')\nn.notify('STATUS=serving 3 sites')\nn.notify('TASKS_DONE=2')\nn.notify('TASKS_DONE=3')\ntime.sleep(600)"]
+health = {{ notify = true }}
+
+[processes.after]
+backend = "command"
+command = {stamp}
+depends_on = {{ app = "healthy" }}
+"#,
+        stamp = STAMP.replace("NAME", "after")
+    ));
+    let run = p.spawn(&["start"]);
+    run.wait_for("app.1 | ready", T);
+    run.wait_for("app.1 | status: serving 3 sites", T);
+    support::wait_until(T, || p.path().join("started-after").exists());
+    assert!(time_in(&p, "started-after") >= time_in(&p, "app-ready"));
+    let out = stop(run);
+    assert!(
+        out.contains("app.1: stopped, 0 restarts, 5 tasks done"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_notification_from_outside_the_process_tree_is_ignored() {
+    let p = Project::new(
+        r#"
+[processes.quiet]
+backend = "command"
+command = ["sh", "-c", "echo \"$NOTIFY_SOCKET\" > socket-path; echo waiting; exec sleep 600"]
+health = { notify = true, start_timeout = "1h" }
+"#,
+    );
+    let run = p.spawn(&["start"]);
+    run.wait_for("quiet.1 | waiting", T);
+    let socket = std::fs::read_to_string(p.path().join("socket-path")).expect("socket path");
+    // A process that is not a descendant of the instance claims it is ready.
+    let status = std::process::Command::new("python3")
+        .args(["-c", "import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.connect(sys.argv[1])\ns.send(b'READY=1')", socket.trim()])
+        .status()
+        .expect("stranger");
+    assert!(status.success());
+    let line = run.wait_for("quiet.1 | ignored a notification from pid", T);
+    assert!(line.contains("not in its process tree"), "{line}");
+    let out = stop(run);
+    assert!(
+        !out.contains("quiet.1 | ready"),
+        "a stranger made it ready: {out}"
+    );
+}
