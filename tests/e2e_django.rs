@@ -28,6 +28,11 @@ impl Stack {
 
     /// `broker_env`: extra `[prodserver].env` entries choosing the broker.
     fn with_broker(broker_env: &str) -> Stack {
+        Stack::build(broker_env, "")
+    }
+
+    /// `extra`: more `[processes.*]` tables appended to the file.
+    fn build(broker_env: &str, extra: &str) -> Stack {
         let venv = python::venv().display().to_string();
         let app = python::project().display().to_string();
         let port = free_port();
@@ -58,6 +63,7 @@ app = "shop.wsgi:application"
 program = "{venv}/bin/gunicorn"
 cwd = "{app}"
 args = {{ bind = "127.0.0.1:{port}", workers = 2 }}
+health = {{ http = "http://127.0.0.1:{port}/healthz/", interval = "1s" }}
 depends_on = {{ migrate = "completed", redis = "started" }}
 
 [processes.worker-default]
@@ -89,7 +95,7 @@ args = {{ loglevel = "info" }}
 depends_on = {{ migrate = "completed", redis = "started" }}
 "#,
             var = var.display()
-        );
+        ) + extra;
         project.write("prodserver.toml", &config);
         Stack { project, var, port }
     }
@@ -226,6 +232,115 @@ fn broker_redis_runs_a_real_redis_first_and_the_stack_uses_it() {
         .find("worker-default.1 | stopped")
         .expect("worker stopped");
     assert!(worker_stopped < redis_stop, "{out}");
+}
+
+/// One line of `--log-format json` output.
+fn json_lines(run: &Running) -> Vec<serde_json::Value> {
+    run.lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn line_time(v: &serde_json::Value) -> String {
+    v["time"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_worker_is_ready_only_after_celerys_ready_signal_and_counts_its_tasks() {
+    let stack = Stack::new();
+    let mut run = stack.start(&["--log-format", "json", "web", "worker-default"]);
+    stack.wait_web(&run);
+    run.wait_for(r#""process":"worker-default","instance":1,"pid":"#, T);
+    let ready = |v: &serde_json::Value| {
+        v["process"] == "worker-default" && v["stream"] == "event" && v["message"] == "ready"
+    };
+    // Celery logs "Connected to ..." once its consumer is up, just before
+    // worker_ready fires; readiness reported at spawn would come first.
+    let connected = |v: &serde_json::Value| {
+        v["process"] == "worker-default"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Connected to"))
+    };
+    let both = wait_until(BOOT, || {
+        let lines = json_lines(&run);
+        lines.iter().any(ready) && lines.iter().any(connected)
+    });
+    assert!(
+        both,
+        "no ready event or no 'Connected to' line:\n{}",
+        run.output()
+    );
+    let lines = json_lines(&run);
+    let ready_at = lines
+        .iter()
+        .find(|v| ready(v))
+        .map(line_time)
+        .expect("ready");
+    let connected_at = lines
+        .iter()
+        .find(|v| connected(v))
+        .map(line_time)
+        .expect("connected");
+    assert!(
+        ready_at >= connected_at,
+        "ready at {ready_at}, before Celery connected at {connected_at}"
+    );
+
+    let ids: Vec<String> = (0..4)
+        .map(|_| stack.enqueue("whoami", "queue=default"))
+        .collect();
+    for id in &ids {
+        stack.result(&run, id);
+    }
+    // TASKS_DONE=1 comes from each pool child right after its task; the
+    // warm stop below lets any datagram still in flight arrive first.
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    let summary = run
+        .lines()
+        .into_iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .filter_map(|v| v["message"].as_str().map(str::to_string))
+        .find(|m| m.contains("worker-default.1:"))
+        .unwrap_or_default();
+    assert!(
+        summary.contains(", 4 tasks done"),
+        "{summary}\n{}",
+        run.output()
+    );
+}
+
+#[test]
+fn dependents_of_web_wait_for_its_http_health() {
+    let venv = python::venv().display().to_string();
+    let stack = Stack::build(
+        "",
+        &format!(
+            r#"
+[processes.smoke]
+backend = "command"
+command = ["{venv}/bin/python", "-c", "import sys, urllib.request; r = urllib.request.urlopen(sys.argv[1], timeout=5); print('smoke', r.status)", "http://127.0.0.1:PORT/healthz/"]
+oneshot = true
+depends_on = {{ web = "healthy" }}
+"#
+        ),
+    );
+    let config =
+        std::fs::read_to_string(stack.project.path().join("prodserver.toml")).expect("config");
+    stack.project.write(
+        "prodserver.toml",
+        &config.replace("PORT", &stack.port.to_string()),
+    );
+    let mut run = stack.start(&["smoke"]);
+    run.wait_for("smoke.1 | smoke 200", BOOT);
+    let out = run.output();
+    let ready = out.find("web.1 | ready").expect("web ready");
+    let spawned = out.find("smoke.1 | spawned").expect("smoke spawned");
+    assert!(ready < spawned, "{out}");
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
 }
 
 #[test]
