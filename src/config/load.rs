@@ -1013,9 +1013,6 @@ impl Loader<'_> {
             .string(&h, "http", "\"http://127.0.0.1:8000/healthz/\"")
         {
             let span = h.get("http").map(|v| v.span()).unwrap_or(h.span.clone());
-            if !url.starts_with("http://") {
-                self.r.error(span.clone(), format!("`{}` must be an http:// URL, found \"{url}\"", h.key_path("http")), "probes speak plain HTTP to the local process: `http = \"http://127.0.0.1:8000/healthz/\"`");
-            }
             let status = self.r.count(&h, "status", 100, 200).map(|s| s as u16);
             let host = self.r.string(&h, "host", "\"shop.example.com\"");
             probes.push((Probe::Http { url, status, host }, span));
@@ -1032,20 +1029,6 @@ impl Loader<'_> {
         }
         if let Some(address) = self.r.string(&h, "tcp", "\"127.0.0.1:6379\"") {
             let span = h.get("tcp").map(|v| v.span()).unwrap_or(h.span.clone());
-            if address
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok())
-                .is_none()
-            {
-                self.r.error(
-                    span.clone(),
-                    format!(
-                        "`{}` must be host:port, found \"{address}\"",
-                        h.key_path("tcp")
-                    ),
-                    "write `tcp = \"127.0.0.1:6379\"`",
-                );
-            }
             probes.push((Probe::Tcp { address }, span));
         }
         if let Some(value) = h.get("exec") {
@@ -1082,6 +1065,17 @@ impl Loader<'_> {
                 Probe::Log { pattern },
                 h.get("log").map(|v| v.span()).unwrap_or(h.span.clone()),
             ));
+        }
+        // Build each probe now, as start would: a bad URL, address or
+        // regex is a located config error, not a failure at start.
+        for (probe, span) in &probes {
+            if let Err(e) = crate::health::check_for(probe) {
+                self.r.error(
+                    span.clone(),
+                    format!("`{}`: {e}", h.path),
+                    "fix the probe: `http = \"http://127.0.0.1:8000/healthz/\"`, `tcp = \"127.0.0.1:6379\"`, `log = \"^Listening\"` (a Rust regex)",
+                );
+            }
         }
         let watchdog = self.r.duration(&h, "watchdog", "30s");
         if probes.len() > 1 {

@@ -386,3 +386,13 @@ fn command_strings_split_like_a_shell_without_one() {
         vec!["python", "-c", "print(1)"]
     );
 }
+
+#[test]
+fn bad_probes_are_config_errors() {
+    let e = error(&format!("{WEB}health = {{ log = \"(unclosed\" }}\n"));
+    assert_eq!((e.line, e.col), (4, 18));
+    assert!(e.message.contains("processes.web.health"), "{e:?}");
+    assert!(e.hint.contains("regex"), "{e:?}");
+    let e = error(&format!("{WEB}health = {{ tcp = \"localhost:99999\" }}\n"));
+    assert_eq!(e.line, 4, "{e:?}");
+}
