@@ -739,6 +739,7 @@ impl Engine {
             };
             let tasks = match s.health.tasks_done {
                 0 => String::new(),
+                1 => ", 1 task done".to_string(),
                 n => format!(", {n} tasks done"),
             };
             self.logs.project_event(&format!(
