@@ -20,9 +20,9 @@
 //! `user` must read it (RUNTIME itself is then 0711, see
 //! `os::share_runtime_dir`). It holds no secret.
 
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,23 +49,7 @@ pub fn module_dir(runtime_dir: &Path) -> PathBuf {
 /// returns the folder to put first on the child's `PYTHONPATH`.
 pub fn install(runtime_dir: &Path) -> io::Result<PathBuf> {
     let dir = module_dir(runtime_dir);
-    match DirBuilder::new().mode(0o755).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot create {dir:?}: {e}"),
-            ))
-        }
-    }
-    let meta = fs::symlink_metadata(&dir)?;
-    if !meta.is_dir() || meta.uid() != nix::unistd::Uid::effective().as_raw() {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("{dir:?} is not a directory of ours: remove it"),
-        ));
-    }
+    crate::os::ensure_own_dir(&dir, 0o755)?;
     let file = dir.join(format!("{MODULE}.py"));
     if fs::read(&file).is_ok_and(|have| have == SOURCE.as_bytes()) {
         return Ok(dir);
@@ -218,6 +202,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::PermissionsExt;
 
     fn v(items: &[&str]) -> Vec<String> {

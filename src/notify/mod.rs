@@ -38,10 +38,10 @@
 mod message;
 mod sender;
 
-use std::fs::{self, DirBuilder};
+use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -94,26 +94,7 @@ pub struct NotifySocket {
 /// [`NotifySocket::for_instance`].
 pub fn prepare_dir(runtime_dir: &Path) -> io::Result<PathBuf> {
     let dir = runtime_dir.join(SOCKET_DIR);
-    match DirBuilder::new().mode(0o711).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot create {dir:?}: {e}"),
-            ))
-        }
-    }
-    let meta = fs::symlink_metadata(&dir)?;
-    if !meta.is_dir() || meta.uid() != nix::unistd::Uid::effective().as_raw() {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("{dir:?} is not a directory of ours: remove it"),
-        ));
-    }
-    if meta.mode() & 0o7777 != 0o711 {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))?;
-    }
+    crate::os::ensure_own_dir(&dir, 0o711)?;
     sweep(&dir);
     Ok(dir)
 }
@@ -345,6 +326,7 @@ fn random_u32() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::net::UnixDatagram;
 
     fn send_to(path: &Path, data: &[u8]) {

@@ -40,13 +40,27 @@ fn runtime_dir_for(xdg: Option<OsString>, uid: u32) -> PathBuf {
 /// files. So we refuse a directory (or a symlink) we do not own, and
 /// tighten the mode of one we do.
 pub fn ensure_runtime_dir(dir: &Path) -> io::Result<()> {
-    match DirBuilder::new().mode(0o700).create(dir) {
+    ensure_own_dir(dir, 0o700).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            io::Error::new(e.kind(), format!("{e}; or set XDG_RUNTIME_DIR"))
+        }
+        _ => e,
+    })
+}
+
+/// Creates `dir` with `mode` if needed; refuses an existing one that is
+/// not a directory (a symlink or file in the way) or not ours, since its
+/// owner could tamper with what we put there; sets the mode of one we own
+/// (mkdir applies the umask, and an existing directory may be looser).
+/// Shared by the runtime directory and the folders inside it.
+pub fn ensure_own_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    match DirBuilder::new().mode(mode).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => {
             return Err(io::Error::new(
                 e.kind(),
-                format!("cannot create runtime directory {dir:?}: {e}"),
+                format!("cannot create {dir:?}: {e}"),
             ))
         }
     }
@@ -54,7 +68,7 @@ pub fn ensure_runtime_dir(dir: &Path) -> io::Result<()> {
     if !meta.file_type().is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            format!("runtime directory {dir:?} is not a directory (a file or symlink is in the way): remove it"),
+            format!("{dir:?} is not a directory (a file or symlink is in the way): remove it"),
         ));
     }
     let me = Uid::effective().as_raw();
@@ -62,16 +76,14 @@ pub fn ensure_runtime_dir(dir: &Path) -> io::Result<()> {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "refusing runtime directory {dir:?}: it belongs to uid {}, not to us (uid {me}), \
-                 so that user could tamper with our locks and sockets; remove it, or set \
-                 XDG_RUNTIME_DIR",
+                "refusing {dir:?}: it belongs to uid {}, not to us (uid {me}), so that user could \
+                 tamper with our locks and sockets; remove it",
                 meta.uid()
             ),
         ));
     }
-    // mkdir applies the umask, and an existing directory may be looser.
-    if meta.mode() & 0o777 != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    if meta.mode() & 0o7777 != mode {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
     }
     Ok(())
 }

@@ -41,7 +41,8 @@ pub mod spawn;
 
 pub use keeper::{start_keeper, Keeper, KeeperGone};
 pub use lock::{
-    ensure_runtime_dir, runtime_dir, share_runtime_dir, try_lock, LockOutcome, SingletonLock,
+    ensure_own_dir, ensure_runtime_dir, runtime_dir, share_runtime_dir, try_lock, LockOutcome,
+    SingletonLock,
 };
 pub use reap::{live_orphans, reap_orphans, set_child_subreaper};
 pub use signals::{ignore_sigpipe, kill_group, send, signal_by_name, signal_group, signal_name};
