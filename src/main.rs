@@ -54,13 +54,7 @@ fn run(cli: Cli) -> i32 {
                         check::render_errors_json(&e.sources, &e.diagnostics)
                     );
                 } else {
-                    eprint!("{}", e.sources.render(&e.diagnostics, color));
-                    let n = e.errors().count();
-                    eprintln!(
-                        "\n{}: {n} error{} found; nothing was started",
-                        path.display(),
-                        if n == 1 { "" } else { "s" }
-                    );
+                    report(&e, &path, color);
                 }
                 exit::CONFIG
             }
@@ -73,13 +67,7 @@ fn run(cli: Cli) -> i32 {
             let loaded = match config::load(&path, &opts) {
                 Ok(loaded) => loaded,
                 Err(e) => {
-                    eprint!("{}", e.sources.render(&e.diagnostics, color));
-                    let n = e.errors().count();
-                    eprintln!(
-                        "\n{}: {n} error{} found; nothing was started",
-                        path.display(),
-                        if n == 1 { "" } else { "s" }
-                    );
+                    report(&e, &path, color);
                     return exit::CONFIG;
                 }
             };
@@ -96,4 +84,15 @@ fn run(cli: Cli) -> i32 {
             start::run(loaded.plan, settings)
         }
     }
+}
+
+/// Prints every diagnostic of an invalid file, then a one-line verdict.
+fn report(e: &config::LoadError, path: &std::path::Path, color: bool) {
+    eprint!("{}", e.sources.render(&e.diagnostics, color));
+    let n = e.errors().count();
+    eprintln!(
+        "\n{}: {n} error{} found; nothing was started",
+        path.display(),
+        if n == 1 { "" } else { "s" }
+    );
 }

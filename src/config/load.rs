@@ -426,10 +426,7 @@ impl Loader<'_> {
 
         if backend == BackendKind::CeleryBeat {
             if instances > 1 {
-                let span = t
-                    .get("instances")
-                    .map(|v| v.span())
-                    .unwrap_or(t.span.clone());
+                let span = t.value_span("instances");
                 self.r.error(
                     span,
                     format!("`processes.{name}` is a celery-beat with instances = {instances}: two beats send every periodic task twice"),
@@ -437,10 +434,7 @@ impl Loader<'_> {
                 );
             }
             if singleton_key == Some(false) {
-                let span = t
-                    .get("singleton")
-                    .map(|v| v.span())
-                    .unwrap_or(t.span.clone());
+                let span = t.value_span("singleton");
                 self.r.error(
                     span,
                     "a celery-beat is always a singleton",
@@ -450,10 +444,7 @@ impl Loader<'_> {
         }
         let singleton = singleton_key.unwrap_or(false) || backend == BackendKind::CeleryBeat;
         if singleton && instances > 1 && backend != BackendKind::CeleryBeat {
-            let span = t
-                .get("instances")
-                .map(|v| v.span())
-                .unwrap_or(t.span.clone());
+            let span = t.value_span("instances");
             self.r.error(
                 span,
                 format!("`processes.{name}` is a singleton with instances = {instances}"),
@@ -1012,7 +1003,7 @@ impl Loader<'_> {
             .r
             .string(&h, "http", "\"http://127.0.0.1:8000/healthz/\"")
         {
-            let span = h.get("http").map(|v| v.span()).unwrap_or(h.span.clone());
+            let span = h.value_span("http");
             let status = self.r.count(&h, "status", 100, 200).map(|s| s as u16);
             let host = self.r.string(&h, "host", "\"shop.example.com\"");
             probes.push((Probe::Http { url, status, host }, span));
@@ -1028,7 +1019,7 @@ impl Loader<'_> {
             }
         }
         if let Some(address) = self.r.string(&h, "tcp", "\"127.0.0.1:6379\"") {
-            let span = h.get("tcp").map(|v| v.span()).unwrap_or(h.span.clone());
+            let span = h.value_span("tcp");
             probes.push((Probe::Tcp { address }, span));
         }
         if let Some(value) = h.get("exec") {
@@ -1055,16 +1046,10 @@ impl Loader<'_> {
             }
         }
         if self.r.bool(&h, "notify") == Some(true) {
-            probes.push((
-                Probe::Notify,
-                h.get("notify").map(|v| v.span()).unwrap_or(h.span.clone()),
-            ));
+            probes.push((Probe::Notify, h.value_span("notify")));
         }
         if let Some(pattern) = self.r.string(&h, "log", "\"Listening at\"") {
-            probes.push((
-                Probe::Log { pattern },
-                h.get("log").map(|v| v.span()).unwrap_or(h.span.clone()),
-            ));
+            probes.push((Probe::Log { pattern }, h.value_span("log")));
         }
         // Build each probe now, as start would: a bad URL, address or
         // regex is a located config error, not a failure at start.

@@ -30,6 +30,12 @@ impl<'t, 'i> Table<'t, 'i> {
         self.entries.get(key)
     }
 
+    /// Span of a key's value, or of the whole table when the key is absent
+    /// (an error about a default still points at the right table).
+    pub fn value_span(&self, key: &str) -> Range<usize> {
+        self.get(key).map(|v| v.span()).unwrap_or(self.span.clone())
+    }
+
     /// Span of a key's name (for "this key is not allowed here" errors).
     pub fn key_span(&self, key: &str) -> Option<Range<usize>> {
         self.entries.get_key_value(key).map(|(k, _)| k.span())
