@@ -523,3 +523,28 @@ command = ["sh", "-c", "setsid sleep 600 & echo $! > orphan; echo ready; exec sl
         "orphan {orphan} survived prodserver's stop"
     );
 }
+
+#[test]
+fn a_oneshot_or_critical_process_that_cannot_even_start_stops_everything() {
+    for (what, table) in [
+        ("oneshot", "oneshot = true"),
+        ("critical process", "critical = true"),
+    ] {
+        let p = Project::new(&format!(
+            r#"
+[processes.sidecar]
+backend = "command"
+command = ["sleep", "600"]
+
+[processes.setup]
+backend = "command"
+command = ["/nonexistent/setup"]
+{table}
+"#
+        ));
+        let (code, out) = p.run(&["start"], T);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(&format!("{what} setup.1 failed")), "{out}");
+        assert!(out.contains("sidecar.1 | stopping"), "{out}");
+    }
+}

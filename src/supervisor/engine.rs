@@ -174,14 +174,18 @@ impl Engine {
             }
         };
         loop {
-            // Starting one process can open another's gate: settle fully
-            // before waiting for the world.
+            // A failure that stops everything must be seen before any
+            // dependent is scheduled; and starting one process can open
+            // another's gate: settle fully before waiting for the world.
+            self.drain();
+            self.settle();
             while self.schedule() {
                 self.drain();
+                self.settle();
             }
-            self.drain();
             self.advance_shutdown();
             self.drain();
+            self.settle();
             if self.finished() {
                 break;
             }
@@ -496,41 +500,47 @@ impl Engine {
                 self.stop_health(slot, true);
                 self.queue.push_back((slot, Event::Exited { status }));
                 self.drain();
-                self.after_exit(slot);
             }
         }
     }
 
-    /// Whole-supervisor consequences of an instance's fate.
-    fn after_exit(&mut self, slot: usize) {
-        let s = &self.slots[slot];
-        let spec = &self.plan.processes[s.process];
-        if let Phase::Failed { .. } = s.fsm.phase() {
-            if self.shutdown.is_none() && (spec.oneshot || spec.critical) {
-                let name = format!("{}.{}", spec.name, s.number);
-                let what = if spec.oneshot {
-                    "oneshot"
-                } else {
-                    "critical process"
-                };
-                let lines = self.logs.last_lines(&spec.name, s.number);
-                if !lines.is_empty() {
-                    self.logs.event(
-                        &spec.name,
-                        s.number,
-                        None,
-                        &format!("last {} lines of output:", lines.len()),
-                    );
-                    for line in lines {
-                        self.logs
-                            .event(&spec.name, s.number, None, &format!("  {line}"));
-                    }
-                }
-                self.begin_shutdown(exit::PROCESS_FAILED, &format!("{what} {name} failed"));
+    /// Whole-supervisor consequences of instances' fates, whatever made
+    /// them final: an exit, a program that cannot be executed, a dependency
+    /// that failed. A failed oneshot or critical process stops everything;
+    /// a finished singleton releases its lock.
+    fn settle(&mut self) {
+        for slot in 0..self.slots.len() {
+            if !self.slots[slot].fsm.is_terminal() {
+                continue;
             }
-        }
-        if self.slots[slot].fsm.is_terminal() {
             self.slots[slot].lock = None;
+            let s = &self.slots[slot];
+            let spec = &self.plan.processes[s.process];
+            let fatal =
+                matches!(s.fsm.phase(), Phase::Failed { .. }) && (spec.oneshot || spec.critical);
+            if !fatal || self.shutdown.is_some() {
+                continue;
+            }
+            let name = format!("{}.{}", spec.name, s.number);
+            let what = if spec.oneshot {
+                "oneshot"
+            } else {
+                "critical process"
+            };
+            let lines = self.logs.last_lines(&spec.name, s.number);
+            if !lines.is_empty() {
+                self.logs.event(
+                    &spec.name,
+                    s.number,
+                    None,
+                    &format!("last {} lines of output:", lines.len()),
+                );
+                for line in lines {
+                    self.logs
+                        .event(&spec.name, s.number, None, &format!("  {line}"));
+                }
+            }
+            self.begin_shutdown(exit::PROCESS_FAILED, &format!("{what} {name} failed"));
         }
     }
 
