@@ -206,6 +206,9 @@ impl Condition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthSpec {
     pub probe: Option<Probe>,
+    /// `path = "/healthz/"`: probe this path on the web backend's own bind
+    /// address (its default probe), requiring 2xx/3xx, with liveness.
+    pub path: Option<String>,
     /// The child must send `WATCHDOG=1` at least this often.
     pub watchdog: Option<Duration>,
     pub interval: Duration,

@@ -266,3 +266,72 @@ health = { notify = true, start_timeout = "1h" }
         "a stranger made it ready: {out}"
     );
 }
+
+/// Stands in for gunicorn: takes the argv the gunicorn backend builds,
+/// listens on `--bind=`, answers `/` with 404 (like a Django project with
+/// no root view) and `/healthz/` with the status in `healthz-status`.
+const FAKE_GUNICORN: &str = r#"#!/usr/bin/env python3
+import http.server, sys
+bind = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--bind="))
+host, port = bind.rsplit(":", 1)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 404
+        if self.path == "/healthz/":
+            try:
+                code = int(open("healthz-status").read())
+            except OSError:
+                code = 200
+        self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+print("fake gunicorn on", bind, flush=True)
+http.server.HTTPServer((host, int(port)), H).serve_forever()
+"#;
+
+fn fake_gunicorn(p: &Project) {
+    let path = p.write("fake-gunicorn", FAKE_GUNICORN);
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+}
+
+#[test]
+fn a_web_backend_is_ready_on_any_answer_by_default_and_on_its_health_path_when_given() {
+    let (plain, pathed) = (free_port(), free_port());
+    let p = Project::new(&format!(
+        r#"
+# No health block: GET / on the bind address; its 404 still proves the app serves.
+[processes.plain]
+backend = "gunicorn"
+app = "shop.wsgi:application"
+program = "./fake-gunicorn"
+args = {{ bind = "127.0.0.1:{plain}" }}
+
+# `path`: the same address, this path, 2xx/3xx required, with liveness.
+[processes.pathed]
+backend = "gunicorn"
+app = "shop.wsgi:application"
+program = "./fake-gunicorn"
+args = {{ bind = "127.0.0.1:{pathed}" }}
+health = {{ path = "/healthz/", interval = "100ms", retries = 2 }}
+stop_timeout = "2s"
+"#
+    ));
+    fake_gunicorn(&p);
+    let run = p.spawn(&["start"]);
+    run.wait_for("plain.1 | ready", T);
+    run.wait_for("pathed.1 | ready", T);
+    p.write("healthz-status", "500");
+    let line = run.wait_for("pathed.1 | unhealthy:", T);
+    assert!(line.ends_with("GET /healthz/ -> 500 (2/2)"), "{line}");
+    std::fs::remove_file(p.path().join("healthz-status")).expect("rm");
+    run.wait_for_count("pathed.1 | ready", 2, T);
+    let out = stop(run);
+    assert!(
+        !out.contains("plain.1 | unhealthy"),
+        "no default liveness: {out}"
+    );
+    assert!(
+        out.contains(&format!("plain: readiness: GET http://127.0.0.1:{plain}/")),
+        "{out}"
+    );
+}

@@ -394,7 +394,7 @@ impl Loader<'_> {
         let group = self.r.string(t, "group", "\"www-data\"");
         let cwd = self.cwd(t);
         let watch = self.globs(t, "watch");
-        let health = self.health(t);
+        let health = self.health(t, backend);
         let limits = self.limits(t);
         let dev = self.process_dev(t);
         self.depends_on(id, t, raw_deps);
@@ -995,7 +995,7 @@ impl Loader<'_> {
         }
     }
 
-    fn health(&mut self, t: &Table) -> Option<HealthSpec> {
+    fn health(&mut self, t: &Table, backend: Option<BackendKind>) -> Option<HealthSpec> {
         let h = self.r.table(t, "health")?;
         self.r.check_keys(&h, schema::HEALTH);
         let mut probes: Vec<(Probe, Range<usize>)> = Vec::new();
@@ -1063,6 +1063,38 @@ impl Loader<'_> {
             }
         }
         let watchdog = self.r.duration(&h, "watchdog", "30s");
+        let path = self.r.string(&h, "path", "\"/healthz/\"");
+        if let Some(p) = &path {
+            let web = matches!(
+                backend,
+                Some(BackendKind::Gunicorn | BackendKind::Uvicorn | BackendKind::Granian)
+            );
+            if !p.starts_with('/') || p.bytes().any(|b| b <= b' ') {
+                self.r.error(
+                    h.value_span("path"),
+                    format!(
+                        "`{}` must be a URL path such as \"/healthz/\", found \"{p}\"",
+                        h.key_path("path")
+                    ),
+                    "start it with / and leave out spaces",
+                );
+            } else if !probes.is_empty() {
+                self.r.error(
+                    h.value_span("path"),
+                    format!(
+                        "`{}` goes with the default probe, not with an explicit one",
+                        h.key_path("path")
+                    ),
+                    "with `http`, put the path in its URL; otherwise remove `path`",
+                );
+            } else if !web {
+                self.r.error(
+                    h.value_span("path"),
+                    format!("`{}` only applies to gunicorn, uvicorn and granian, whose bind address prodserver knows", h.key_path("path")),
+                    "write the whole probe: `http = \"http://127.0.0.1:8000/healthz/\"`",
+                );
+            }
+        }
         if probes.len() > 1 {
             self.r.error(
                 probes[1].1.clone(),
@@ -1070,15 +1102,16 @@ impl Loader<'_> {
                 "keep one of http, tcp, exec, notify and log (watchdog may go with any)",
             );
         }
-        if probes.is_empty() && watchdog.is_none() {
+        if probes.is_empty() && watchdog.is_none() && path.is_none() {
             self.r.error(
                 h.span.clone(),
                 format!("`{}` declares no probe", h.path),
-                "add one of http, tcp, exec, notify, log or watchdog",
+                "add one of http, tcp, exec, notify, log or watchdog (or `path` for a web backend)",
             );
         }
         Some(HealthSpec {
             probe: probes.into_iter().next().map(|(p, _)| p),
+            path,
             watchdog,
             interval: self
                 .r

@@ -59,6 +59,7 @@ pub const HEALTH: &[&str] = &[
     "start_timeout",
     "status",
     "host",
+    "path",
 ];
 
 pub const DEV: &[&str] = &["watch", "ignore", "debounce"];

@@ -396,3 +396,21 @@ fn bad_probes_are_config_errors() {
     let e = error(&format!("{WEB}health = {{ tcp = \"localhost:99999\" }}\n"));
     assert_eq!(e.line, 4, "{e:?}");
 }
+
+#[test]
+fn health_path_belongs_to_web_backends_default_probe() {
+    let e = error("[processes.job]\nbackend = \"command\"\ncommand = \"true\"\nhealth = { path = \"/healthz/\" }\n");
+    assert!(
+        e.message
+            .contains("only applies to gunicorn, uvicorn and granian"),
+        "{e:?}"
+    );
+    assert_eq!((e.line, e.col), (4, 19));
+    let e = error(&format!(
+        "{WEB}health = {{ path = \"/x\", http = \"http://127.0.0.1:1/\" }}\n"
+    ));
+    assert!(e.hint.contains("put the path in its URL"), "{e:?}");
+    let e = error(&format!("{WEB}health = {{ path = \"healthz\" }}\n"));
+    assert!(e.message.contains("must be a URL path"), "{e:?}");
+    assert!(load(&format!("{WEB}health = {{ path = \"/healthz/\" }}\n")).is_ok());
+}

@@ -46,7 +46,7 @@ use super::{Check, HealthPlan};
 use crate::config::schema::{
     DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_RETRIES, DEFAULT_START_TIMEOUT,
 };
-use crate::plan::{BackendKind, ProcessSpec};
+use crate::plan::{BackendKind, HealthSpec, ProcessSpec};
 
 /// Per-probe timeout of the default web probes: longer than the configured
 /// default (2 s), since `/` can be slow on a cold worker.
@@ -142,6 +142,52 @@ pub fn default_health(spec: &ProcessSpec, world: &World) -> DefaultHealth {
         }
         _ => DefaultHealth::None { note: None },
     }
+}
+
+/// `health = { path = "/healthz/" }` on a web backend: its default probe's
+/// address with that path. Naming a health endpoint is opting in, so it
+/// must answer 2xx/3xx and liveness is on, with the block's other keys.
+pub fn web_path_plan(
+    spec: &ProcessSpec,
+    world: &World,
+    h: &HealthSpec,
+    path: &str,
+) -> Result<(HealthPlan, String), String> {
+    let found = match spec.backend {
+        BackendKind::Gunicorn => gunicorn_address(spec, world),
+        BackendKind::Uvicorn => host_port(spec, world, "UVICORN", &["uds", "fd"]),
+        BackendKind::Granian => host_port(spec, world, "GRANIAN", &["uds"]),
+        other => Err(format!("`path` needs a web backend, not {}", other.name())),
+    };
+    let address = found.map_err(|why| {
+        format!("`path` needs the server's address, but {why}; write the whole URL: `http = \"http://HOST:PORT{path}\"`")
+    })?;
+    if address.tls {
+        return Err(format!(
+            "`path` needs plain HTTP, but this {} serves TLS; use `tcp = \"{}\"`",
+            spec.backend.name(),
+            address.target
+        ));
+    }
+    let host = address.target.to_string();
+    let probe = HttpProbe::from_parts(address.target, path, &host, Accept::Success)?;
+    let note = format!("readiness and liveness: {} (2xx/3xx)", probe.describe());
+    let settings = Settings {
+        readiness: Readiness::Probe,
+        liveness: true,
+        interval: h.interval,
+        start_interval: h.interval.min(START_INTERVAL),
+        retries: h.retries,
+        start_period: h.start_period,
+        start_timeout: h.start_timeout,
+        watchdog: h.watchdog,
+    };
+    let plan = HealthPlan {
+        settings,
+        check: Check::Http(probe),
+        timeout: h.timeout,
+    };
+    Ok((plan, note))
 }
 
 /// A web server's address, and whether it speaks TLS there.

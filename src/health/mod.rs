@@ -75,6 +75,14 @@ pub struct Resolved {
 /// URL, address or regex), with a message for the user.
 pub fn plan_for(spec: &ProcessSpec, world: &World) -> Result<Resolved, String> {
     match &spec.health {
+        Some(h) if h.probe.is_none() && h.path.is_some() => {
+            let path = h.path.as_deref().unwrap_or("/");
+            let (plan, note) = defaults::web_path_plan(spec, world, h, path)?;
+            Ok(Resolved {
+                plan: Some(plan),
+                note: Some(note),
+            })
+        }
         Some(h) => Ok(Resolved {
             plan: Some(configured(h)?),
             note: None,
@@ -131,6 +139,7 @@ mod tests {
     fn health(probe: Option<Probe>) -> HealthSpec {
         HealthSpec {
             probe,
+            path: None,
             watchdog: None,
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(2),

@@ -766,6 +766,7 @@ mod tests {
     fn settings_from_spec() {
         let spec = |probe| HealthSpec {
             probe,
+            path: None,
             watchdog: None,
             interval: s(10),
             timeout: s(2),
