@@ -40,7 +40,7 @@ pub struct ProcessSpec {
     /// defaulted (a bare name is looked up on the child's `PATH` at spawn; a
     /// name with a slash was resolved against the config folder). The literal
     /// text `{instance}` in any element is replaced by the instance number
-    /// (1-based) at spawn time.
+    /// (1-based): see [`ProcessSpec::for_instance`].
     pub argv: Vec<String>,
     /// Environment this process adds on top of the supervisor's, already
     /// merged in precedence order: `[prodserver].env`, the global env_file,
@@ -74,6 +74,48 @@ pub struct ProcessSpec {
     /// Globs watched by `prodserver dev` (relative to `root`).
     pub watch: Vec<String>,
     pub dev: ProcessDev,
+}
+
+impl ProcessSpec {
+    /// This process as instance `n` runs it: the literal `{instance}` in
+    /// argv, env values and health probes becomes `n`, so instances can
+    /// bind their own ports (`bind = "127.0.0.1:800{instance}"`) and be
+    /// probed there.
+    pub fn for_instance(&self, n: u32) -> ProcessSpec {
+        const MARK: &str = "{instance}";
+        let n = n.to_string();
+        let x = |text: &str| text.replace(MARK, &n);
+        let mut spec = self.clone();
+        spec.argv = spec.argv.iter().map(|a| x(a)).collect();
+        spec.env = spec.env.iter().map(|(k, v)| (k.clone(), x(v))).collect();
+        if let Some(h) = &mut spec.health {
+            h.path = h.path.as_deref().map(x);
+            h.probe = h.probe.as_ref().map(|probe| probe.for_instance(&n));
+        }
+        spec
+    }
+}
+
+impl Probe {
+    /// The probe of instance `n`: `{instance}` in its URL, Host header,
+    /// address or command becomes `n`.
+    pub fn for_instance(&self, n: &str) -> Probe {
+        let x = |text: &str| text.replace("{instance}", n);
+        match self {
+            Probe::Http { url, status, host } => Probe::Http {
+                url: x(url),
+                status: *status,
+                host: host.as_deref().map(x),
+            },
+            Probe::Tcp { address } => Probe::Tcp {
+                address: x(address),
+            },
+            Probe::Exec { argv } => Probe::Exec {
+                argv: argv.iter().map(|a| x(a)).collect(),
+            },
+            other => other.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -102,25 +102,32 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
             return exit::INTERNAL;
         }
     };
+    // Per instance: `{instance}` may name each one's own port.
     let mut health = Vec::with_capacity(plan.processes.len());
-    for (id, spec) in plan.processes.iter().enumerate() {
-        let lookup = |key: &str| spec.env.get(key).or_else(|| settings.env.get(key)).cloned();
-        let world = health::World {
-            env: &lookup,
-            file_exists: &|p: &std::path::Path| spec.cwd.join(p).exists(),
-        };
-        match health::plan_for(spec, &world) {
-            Ok(resolved) => {
-                if let (Some(note), true) = (&resolved.note, selected.contains(&id)) {
-                    logs.project_event(&format!("{}: {note}", spec.name));
+    for (id, process) in plan.processes.iter().enumerate() {
+        let mut plans = Vec::with_capacity(process.instances as usize);
+        for n in 1..=process.instances {
+            let spec = process.for_instance(n);
+            let lookup = |key: &str| spec.env.get(key).or_else(|| settings.env.get(key)).cloned();
+            let world = health::World {
+                env: &lookup,
+                file_exists: &|p: &std::path::Path| spec.cwd.join(p).exists(),
+            };
+            match health::plan_for(&spec, &world) {
+                Ok(resolved) => {
+                    let first = n == 1 && selected.contains(&id);
+                    if let (Some(note), true) = (&resolved.note, first) {
+                        logs.project_event(&format!("{}: {note}", spec.name));
+                    }
+                    plans.push(resolved.plan);
                 }
-                health.push(resolved.plan);
-            }
-            Err(e) => {
-                eprintln!("error: [processes.{}] health: {e}", spec.name);
-                return exit::CONFIG;
+                Err(e) => {
+                    eprintln!("error: [processes.{}] health: {e}", spec.name);
+                    return exit::CONFIG;
+                }
             }
         }
+        health.push(plans);
     }
     let celery = selected.iter().any(|id| {
         plan.processes[*id]

@@ -335,3 +335,38 @@ stop_timeout = "2s"
         "{out}"
     );
 }
+
+#[test]
+fn instances_on_their_own_ports_are_each_probed_there() {
+    let base = free_port();
+    // Two consecutive ports: instance N binds base + N - 1 via `{instance}`
+    // in a port suffix; pick a base ending in 0 for a readable config.
+    let base = base - base % 10 + 10;
+    let p = Project::new(&format!(
+        r#"
+[processes.web]
+backend = "gunicorn"
+app = "shop.wsgi:application"
+program = "./fake-gunicorn"
+instances = 2
+args = {{ bind = "127.0.0.1:{prefix}{{instance}}" }}
+health = {{ path = "/healthz/", interval = "100ms", retries = 2 }}
+stop_timeout = "2s"
+"#,
+        prefix = base / 10
+    ));
+    fake_gunicorn(&p);
+    let run = p.spawn(&["start"]);
+    run.wait_for("web.1 | ready", T);
+    run.wait_for("web.2 | ready", T);
+    let out = stop(run);
+    for n in 1..=2 {
+        assert!(
+            out.contains(&format!(
+                "web.{n} | fake gunicorn on 127.0.0.1:{}{n}",
+                base / 10
+            )),
+            "{out}"
+        );
+    }
+}

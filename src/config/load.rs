@@ -1054,7 +1054,8 @@ impl Loader<'_> {
         // Build each probe now, as start would: a bad URL, address or
         // regex is a located config error, not a failure at start.
         for (probe, span) in &probes {
-            if let Err(e) = crate::health::check_for(probe) {
+            // As instance 1 would run it: `{instance}` may stand for a port.
+            if let Err(e) = crate::health::check_for(&probe.for_instance("1")) {
                 self.r.error(
                     span.clone(),
                     format!("`{}`: {e}", h.path),

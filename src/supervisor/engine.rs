@@ -44,8 +44,9 @@ pub struct RunOptions {
     /// Resolved `user`/`group` per process.
     pub credentials: Vec<Option<Credentials>>,
     pub runtime_dir: std::path::PathBuf,
-    /// Health plan per process (configured or the backend's default).
-    pub health: Vec<Option<HealthPlan>>,
+    /// Health plan per process and instance (configured or the backend's
+    /// default; `{instance}` expanded): `health[process][number - 1]`.
+    pub health: Vec<Vec<Option<HealthPlan>>>,
     /// Where instances' notify sockets live; `None`: no NOTIFY_SOCKET.
     pub notify_dir: Option<std::path::PathBuf>,
 }
@@ -368,14 +369,8 @@ impl Engine {
         env.extend(self.notify_env(slot));
         let s = &self.slots[slot];
         let spec = &self.plan.processes[s.process];
-        let number = s.number.to_string();
-        let argv: Vec<String> = spec
-            .argv
-            .iter()
-            .map(|a| a.replace("{instance}", &number))
-            .collect();
         let request = SpawnRequest {
-            argv,
+            argv: spec.for_instance(s.number).argv,
             env,
             cwd: spec.cwd.clone(),
             creds: self.opts.credentials[s.process].clone(),
@@ -456,17 +451,20 @@ impl Engine {
     /// documented precedence; `{instance}` expanded.
     pub(super) fn child_env(&self, slot: usize) -> Vec<(String, String)> {
         let s = &self.slots[slot];
-        let spec = &self.plan.processes[s.process];
-        let number = s.number.to_string();
+        let spec = self.plan.processes[s.process].for_instance(s.number);
         let mut env: BTreeMap<String, String> = self.opts.base_env.iter().cloned().collect();
-        env.extend(
-            spec.env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.replace("{instance}", &number))),
-        );
-        env.insert("PRODSERVER_PROCESS".into(), spec.name.clone());
-        env.insert("PRODSERVER_INSTANCE".into(), number);
+        env.extend(spec.env);
+        env.insert("PRODSERVER_PROCESS".into(), spec.name);
+        env.insert("PRODSERVER_INSTANCE".into(), s.number.to_string());
         env.into_iter().collect()
+    }
+
+    /// The slot's health plan, if it has one.
+    pub(super) fn health_plan(&self, slot: usize) -> Option<&HealthPlan> {
+        let s = &self.slots[slot];
+        self.opts.health[s.process]
+            .get(s.number as usize - 1)
+            .and_then(Option::as_ref)
     }
 
     fn on_msg(&mut self, msg: Msg) {
@@ -657,7 +655,7 @@ impl Engine {
     }
 
     fn note(&mut self, slot: usize, note: Note) {
-        let has_health = self.opts.health[self.slots[slot].process].is_some();
+        let has_health = self.health_plan(slot).is_some();
         if matches!(note, Note::Stopping { .. } | Note::KilledOnRequest) {
             self.stop_health(slot, false);
         }

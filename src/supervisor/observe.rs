@@ -55,9 +55,7 @@ impl Engine {
                 return Vec::new();
             }
         };
-        let watchdog = self.opts.health[process]
-            .as_ref()
-            .and_then(|h| h.settings.watchdog);
+        let watchdog = self.health_plan(slot).and_then(|h| h.settings.watchdog);
         let env = notify::child_env(&socket, watchdog);
         let tx = self.tx.clone();
         let task = tokio::spawn(async move {
@@ -89,8 +87,7 @@ impl Engine {
 
     /// The log hook for a spawn whose readiness is a matching output line.
     pub(super) fn log_hook(&self, slot: usize, generation: u64) -> Option<LineHook> {
-        let process = self.slots[slot].process;
-        match self.opts.health[process].as_ref().map(|h| &h.check) {
+        match self.health_plan(slot).map(|h| &h.check) {
             Some(Check::Log(regex)) => {
                 let tx = self.tx.clone();
                 Some(crate::health::log::line_hook(regex.clone(), move || {
@@ -103,17 +100,17 @@ impl Engine {
 
     /// Called once a spawn succeeded: start tracking its health.
     pub(super) fn start_health(&mut self, slot: usize, now: Instant) {
-        let process = self.slots[slot].process;
+        let settings = self.health_plan(slot).map(|plan| plan.settings.clone());
         let h = &mut self.slots[slot].health;
         h.status = None;
-        match &self.opts.health[process] {
+        match settings {
             None => {
                 h.tracker = None;
                 h.timer = None;
                 self.queue.push_back((slot, Event::Ready));
             }
-            Some(plan) => {
-                let (tracker, verdict) = Tracker::new(plan.settings.clone(), now);
+            Some(settings) => {
+                let (tracker, verdict) = Tracker::new(settings, now);
                 h.tracker = Some(tracker);
                 self.verdict(slot, verdict);
             }
@@ -252,7 +249,7 @@ impl Engine {
     fn run_probe(&mut self, slot: usize) {
         let process = self.slots[slot].process;
         let generation = self.slots[slot].generation;
-        let Some(plan) = self.opts.health[process].as_ref() else {
+        let Some(plan) = self.health_plan(slot) else {
             return;
         };
         let timeout = plan.timeout;
