@@ -1138,6 +1138,18 @@ impl Loader<'_> {
     }
 
     fn limits(&mut self, t: &Table) -> Limits {
+        // Validated now so files written today stay valid; enforcing them
+        // (recycling) is a later step, and a key that silently does nothing
+        // would be a lie.
+        for key in ["max_memory_per_child", "max_tasks_per_child"] {
+            if let Some(span) = t.key_span(key) {
+                self.r.warning(
+                    span,
+                    format!("`{}` is checked but not enforced yet: this prodserver does not recycle instances", t.key_path(key)),
+                    "keep it for a prodserver that recycles; Celery's own per-pool-child option goes in `args` (e.g. `max-tasks-per-child = 1000`) and works today",
+                );
+            }
+        }
         let memory_metric = match t.get("memory_metric") {
             None => MemoryMetric::Rss,
             Some(value) => match self
