@@ -83,7 +83,20 @@ pub fn command_line(spec: &ProcessSpec) -> String {
     shell_words::join(&spec.argv)
 }
 
-pub fn render_text(loaded: &Loaded, extra: &[Diagnostic], color: bool) -> String {
+/// What `start` will check of instance 1.
+fn health_line(spec: &ProcessSpec, env: &BTreeMap<String, String>) -> String {
+    match crate::health::plan_for_instance(spec, 1, env) {
+        Ok(resolved) => crate::health::describe(&resolved),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+pub fn render_text(
+    loaded: &Loaded,
+    extra: &[Diagnostic],
+    env: &BTreeMap<String, String>,
+    color: bool,
+) -> String {
     let plan = &loaded.plan;
     let mut out = String::new();
     let n = plan.processes.len();
@@ -115,6 +128,7 @@ pub fn render_text(loaded: &Loaded, extra: &[Diagnostic], color: bool) -> String
             out.push_str(&format!("  cwd        {}\n", spec.cwd.display()));
         }
         out.push_str(&format!("  instances  {}\n", spec.instances));
+        out.push_str(&format!("  health     {}\n", health_line(spec, env)));
         if !spec.depends_on.is_empty() {
             let deps: Vec<String> = spec
                 .depends_on
@@ -157,7 +171,11 @@ pub fn render_text(loaded: &Loaded, extra: &[Diagnostic], color: bool) -> String
     out
 }
 
-pub fn render_json(loaded: &Loaded, extra: &[Diagnostic]) -> serde_json::Value {
+pub fn render_json(
+    loaded: &Loaded,
+    extra: &[Diagnostic],
+    env: &BTreeMap<String, String>,
+) -> serde_json::Value {
     let plan = &loaded.plan;
     let processes: Vec<serde_json::Value> = plan
         .processes
@@ -171,6 +189,7 @@ pub fn render_json(loaded: &Loaded, extra: &[Diagnostic]) -> serde_json::Value {
                 "env": spec.env,
                 "cwd": spec.cwd,
                 "instances": spec.instances,
+                "health": health_line(spec, env),
                 "oneshot": spec.oneshot,
                 "singleton": spec.singleton,
                 "restart": spec.restart.name(),

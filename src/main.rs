@@ -41,9 +41,9 @@ fn run(cli: Cli) -> i32 {
             Ok(loaded) => {
                 let extra = check::environment_warnings(&loaded.plan, &env, &loaded.sources);
                 if json {
-                    println!("{:#}", check::render_json(&loaded, &extra));
+                    println!("{:#}", check::render_json(&loaded, &extra, &env));
                 } else {
-                    print!("{}", check::render_text(&loaded, &extra, color));
+                    print!("{}", check::render_text(&loaded, &extra, &env, color));
                 }
                 exit::OK
             }

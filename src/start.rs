@@ -107,22 +107,16 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
     for (id, process) in plan.processes.iter().enumerate() {
         let mut plans = Vec::with_capacity(process.instances as usize);
         for n in 1..=process.instances {
-            let spec = process.for_instance(n);
-            let lookup = |key: &str| spec.env.get(key).or_else(|| settings.env.get(key)).cloned();
-            let world = health::World {
-                env: &lookup,
-                file_exists: &|p: &std::path::Path| spec.cwd.join(p).exists(),
-            };
-            match health::plan_for(&spec, &world) {
+            match health::plan_for_instance(process, n, &settings.env) {
                 Ok(resolved) => {
                     let first = n == 1 && selected.contains(&id);
                     if let (Some(note), true) = (&resolved.note, first) {
-                        logs.project_event(&format!("{}: {note}", spec.name));
+                        logs.project_event(&format!("{}: {note}", process.name));
                     }
                     plans.push(resolved.plan);
                 }
                 Err(e) => {
-                    eprintln!("error: [processes.{}] health: {e}", spec.name);
+                    eprintln!("error: [processes.{}] health: {e}", process.name);
                     return exit::CONFIG;
                 }
             }

@@ -32,6 +32,7 @@ pub use defaults::{default_health, DefaultHealth, World};
 pub use probe::{Accept, HttpProbe, TcpProbe};
 pub use tracker::{Readiness, Settings, Tracker, Verdict};
 
+use crate::config::units::format_duration;
 use crate::plan::{HealthSpec, Probe, ProcessSpec};
 
 /// What to observe for one process, decided once at start.
@@ -73,6 +74,66 @@ pub struct Resolved {
 /// The health plan of `spec`: its `health` block if any, else
 /// [`default_health`]. `Err` when a configured probe cannot be used (bad
 /// URL, address or regex), with a message for the user.
+/// [`plan_for`] instance `n` of `spec` in the world prodserver runs in:
+/// the child's environment over `inherited`, files relative to its working
+/// directory. What `start` runs and what `check` shows come from here.
+pub fn plan_for_instance(
+    spec: &ProcessSpec,
+    n: u32,
+    inherited: &std::collections::BTreeMap<String, String>,
+) -> Result<Resolved, String> {
+    let spec = spec.for_instance(n);
+    let lookup = |key: &str| spec.env.get(key).or_else(|| inherited.get(key)).cloned();
+    let world = World {
+        env: &lookup,
+        file_exists: &|p: &std::path::Path| spec.cwd.join(p).exists(),
+    };
+    plan_for(&spec, &world)
+}
+
+/// One line saying what a plan checks, for `check`.
+pub fn describe(resolved: &Resolved) -> String {
+    if let Some(note) = &resolved.note {
+        return note.clone();
+    }
+    let Some(plan) = &resolved.plan else {
+        return "none: ready once spawned".to_string();
+    };
+    let mut text = match &plan.check {
+        Check::None => "ready once spawned".to_string(),
+        Check::Notify => "readiness: READY=1 on NOTIFY_SOCKET".to_string(),
+        Check::Http(p) => format!(
+            "{} every {}",
+            p.describe(),
+            format_duration(plan.settings.interval)
+        ),
+        Check::Tcp(p) => format!(
+            "{} every {}",
+            p.describe(),
+            format_duration(plan.settings.interval)
+        ),
+        Check::Exec(argv) => format!(
+            "exec {} every {}",
+            shell_words::join(argv),
+            format_duration(plan.settings.interval)
+        ),
+        Check::Log(re) => format!("readiness: an output line matching {:?}", re.as_str()),
+    };
+    if plan.settings.liveness {
+        text.push_str(&format!(
+            ", unhealthy after {} failures in a row",
+            plan.settings.retries
+        ));
+    }
+    if let Some(w) = plan.settings.watchdog {
+        text.push_str(&format!(
+            ", WATCHDOG=1 at least every {}",
+            format_duration(w)
+        ));
+    }
+    text
+}
+
 pub fn plan_for(spec: &ProcessSpec, world: &World) -> Result<Resolved, String> {
     match &spec.health {
         Some(h) if h.probe.is_none() && h.path.is_some() => {
