@@ -241,12 +241,10 @@ program = "./fake"
     assert!(at(&ev, "beat", "exit") <= worker_term, "{ev:?}");
     assert!(at(&ev, "web", "exit") <= worker_term, "{ev:?}");
     assert!(at(&ev, "worker", "exit") <= at(&ev, "db", "term"), "{ev:?}");
-    let web_term = at(&ev, "web", "term");
-    let beat_term = at(&ev, "beat", "term");
-    assert!(
-        web_term.abs_diff(beat_term) < 150_000_000,
-        "web and beat stop in parallel: {ev:?}"
-    );
+    // In parallel: each was told to stop before the other had exited (a
+    // fake takes 200 ms to exit after TERM), whatever the machine's load.
+    assert!(at(&ev, "web", "term") < at(&ev, "beat", "exit"), "{ev:?}");
+    assert!(at(&ev, "beat", "term") < at(&ev, "web", "exit"), "{ev:?}");
     assert!(run.output().contains("exit summary"), "{}", run.output());
 }
 
