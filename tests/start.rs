@@ -414,6 +414,14 @@ restart = "never"
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("odd.1 | no newline at end"), "{out}");
     assert!(out.contains("odd.1 | bad \u{FFFD} byte"), "{out}");
+    // The exit is reported after the child's last lines, not before them.
+    let exited = out.find("odd.1 | exited").expect("exit event");
+    assert!(
+        out.find("odd.1 | no newline at end")
+            .is_some_and(|i| i < exited),
+        "{out}"
+    );
+    assert!(out.find("odd.1 | bad").is_some_and(|i| i < exited), "{out}");
 }
 
 #[test]

@@ -122,6 +122,12 @@ impl Logs {
 
     /// An event about the whole project, prefixed `prodserver |` (JSON:
     /// `"process":"prodserver"`, `instance` and `pid` null). Never waits.
+    /// Resolves once every line pumped so far has been written out; bound
+    /// the wait with a timeout (a slow reader may hold it up).
+    pub async fn barrier(&self) {
+        self.channel.barrier().await
+    }
+
     pub fn project_event(&self, message: &str) {
         self.emit_event(PROJECT_LABEL, None, None, message);
     }

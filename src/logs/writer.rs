@@ -33,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 /// Most batches queued at once (see the module docs for the memory bound).
 /// A few are enough to keep the writer busy while pumps refill; 32 leaves
@@ -66,6 +66,9 @@ pub(crate) struct Channel {
     wake: Condvar,
     /// Free batch slots (see module docs). Closed when the writer stops.
     slots: Semaphore,
+    /// Batches written so far (FIFO, so a count is a position): what
+    /// [`Channel::barrier`] waits on.
+    written: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +76,8 @@ struct Queue {
     events: Vec<u8>,
     batches: VecDeque<Vec<u8>>,
     batch_bytes: usize,
+    /// Batches ever queued.
+    queued_total: u64,
     spare: Vec<Vec<u8>>,
     /// The writer is (about to be) asleep on `wake`: only then is a
     /// notification needed, which saves a futex syscall per batch under load.
@@ -101,6 +106,7 @@ impl Channel {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             slots: Semaphore::new(QUEUE_BATCHES),
+            written: watch::Sender::new(0),
         }
     }
 
@@ -125,10 +131,27 @@ impl Channel {
             return Err(Closed);
         }
         let full = std::mem::take(batch);
+        q.queued_total += 1;
         q.batch_bytes += full.len();
         q.batches.push_back(full);
         self.notify(q);
         Ok(())
+    }
+
+    /// Resolves once every batch queued before the call has been written:
+    /// so an exit event can follow the child's last lines instead of
+    /// overtaking them on the priority path. Callers bound the wait (a slow
+    /// reader of our stdout must never stall supervision).
+    pub async fn barrier(&self) {
+        let target = {
+            let q = lock(&self.queue);
+            if q.closed {
+                return;
+            }
+            q.queued_total
+        };
+        let mut rx = self.written.subscribe();
+        let _ = rx.wait_for(|n| *n >= target).await;
     }
 
     /// Queues already formatted event bytes. Never waits (beyond the mutex,
@@ -252,6 +275,7 @@ fn run(ch: &Channel, mut sink: Sink) -> io::Result<()> {
             }
             drop(q);
             ch.slots.add_permits(1);
+            ch.written.send_modify(|n| *n += 1);
         }
         dirty = true;
     }

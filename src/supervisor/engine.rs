@@ -414,18 +414,22 @@ impl Engine {
                     )));
                 }
                 let tx = self.tx.clone();
+                let logs = self.logs.clone();
                 tokio::spawn(async move {
                     let status = match child.wait().await {
                         Ok(status) => exit_status(status),
                         Err(_) => ExitStatus::Signal(libc::SIGKILL),
                     };
-                    // Let the last lines reach the log before the exit is
-                    // reported, but never wait on a grandchild that keeps
-                    // the pipe open: the group is killed after the report.
+                    // Let the last lines be written before the exit is
+                    // reported (events overtake queued output otherwise),
+                    // but never wait long on a grandchild that keeps the
+                    // pipe open, or on a slow reader of our stdout: the
+                    // group is killed after the report.
                     let drained = async {
                         for p in pumps {
                             let _ = p.await;
                         }
+                        logs.barrier().await;
                     };
                     let _ = tokio::time::timeout(Duration::from_millis(300), drained).await;
                     let _ = tx.send(Msg::Exited {
