@@ -9,13 +9,10 @@
 use std::io::Write;
 
 fn monotonic_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+    // CLOCK_MONOTONIC is system-wide: stamps compare across processes.
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u128 * 1_000_000_000 + t.tv_nsec() as u128)
+        .unwrap_or(0)
 }
 
 fn main() {

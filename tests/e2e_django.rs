@@ -394,8 +394,11 @@ fn a_killed_worker_is_restarted_and_its_queue_drains() {
     stack.result(&run, &warmup);
 
     let pid = pid_of(&run, "worker-default.1");
-    // SAFETY: kill(2) on a pid prodserver reported; no memory involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
     // Tasks queued while the worker is down wait in the broker.
     let ids: Vec<String> = (0..3)
         .map(|_| stack.enqueue("whoami", "queue=default"))

@@ -464,8 +464,7 @@ group = "nogroup"
 "#,
     );
     let (code, out) = p.run(&["start"], T);
-    // SAFETY: getuid has no preconditions.
-    let root = unsafe { libc::getuid() } == 0;
+    let root = nix::unistd::getuid().is_root();
     if root {
         assert_eq!(code, 0, "{out}");
         let line = out

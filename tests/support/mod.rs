@@ -203,9 +203,9 @@ impl Running {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) with a pid we spawned and own; no memory involved.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
+        let signal = nix::sys::signal::Signal::try_from(sig).expect("a signal number");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal)
+            .unwrap_or_else(|e| panic!("kill({}, {sig}): {e}", self.pid()));
     }
 
     /// Waits for the supervisor to exit; returns its exit code (128+N when
