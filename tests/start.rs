@@ -553,3 +553,47 @@ command = ["/nonexistent/setup"]
         assert!(out.contains("sidecar.1 | stopping"), "{out}");
     }
 }
+
+/// As a container's PID 1 (a new PID namespace, as `docker run` makes):
+/// orphans anywhere below are re-parented to prodserver and reaped, and a
+/// SIGTERM from outside stops it cleanly.
+#[test]
+fn as_pid_1_it_reaps_orphans_and_stops_on_sigterm() {
+    let p = Project::new(
+        r#"
+[processes.quitter]
+backend = "command"
+# The orphan leaves the process group (as daemons do), so the group kill
+# that follows the parent's exit does not reach it: only reaping does.
+command = ["sh", "-c", "setsid sh -c 'sleep 0.5; echo orphan exiting' & echo parent exiting"]
+restart = "never"
+
+[processes.sleeper]
+backend = "command"
+command = ["sh", "-c", "echo my parent is pid $PPID; exec sleep 600"]
+"#,
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", support::BIN, "start"])
+        .current_dir(p.path())
+        .env("XDG_RUNTIME_DIR", p.runtime_dir())
+        .env("NO_COLOR", "1");
+    let mut run = support::Running::spawn(cmd);
+    run.wait_for("sleeper.1 | my parent is pid 1", T);
+    run.wait_for("quitter.1 | orphan exiting", T);
+    let reaped = run.wait_for("reaped orphan pid", T);
+    assert!(reaped.contains("exit status: 0"), "{reaped}");
+    // prodserver is unshare's child; signal it from outside the namespace.
+    let prodserver = support::descendants(run.pid())[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(prodserver),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    assert!(
+        run.output().contains("SIGTERM received"),
+        "{}",
+        run.output()
+    );
+}
