@@ -439,3 +439,41 @@ fn sigkill_of_prodserver_leaves_nothing_of_the_stack() {
     let left: Vec<i32> = family.iter().copied().filter(|p| alive(*p)).collect();
     assert!(gone, "survivors 2 s after SIGKILL: {left:?}");
 }
+
+#[test]
+fn a_hung_worker_is_restarted_by_its_watchdog() {
+    let venv = python::venv().display().to_string();
+    let app = python::project().display().to_string();
+    let stack = Stack::build(
+        "",
+        &format!(
+            r#"
+[processes.worker-hung]
+backend = "celery-worker"
+app = "shop.celery.app"
+program = "{venv}/bin/celery"
+cwd = "{app}"
+queues = ["hung"]
+concurrency = 1
+# The integration pings at a third of WATCHDOG_USEC.
+health = {{ notify = true, watchdog = "3s" }}
+stop_timeout = "2s"
+"#
+        ),
+    );
+    let mut run = stack.start(&["worker-hung"]);
+    run.wait_for("worker-hung.1 | ready", BOOT);
+    let pid = pid_of(&run, "worker-hung.1");
+    // A hung main process: no event loop, no pings.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("stop");
+    let line = run.wait_for("worker-hung.1 | unhealthy:", T);
+    assert!(line.contains("no WATCHDOG=1 within 3s"), "{line}");
+    run.wait_for_count("worker-hung.1 | spawned (pid", 2, T);
+    run.wait_for_count("worker-hung.1 | ready", 2, BOOT);
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}
