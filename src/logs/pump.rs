@@ -13,10 +13,11 @@ use std::time::SystemTime;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::format::LineFormat;
 use super::format::Stream;
 use super::lines::LineSplitter;
 use super::recent::LocalRing;
-use super::writer::BATCH_BYTES;
+use super::writer::{Channel, Closed, BATCH_BYTES};
 use super::{LineHook, Logs};
 
 /// Bytes asked of the pipe per read once a child is chatty. A Linux pipe
@@ -36,16 +37,19 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
     pid: u32,
     stream: Stream,
     mut reader: R,
-    mut hook: Option<LineHook>,
+    hook: Option<LineHook>,
 ) {
-    let mut fmt = logs.line_format(&process, Some(instance), Some(pid), stream);
-    let channel = &logs.channel;
+    let mut batch = Batcher {
+        fmt: logs.line_format(&process, Some(instance), Some(pid), stream),
+        channel: &logs.channel,
+        // Taken from the writer's spares only when there is something to
+        // format; `send` leaves it unallocated again.
+        out: Vec::new(),
+        ring: LocalRing::default(),
+        hook,
+    };
     let mut buf = vec![0u8; FIRST_CHUNK];
     let mut splitter = LineSplitter::new(MAX_LINE);
-    let mut ring = LocalRing::default();
-    // Taken from the writer's spares only when there is something to
-    // format; `send` leaves it unallocated again.
-    let mut out = Vec::new();
     logs.recent.begin(&process, instance, pid);
 
     let read_error = loop {
@@ -55,52 +59,33 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => break Some(e),
         };
-        // One clock read per chunk, not per line (see LineFormat::set_time).
-        fmt.set_time(SystemTime::now());
-        if out.capacity() == 0 {
-            out = channel.buffer();
-        }
+        batch.begin_chunk();
         let mut rest = &buf[..n];
         while let Some(line) = splitter.next_line(&mut rest) {
-            fmt.write(&mut out, line.bytes, line.continued);
-            ring.push(line.bytes);
-            watch(&mut hook, line.bytes);
-            if out.len() >= BATCH_BYTES {
-                if channel.send(&mut out).await.is_err() {
-                    // The writer has stopped (shutdown): nobody will read
-                    // more. Returning drops the pipe; the child gets EPIPE.
-                    return;
-                }
-                out = channel.buffer();
+            if batch.line(line.bytes, line.continued).await.is_err() {
+                // The writer has stopped (shutdown): nobody will read more.
+                // Returning drops the pipe; the child gets EPIPE.
+                return;
             }
         }
-        if !out.is_empty() && channel.send(&mut out).await.is_err() {
+        if batch.send().await.is_err() {
             return;
         }
-        ring.publish(&logs.recent, &process, instance, pid);
+        batch.ring.publish(&logs.recent, &process, instance, pid);
         if n == buf.len() && buf.len() < READ_CHUNK {
             buf.resize(READ_CHUNK, 0);
         }
     };
 
     // EOF (or a read error): the partial last line is still a line.
-    fmt.set_time(SystemTime::now());
-    if out.capacity() == 0 {
-        out = channel.buffer();
-    }
+    batch.begin_chunk();
     while let Some(line) = splitter.finish() {
-        fmt.write(&mut out, line.bytes, line.continued);
-        ring.push(line.bytes);
-        watch(&mut hook, line.bytes);
-        if out.len() >= BATCH_BYTES {
-            if channel.send(&mut out).await.is_err() {
-                return;
-            }
-            out = channel.buffer();
+        if batch.line(line.bytes, line.continued).await.is_err() {
+            return;
         }
     }
-    ring.publish(&logs.recent, &process, instance, pid);
-    if !out.is_empty() && channel.send(&mut out).await.is_err() {
+    batch.ring.publish(&logs.recent, &process, instance, pid);
+    if batch.send().await.is_err() {
         return;
     }
     if let Some(e) = read_error {
@@ -110,6 +95,45 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
             Some(pid),
             &format!("cannot read {}: {e}", stream.as_str()),
         );
+    }
+}
+
+/// Formats lines into one batch buffer and sends it to the writer when
+/// full, and at the end of each chunk.
+struct Batcher<'a> {
+    fmt: LineFormat,
+    channel: &'a Channel,
+    out: Vec<u8>,
+    ring: LocalRing,
+    hook: Option<LineHook>,
+}
+
+impl Batcher<'_> {
+    fn begin_chunk(&mut self) {
+        // One clock read per chunk, not per line (see LineFormat::set_time).
+        self.fmt.set_time(SystemTime::now());
+        if self.out.capacity() == 0 {
+            self.out = self.channel.buffer();
+        }
+    }
+
+    async fn line(&mut self, bytes: &[u8], continued: bool) -> Result<(), Closed> {
+        self.fmt.write(&mut self.out, bytes, continued);
+        self.ring.push(bytes);
+        watch(&mut self.hook, bytes);
+        if self.out.len() >= BATCH_BYTES {
+            self.channel.send(&mut self.out).await?;
+            self.out = self.channel.buffer();
+        }
+        Ok(())
+    }
+
+    /// Sends what is formatted, if anything.
+    async fn send(&mut self) -> Result<(), Closed> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.channel.send(&mut self.out).await
     }
 }
 

@@ -144,28 +144,30 @@ impl Engine {
     }
 
     pub(super) fn on_probe(&mut self, slot: usize, generation: u64, result: Result<(), String>) {
-        if self.slots[slot].generation != generation {
-            return;
+        if self.slots[slot].generation == generation {
+            self.feed_tracker(slot, |t, now| t.probe_result(now, result));
         }
-        let now = Instant::now();
-        let verdict = self.slots[slot]
-            .health
-            .tracker
-            .as_mut()
-            .and_then(|t| t.probe_result(now, result));
-        self.verdict(slot, verdict);
     }
 
     pub(super) fn on_log_match(&mut self, slot: usize, generation: u64) {
-        if self.slots[slot].generation != generation {
-            return;
+        if self.slots[slot].generation == generation {
+            self.feed_tracker(slot, |t, now| t.ready_message(now));
         }
+    }
+
+    /// Gives the slot's tracker (if any) an observation and carries out
+    /// its verdict.
+    fn feed_tracker(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&mut Tracker, Instant) -> Option<Verdict>,
+    ) {
         let now = Instant::now();
         let verdict = self.slots[slot]
             .health
             .tracker
             .as_mut()
-            .and_then(|t| t.ready_message(now));
+            .and_then(|t| f(t, now));
         self.verdict(slot, verdict);
     }
 
