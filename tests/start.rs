@@ -263,10 +263,18 @@ stop_timeout = "500ms"
     let pids = read_pids(&p.path().join("pids"));
     assert_eq!(pids.len(), 3);
     run.signal(libc::SIGTERM);
-    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    // Killed, not stopped: the exit code says so, and why.
+    assert_eq!(run.wait_exit(T), 1, "{}", run.output());
     assert!(
         run.output()
             .contains("did not stop within 500ms: killed its process group"),
+        "{}",
+        run.output()
+    );
+    assert!(
+        run.output().contains(
+            "exiting with code 1: stubborn.1 did not stop within its stop_timeout and was killed"
+        ),
         "{}",
         run.output()
     );
@@ -497,11 +505,13 @@ stop_timeout = "1h"
     run.signal(libc::SIGTERM);
     run.wait_for("slow.1 | got term", T);
     run.signal(libc::SIGINT);
-    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    assert_eq!(run.wait_exit(T), 1, "{}", run.output());
+    let out = run.output();
+    assert!(out.contains("SIGINT again: killing what is left"), "{out}");
+    assert!(out.contains("asked to stop now"), "{out}");
     assert!(
-        run.output().contains("asked to stop now"),
-        "{}",
-        run.output()
+        out.contains("exiting with code 1: slow.1 was killed at once on request"),
+        "{out}"
     );
 }
 

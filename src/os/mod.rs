@@ -38,6 +38,7 @@ pub mod lock;
 pub mod reap;
 pub mod signals;
 pub mod spawn;
+pub mod terminal;
 
 pub use keeper::{start_keeper, Keeper, KeeperGone};
 pub use lock::{
@@ -46,6 +47,7 @@ pub use lock::{
 };
 pub use reap::{live_orphans, reap_orphans, set_child_subreaper};
 pub use signals::{ignore_sigpipe, kill_group, send, signal_by_name, signal_group, signal_name};
+pub use terminal::Terminal;
 pub use spawn::{
     is_systemd_handoff_var, resolve_credentials, scrub_inherited_env, spawn, Credentials,
     SpawnError, SpawnRequest, Spawned,

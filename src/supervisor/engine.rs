@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use super::signal_policy::{self, SignalMeaning, StopCause};
+
 use super::gate::{self, Gate, ProcessView};
 use super::instance::{
     Action, Event, ExitStatus, FailReason, Instance, InstanceConfig, Note, Phase,
 };
 use super::observe::SlotHealth;
 use super::order;
-use super::summary;
+use super::summary::{self, Ending, InstanceEnd};
 use crate::config::units::format_duration;
 use crate::exit;
 use crate::health::probe::ExecPids;
@@ -95,7 +97,9 @@ struct Shutdown {
     waves: Vec<Vec<ProcessId>>,
     /// Index of the wave being stopped.
     current: usize,
-    exit_code: i32,
+    ending: Ending,
+    /// Slots that were FAILED when the stop was requested.
+    failed_before: Vec<bool>,
 }
 
 pub struct Engine {
@@ -115,6 +119,8 @@ pub struct Engine {
     /// Exec probes in flight: children of ours that orphan reaping must
     /// leave to tokio.
     pub(super) exec_pids: ExecPids,
+    /// Our controlling terminal, to tell a hangup from `kill -HUP`.
+    terminal: Option<os::Terminal>,
 }
 
 impl Engine {
@@ -157,20 +163,18 @@ impl Engine {
             queue: VecDeque::new(),
             shutdown: None,
             exec_pids: ExecPids::default(),
+            terminal: os::Terminal::controlling(),
         }
     }
 
     /// Runs until every process has ended or everything was stopped;
     /// returns prodserver's exit code.
     pub async fn run(mut self) -> i32 {
-        let (mut sigint, mut sigterm, mut sigchld) = match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::child()),
-        ) {
-            (Ok(i), Ok(t), Ok(c)) => (i, t, c),
-            _ => {
-                self.logs.project_event("cannot install signal handlers");
+        let (mut signals, mut sigchld) = match (listen_to_signals(), signal(SignalKind::child())) {
+            (Ok(s), Ok(c)) => (s, c),
+            (Err(e), _) | (_, Err(e)) => {
+                self.logs
+                    .project_event(&format!("cannot install signal handlers: {e}"));
                 return exit::INTERNAL;
             }
         };
@@ -204,8 +208,7 @@ impl Engine {
             };
             tokio::select! {
                 biased;
-                _ = sigint.recv() => self.on_stop_signal("SIGINT"),
-                _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
+                Some(sig) = signals.recv() => self.on_signal(sig),
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
                 _ = sigchld.recv() => self.reap_orphans(),
                 _ = sleep => self.on_timers(),
@@ -493,15 +496,21 @@ impl Engine {
                 if s.generation != generation {
                     return;
                 }
-                if let Some(pid) = s.pid.take() {
+                let pid = s.pid;
+                s.last_exit = Some(status);
+                self.stop_health(slot, true);
+                // The pid stays known while the exit is reported, so the
+                // event carries it; a restart may replace it meanwhile.
+                self.queue.push_back((slot, Event::Exited { status }));
+                self.drain();
+                if let Some(pid) = pid {
+                    if self.slots[slot].pid == Some(pid) {
+                        self.slots[slot].pid = None;
+                    }
                     if !self.keeper_gone {
                         let _ = self.keeper.unregister(pid);
                     }
                 }
-                s.last_exit = Some(status);
-                self.stop_health(slot, true);
-                self.queue.push_back((slot, Event::Exited { status }));
-                self.drain();
             }
         }
     }
@@ -542,7 +551,11 @@ impl Engine {
                         .event(&spec.name, s.number, None, &format!("  {line}"));
                 }
             }
-            self.begin_shutdown(exit::PROCESS_FAILED, &format!("{what} {name} failed"));
+            let why = format!("{what} {name} failed");
+            self.begin_shutdown(
+                Ending::Fatal(why.clone()),
+                &format!("{why}: stopping everything"),
+            );
         }
     }
 
@@ -558,10 +571,31 @@ impl Engine {
         self.drain();
     }
 
-    fn on_stop_signal(&mut self, name: &str) {
+    fn on_signal(&mut self, sig: i32) {
+        let hung_up = self.terminal.as_ref().is_some_and(|t| t.hung_up());
+        match signal_policy::meaning(sig, hung_up) {
+            SignalMeaning::Stop { cause } => self.on_stop_request(cause),
+            SignalMeaning::Reload => self.logs.project_event(
+                "SIGHUP received: reload is not available yet, carrying on with the running configuration",
+            ),
+            SignalMeaning::Status => self.log_status(),
+            SignalMeaning::Ignore => self.logs.project_event(&format!(
+                "{} received: ignored (it has no meaning for prodserver)",
+                os::signal_name(sig)
+            )),
+        }
+    }
+
+    fn on_stop_request(&mut self, cause: StopCause) {
         if self.shutdown.is_some() {
+            let what = match cause {
+                StopCause::Interrupt => "SIGINT again".to_string(),
+                StopCause::Terminate(sig) => format!("{} again", os::signal_name(sig)),
+                // The terminal is gone: nobody is asking twice, keep waiting.
+                StopCause::Hangup => return,
+            };
             self.logs.project_event(&format!(
-                "{name} again: killing what is left without waiting"
+                "{what}: killing what is left without waiting"
             ));
             for slot in 0..self.slots.len() {
                 if !self.slots[slot].fsm.is_terminal() {
@@ -571,17 +605,53 @@ impl Engine {
             self.drain();
             return;
         }
-        self.begin_shutdown(exit::OK, &format!("{name} received"));
+        self.begin_shutdown(Ending::Requested, &cause.describe());
     }
 
-    fn begin_shutdown(&mut self, exit_code: i32, why: &str) {
+    /// SIGUSR1: every instance's state, in the log stream.
+    fn log_status(&mut self) {
+        self.logs.project_event("status (SIGUSR1):");
+        let now = Instant::now();
+        for s in &self.slots {
+            let spec = &self.plan.processes[s.process];
+            let state = if !self.started[s.process] {
+                "not started".to_string()
+            } else {
+                match s.fsm.phase() {
+                    Phase::Running { pid, since, .. } => format!(
+                        "{} (pid {pid}, up {})",
+                        s.fsm.phase().name(),
+                        format_duration(Duration::from_secs(
+                            now.saturating_duration_since(*since).as_secs()
+                        ))
+                    ),
+                    phase => phase.name().to_string(),
+                }
+            };
+            self.logs.project_event(&format!(
+                "  {}.{}: {state}, {}",
+                spec.name,
+                s.number,
+                restarts_text(&s.fsm)
+            ));
+        }
+    }
+
+    /// `announce` says what happened and that everything stops.
+    fn begin_shutdown(&mut self, ending: Ending, announce: &str) {
         if let Some(sd) = &mut self.shutdown {
-            sd.exit_code = sd.exit_code.max(exit_code);
+            // A failure during a requested stop still makes the exit a failure.
+            if matches!(ending, Ending::Fatal(_)) && !matches!(sd.ending, Ending::Fatal(_)) {
+                sd.ending = ending;
+            }
             return;
         }
-        self.logs.project_event(&format!(
-            "{why}: stopping everything (a second Ctrl-C kills at once)"
-        ));
+        self.logs.project_event(announce);
+        let failed_before = self
+            .slots
+            .iter()
+            .map(|s| matches!(s.fsm.phase(), Phase::Failed { .. }))
+            .collect();
         let waves: Vec<Vec<ProcessId>> = order::stop_waves(&self.plan)
             .into_iter()
             .map(|w| {
@@ -607,7 +677,8 @@ impl Engine {
         self.shutdown = Some(Shutdown {
             waves,
             current: 0,
-            exit_code,
+            ending,
+            failed_before,
         });
         self.stop_wave(0);
         self.drain();
@@ -732,11 +803,27 @@ impl Engine {
             let _ = os::send(pid, libc::SIGKILL);
         }
         self.reap_orphans();
-        let code = match &self.shutdown {
-            Some(sd) => sd.exit_code,
-            None => summary::exit_code(self.slots.iter().map(|s| s.fsm.phase())),
+        let ending = match &self.shutdown {
+            Some(sd) => sd.ending.clone(),
+            None => Ending::OnItsOwn,
         };
-        self.logs.project_event("exit summary:");
+        let ends: Vec<InstanceEnd<'_>> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| InstanceEnd {
+                name: format!("{}.{}", self.plan.processes[s.process].name, s.number),
+                phase: s.fsm.phase(),
+                started: self.started[s.process],
+                failed_before_stop: self
+                    .shutdown
+                    .as_ref()
+                    .is_some_and(|sd| sd.failed_before[i]),
+                stop: s.fsm.stop_outcome(),
+            })
+            .collect();
+        let verdict = summary::verdict(&ending, &ends);
+        let mut lines = vec!["exit summary:".to_string()];
         for s in &self.slots {
             let spec = &self.plan.processes[s.process];
             let state = if self.started[s.process] {
@@ -745,8 +832,7 @@ impl Engine {
                 "not started"
             };
             let last = match s.last_exit {
-                Some(ExitStatus::Code(c)) => format!(", last exit code {c}"),
-                Some(ExitStatus::Signal(sig)) => format!(", last exit by {}", os::signal_name(sig)),
+                Some(status) => format!(", last {}", status.describe()),
                 None => String::new(),
             };
             let tasks = match s.health.tasks_done {
@@ -754,18 +840,57 @@ impl Engine {
                 1 => ", 1 task done".to_string(),
                 n => format!(", {n} tasks done"),
             };
-            self.logs.project_event(&format!(
-                "  {}.{}: {state}, {} restarts{tasks}{last}",
+            lines.push(format!(
+                "  {}.{}: {state}, {}{tasks}{last}",
                 spec.name,
                 s.number,
-                s.fsm.restarts()
+                restarts_text(&s.fsm)
             ));
         }
-        self.logs
-            .project_event(&format!("exiting with code {code}"));
+        lines.push(format!(
+            "exiting with code {}: {}",
+            verdict.code, verdict.reason
+        ));
+        for line in &lines {
+            self.logs.project_event(line);
+        }
+        let code = verdict.code;
         let _ = self.keeper.shutdown();
         code
     }
+}
+
+/// `0 restarts`, `1 restart`, `3 restarts (last: unhealthy: ...)`: every
+/// restart, whatever its cause, with the last reason.
+fn restarts_text(fsm: &Instance) -> String {
+    let n = fsm.all_restarts();
+    let count = if n == 1 {
+        "1 restart".to_string()
+    } else {
+        format!("{n} restarts")
+    };
+    match fsm.last_restart() {
+        Some(reason) if n > 0 => format!("{count} (last: {reason})"),
+        _ => count,
+    }
+}
+
+/// Every signal of [`signal_policy::handled`], forwarded into one channel:
+/// none keeps its default action, which for most would kill prodserver.
+fn listen_to_signals() -> std::io::Result<mpsc::UnboundedReceiver<i32>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for sig in signal_policy::handled() {
+        let mut stream = signal(SignalKind::from_raw(sig))?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(rx)
 }
 
 fn exit_status(status: std::process::ExitStatus) -> ExitStatus {

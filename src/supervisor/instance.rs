@@ -81,6 +81,14 @@ impl ExitStatus {
     pub fn success(self) -> bool {
         self == ExitStatus::Code(0)
     }
+
+    /// `exited with code 3`, `killed by SIGKILL`.
+    pub fn describe(self) -> String {
+        match self {
+            ExitStatus::Code(c) => format!("exited with code {c}"),
+            ExitStatus::Signal(s) => format!("killed by {}", crate::os::signal_name(s)),
+        }
+    }
 }
 
 /// What to do once a stopping instance has exited.
@@ -316,7 +324,26 @@ pub struct Instance {
     restarts: u32,
     /// Supervisor-initiated restarts (not counted as crashes).
     requested_restarts: u32,
+    /// Why the last restart of either kind happened, for the exit summary.
+    last_restart: Option<String>,
+    /// How the last stop on request ended; `None` until one has.
+    stop_outcome: Option<StopOutcome>,
+    /// Set when the current stop had to SIGKILL the group.
+    kill_cause: Option<StopOutcome>,
     window: RestartWindow,
+}
+
+/// How a stop on request ended: the exit code depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Exited 0, or as our stop signal asked, within `stop_timeout`.
+    Clean,
+    /// Did not exit within `stop_timeout`: its group was SIGKILLed.
+    KilledAfterTimeout,
+    /// A second stop request killed it at once.
+    KilledOnRequest,
+    /// Exited by itself during the stop, with a failure status.
+    Exited(ExitStatus),
 }
 
 impl Instance {
@@ -328,6 +355,9 @@ impl Instance {
             consecutive: 0,
             restarts: 0,
             requested_restarts: 0,
+            last_restart: None,
+            stop_outcome: None,
+            kill_cause: None,
             window,
         }
     }
@@ -347,6 +377,22 @@ impl Instance {
     /// Crash restarts since the last `Start`.
     pub fn restarts(&self) -> u32 {
         self.restarts
+    }
+
+    /// Every restart since the last `Start`: crashes and those the
+    /// supervisor asked for (liveness, watchdog, requests).
+    pub fn all_restarts(&self) -> u32 {
+        self.restarts.saturating_add(self.requested_restarts)
+    }
+
+    /// Why the last restart happened.
+    pub fn last_restart(&self) -> Option<&str> {
+        self.last_restart.as_deref()
+    }
+
+    /// How the last stop on request ended.
+    pub fn stop_outcome(&self) -> Option<StopOutcome> {
+        self.stop_outcome
     }
 
     /// Restarts the supervisor asked for (recycling, liveness, command).
@@ -385,6 +431,8 @@ impl Instance {
                 // A manual start after the end: a fresh run, fresh counters.
                 self.consecutive = 0;
                 self.restarts = 0;
+                self.requested_restarts = 0;
+                self.stop_outcome = None;
                 self.window.clear();
                 spawn(&mut out)
             }
@@ -421,7 +469,10 @@ impl Instance {
                     _ if self.cfg.restart == RestartPolicy::Never => {
                         self.fail(FailReason::SpawnFailed { message }, &mut out)
                     }
-                    _ => self.schedule_restart(now, jitter01, &mut out),
+                    _ => {
+                        self.last_restart = Some(format!("could not start: {message}"));
+                        self.schedule_restart(now, jitter01, &mut out)
+                    }
                 }
             }
             (Phase::Spawning { stop }, Event::LockHeld { pid }) => match stop {
@@ -477,8 +528,9 @@ impl Instance {
                 self.after_exit(now, status, jitter01, &mut out)
             }
             (Phase::Running { pid, since, .. }, Event::Unhealthy { reason }) => {
-                out.push(Action::Note(Note::Unhealthy { reason }));
                 self.requested_restarts = self.requested_restarts.saturating_add(1);
+                self.last_restart = Some(format!("unhealthy: {reason}"));
+                out.push(Action::Note(Note::Unhealthy { reason }));
                 self.begin_stop(now, pid, since, AfterStop::Restart, false, &mut out)
             }
             (
@@ -489,10 +541,12 @@ impl Instance {
                 },
                 Event::StartTimeout { reason },
             ) => {
+                self.last_restart = Some(format!("not ready: {reason}"));
                 out.push(Action::Note(Note::Unhealthy { reason }));
                 self.begin_stop(now, pid, since, AfterStop::Backoff, false, &mut out)
             }
             (Phase::Running { pid, since, .. }, Event::Restart { reason }) => {
+                self.last_restart = Some(reason.clone());
                 out.push(Action::Note(Note::RestartRequested { reason }));
                 self.requested_restarts = self.requested_restarts.saturating_add(1);
                 self.begin_stop(now, pid, since, AfterStop::Restart, false, &mut out)
@@ -521,7 +575,14 @@ impl Instance {
                 out.push(Action::KillGroup { pgid: pid });
                 out.push(Action::ClearTimer);
                 match then {
-                    AfterStop::Stay => stopped(&mut out),
+                    AfterStop::Stay => {
+                        self.stop_outcome = Some(match (clean, self.kill_cause) {
+                            (true, _) => StopOutcome::Clean,
+                            (false, Some(cause)) => cause,
+                            (false, None) => StopOutcome::Exited(status),
+                        });
+                        stopped(&mut out)
+                    }
                     AfterStop::Restart => spawn(&mut out),
                     AfterStop::Backoff if self.cfg.restart == RestartPolicy::Never => {
                         let reason = "it never became ready".to_string();
@@ -554,6 +615,7 @@ impl Instance {
                     out.push(Action::Note(Note::KilledAfterTimeout {
                         timeout: self.cfg.stop_timeout,
                     }));
+                    self.kill_cause = Some(StopOutcome::KilledAfterTimeout);
                     out.push(Action::KillGroup { pgid: pid });
                     Phase::Stopping {
                         pid,
@@ -575,6 +637,7 @@ impl Instance {
                 Event::StopNow,
             ) => {
                 out.push(Action::Note(Note::KilledOnRequest));
+                self.kill_cause = Some(StopOutcome::KilledOnRequest);
                 out.push(Action::KillGroup { pgid: pid });
                 out.push(Action::ClearTimer);
                 Phase::Stopping {
@@ -637,6 +700,7 @@ impl Instance {
             }
             (Phase::Backoff { .. }, Event::Restart { reason }) => {
                 // Someone asked for it now: skip the rest of the wait.
+                self.last_restart = Some(reason.clone());
                 out.push(Action::Note(Note::RestartRequested { reason }));
                 out.push(Action::ClearTimer);
                 self.requested_restarts = self.requested_restarts.saturating_add(1);
@@ -661,7 +725,8 @@ impl Instance {
                     urgent: true,
                 }),
             },
-            (Phase::Spawning { stop: None }, Event::Restart { .. }) => {
+            (Phase::Spawning { stop: None }, Event::Restart { reason }) => {
+                self.last_restart = Some(reason);
                 self.requested_restarts = self.requested_restarts.saturating_add(1);
                 Phase::Spawning {
                     stop: Some(PendingStop {
@@ -710,6 +775,7 @@ impl Instance {
         out: &mut Vec<Action>,
     ) -> Phase {
         let deadline = later(now, self.cfg.stop_timeout);
+        self.kill_cause = urgent.then_some(StopOutcome::KilledOnRequest);
         if urgent {
             out.push(Action::Note(Note::KilledOnRequest));
             out.push(Action::KillGroup { pgid: pid });
@@ -753,6 +819,7 @@ impl Instance {
             RestartPolicy::Never => false,
         };
         if restart {
+            self.last_restart = Some(status.describe());
             self.schedule_restart(now, jitter01, out)
         } else if success {
             out.push(Action::Note(Note::Completed));

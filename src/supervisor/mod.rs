@@ -22,4 +22,5 @@ pub mod gate;
 pub mod instance;
 mod observe;
 pub mod order;
+pub mod signal_policy;
 pub mod summary;
