@@ -47,8 +47,8 @@ pub use lock::{
 };
 pub use reap::{live_orphans, reap_orphans, set_child_subreaper};
 pub use signals::{ignore_sigpipe, kill_group, send, signal_by_name, signal_group, signal_name};
-pub use terminal::Terminal;
 pub use spawn::{
     is_systemd_handoff_var, resolve_credentials, scrub_inherited_env, spawn, Credentials,
     SpawnError, SpawnRequest, Spawned,
 };
+pub use terminal::Terminal;

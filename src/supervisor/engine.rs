@@ -594,9 +594,8 @@ impl Engine {
                 // The terminal is gone: nobody is asking twice, keep waiting.
                 StopCause::Hangup => return,
             };
-            self.logs.project_event(&format!(
-                "{what}: killing what is left without waiting"
-            ));
+            self.logs
+                .project_event(&format!("{what}: killing what is left without waiting"));
             for slot in 0..self.slots.len() {
                 if !self.slots[slot].fsm.is_terminal() {
                     self.queue.push_back((slot, Event::StopNow));
@@ -815,10 +814,7 @@ impl Engine {
                 name: format!("{}.{}", self.plan.processes[s.process].name, s.number),
                 phase: s.fsm.phase(),
                 started: self.started[s.process],
-                failed_before_stop: self
-                    .shutdown
-                    .as_ref()
-                    .is_some_and(|sd| sd.failed_before[i]),
+                failed_before_stop: self.shutdown.as_ref().is_some_and(|sd| sd.failed_before[i]),
                 stop: s.fsm.stop_outcome(),
             })
             .collect();

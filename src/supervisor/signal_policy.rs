@@ -92,9 +92,7 @@ impl StopCause {
                 let name = crate::os::signal_name(sig);
                 format!("{name} received: stopping everything (a second {name} kills at once)")
             }
-            StopCause::Hangup => {
-                "the terminal hung up (SIGHUP): stopping everything".into()
-            }
+            StopCause::Hangup => "the terminal hung up (SIGHUP): stopping everything".into(),
         }
     }
 }

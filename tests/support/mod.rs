@@ -103,9 +103,14 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn spawn(mut cmd: Command) -> Running {
+    pub fn spawn(cmd: Command) -> Running {
+        Running::spawn_with_stdin(cmd, Stdio::null())
+    }
+
+    /// As [`Running::spawn`], with this standard input (a terminal, say).
+    pub fn spawn_with_stdin(mut cmd: Command, stdin: Stdio) -> Running {
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
