@@ -607,3 +607,67 @@ command = ["sh", "-c", "echo my parent is pid $PPID; exec sleep 600"]
         run.output()
     );
 }
+
+#[test]
+fn a_process_failed_before_the_stop_makes_the_exit_code_one_with_the_reason() {
+    let p = Project::new(
+        r#"
+[processes.web]
+backend = "command"
+command = ["sh", "-c", "echo bad; exit 3"]
+restart = "on-failure"
+max_restarts = 1
+backoff = "10ms"
+
+[processes.worker]
+backend = "command"
+command = ["sh", "-c", "echo ready; while :; do sleep 0.05; done"]
+"#,
+    );
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("worker.1 | ready", T);
+    run.wait_for("web.1 | FAILED", T);
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 1, "{}", run.output());
+    let out = run.output();
+    assert!(
+        out.contains("exiting with code 1: web.1 had FAILED before the stop"),
+        "{out}"
+    );
+    // Every restart counts, singular and plural read right.
+    assert!(
+        out.contains("web.1: failed, 1 restart (last: exited with code 3)"),
+        "{out}"
+    );
+    assert!(out.contains("worker.1: stopped, 0 restarts"), "{out}");
+}
+
+#[test]
+fn json_exit_events_carry_the_pid() {
+    let p = Project::new(
+        r#"
+[processes.once]
+backend = "command"
+command = ["sh", "-c", "echo hi"]
+oneshot = true
+"#,
+    );
+    let (code, out) = p.run(&["start", "--log-format", "json"], T);
+    assert_eq!(code, 0, "{out}");
+    let spawned: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("spawned"))
+        })
+        .unwrap_or_else(|| panic!("{out}"));
+    let exited: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "exited with code 0")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(exited["pid"].as_u64().is_some(), "{exited}");
+    assert_eq!(exited["pid"], spawned["pid"], "{out}");
+}
