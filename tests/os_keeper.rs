@@ -248,7 +248,7 @@ fn keeper_names_itself_and_holds_no_inherited_descriptors() {
     }));
     assert!(wait_until(Duration::from_secs(2), || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|d| d.count() == 1)
+            .map(|d| d.count() == 2)
             .unwrap_or(false)
     }));
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -256,6 +256,6 @@ fn keeper_names_itself_and_holds_no_inherited_descriptors() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(fds, ["0"], "keeper fds besides its socket");
+    assert_eq!(fds, ["0", "2"], "keeper fds besides its socket and stderr");
     keeper.shutdown().unwrap();
 }

@@ -37,6 +37,9 @@ use crate::notify::{Message, Sender};
 use crate::os::{self, Credentials, Keeper, LockOutcome, SingletonLock, SpawnRequest};
 use crate::plan::{Plan, ProcessId};
 
+/// How often records for a keeper that does not read are retried.
+const KEEPER_RETRY: Duration = Duration::from_millis(100);
+
 /// How `prodserver start` was asked to run.
 pub struct RunOptions {
     /// Processes to run: the named ones plus what they depend on.
@@ -110,7 +113,6 @@ pub struct Engine {
     started: Vec<bool>,
     selected: Vec<bool>,
     keeper: Keeper,
-    keeper_gone: bool,
     logs: Logs,
     pub(super) tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
@@ -156,7 +158,6 @@ impl Engine {
             opts,
             slots,
             keeper,
-            keeper_gone: false,
             logs,
             tx,
             rx,
@@ -194,10 +195,17 @@ impl Engine {
             if self.finished() {
                 break;
             }
+            // A keeper that does not read (stopped) gets its records later:
+            // the loop never blocks on it.
+            let keeper_retry = self
+                .keeper
+                .has_pending()
+                .then(|| Instant::now() + KEEPER_RETRY);
             let next = self
                 .slots
                 .iter()
                 .flat_map(|s| [s.timer, s.health.timer])
+                .chain([keeper_retry])
                 .flatten()
                 .min();
             let sleep = async {
@@ -210,7 +218,10 @@ impl Engine {
                 biased;
                 Some(sig) = signals.recv() => self.on_signal(sig),
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
-                _ = sigchld.recv() => self.reap_orphans(),
+                _ = sigchld.recv() => {
+                    self.check_keeper();
+                    self.reap_orphans();
+                }
                 _ = sleep => self.on_timers(),
             }
         }
@@ -382,12 +393,7 @@ impl Engine {
             Ok(spawned) => {
                 let pid = spawned.pid;
                 let mut child = spawned.child;
-                if !self.keeper_gone && self.keeper.register(pid).is_err() {
-                    self.keeper_gone = true;
-                    self.logs.project_event(
-                        "the keeper process is gone: children may outlive a SIGKILL of prodserver",
-                    );
-                }
+                Self::keeper_result(&self.logs, self.keeper.register(pid));
                 let slot_ref = &mut self.slots[slot];
                 slot_ref.pid = Some(pid);
                 slot_ref.generation += 1;
@@ -507,9 +513,7 @@ impl Engine {
                     if self.slots[slot].pid == Some(pid) {
                         self.slots[slot].pid = None;
                     }
-                    if !self.keeper_gone {
-                        let _ = self.keeper.unregister(pid);
-                    }
+                    Self::keeper_result(&self.logs, self.keeper.unregister(pid));
                 }
             }
         }
@@ -559,8 +563,43 @@ impl Engine {
         }
     }
 
+    /// Logs the first failure to reach the keeper; [`Engine::check_keeper`]
+    /// replaces it once its exit is seen.
+    fn keeper_result(logs: &Logs, result: Result<(), os::KeeperGone>) {
+        if let Err(e) = result {
+            if e.first_report {
+                logs.project_event(&e.to_string());
+            }
+        }
+    }
+
+    /// A dead keeper leaves every child unprotected against a SIGKILL of
+    /// prodserver: start a new one at once and hand it every group.
+    fn check_keeper(&mut self) {
+        let Some(exit) = self.keeper.check_exit() else {
+            return;
+        };
+        let text = match self.keeper.respawn() {
+            Ok(pid) => format!(
+                "the keeper process (pid {}) {}: started a new one (pid {pid}) guarding {} process groups",
+                exit.pid,
+                exit.how,
+                self.keeper.groups()
+            ),
+            Err(e) => format!(
+                "the keeper process (pid {}) {} and cannot be replaced ({e}): children would outlive a kill -9 of prodserver",
+                exit.pid, exit.how
+            ),
+        };
+        self.logs.project_event(&text);
+    }
+
     fn on_timers(&mut self) {
         let now = Instant::now();
+        if self.keeper.has_pending() {
+            let flushed = self.keeper.flush().map(|_| ());
+            Self::keeper_result(&self.logs, flushed);
+        }
         self.health_timers_due(now);
         for slot in 0..self.slots.len() {
             if self.slots[slot].timer.is_some_and(|t| t <= now) {
