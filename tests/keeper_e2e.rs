@@ -13,9 +13,9 @@ use support::{alive, descendants, stat, wait_until, Project};
 const T: Duration = Duration::from_secs(20);
 
 fn keeper_of(supervisor: i32) -> Option<i32> {
-    descendants(supervisor).into_iter().find(|&pid| {
-        stat(pid).is_some_and(|s| s.comm == "prodserver-keep" && s.ppid == supervisor)
-    })
+    descendants(supervisor)
+        .into_iter()
+        .find(|&pid| stat(pid).is_some_and(|s| s.comm == "prodserver-keep" && s.ppid == supervisor))
 }
 
 /// A main process whose grandchild stays in its group: PDEATHSIG only
@@ -29,7 +29,11 @@ command = ["sh", "-c", "sleep 600 & echo $! > gc.tmp && mv gc.tmp gc; echo ready
 fn grandchild(p: &Project) -> i32 {
     let path = p.path().join("gc");
     assert!(wait_until(T, || path.exists()));
-    std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -101,6 +105,9 @@ depends_on = { once = "completed" }
     kill(Pid::from_raw(run.pid()), Signal::SIGKILL).unwrap();
     run.wait_exit(T);
     // The oneshot's group is gone and was unregistered: only app's is left.
-    run.wait_for("prodserver-keeper: prodserver is gone: killing 1 process group", T);
+    run.wait_for(
+        "prodserver-keeper: prodserver is gone: killing 1 process group",
+        T,
+    );
     assert!(wait_until(T, || !alive(gc)));
 }

@@ -671,3 +671,95 @@ oneshot = true
     assert!(exited["pid"].as_u64().is_some(), "{exited}");
     assert_eq!(exited["pid"], spawned["pid"], "{out}");
 }
+
+#[test]
+fn the_exit_is_reported_after_the_last_lines() {
+    // A burst of output right before the exit: the pipe still holds some of
+    // it when the exit is seen, and the report must wait for it.
+    let p = Project::new(
+        r#"
+[processes.burst]
+backend = "command"
+command = ["sh", "-c", "seq 1 20000; echo last-line"]
+oneshot = true
+"#,
+    );
+    let (code, _) = p.run(&["start"], T);
+    assert_eq!(code, 0);
+    for _ in 0..5 {
+        let mut run = p.spawn(&["start"]);
+        assert_eq!(run.wait_exit(T), 0);
+        let lines = run.lines();
+        let last = lines.iter().position(|l| l == "burst.1 | last-line");
+        let exited = lines
+            .iter()
+            .position(|l| l.starts_with("burst.1 | exited with code 0"));
+        assert!(
+            matches!((last, exited), (Some(l), Some(e)) if l < e),
+            "{last:?} {exited:?}"
+        );
+    }
+}
+
+#[test]
+fn the_stop_signal_reaches_the_main_pid_only() {
+    // KillMode=mixed: TERM to a Celery worker's group would raise inside
+    // the tasks its pool children run. Here the "pool child" records any
+    // TERM it gets; the main process exits a second after TERM (time
+    // enough for a wrongly signalled child to record it), and its group is
+    // then SIGKILLed, so the pool child dies without ever seeing a TERM.
+    let p = Project::new(
+        r#"
+[processes.tree]
+backend = "command"
+command = ["sh", "-c", "sh -c 'trap \"echo got > child-term.tmp && mv child-term.tmp child-term\" TERM; echo $$ > child.tmp && mv child.tmp child; while :; do sleep 0.05; done' & trap 'sleep 1; echo main > main-term.tmp && mv main-term.tmp main-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done"]
+stop_timeout = "10s"
+"#,
+    );
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("tree.1 | ready", T);
+    let child_file = p.path().join("child");
+    assert!(wait_until(T, || child_file.exists()));
+    let child: i32 = std::fs::read_to_string(&child_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    assert!(p.path().join("main-term").exists(), "the main pid got TERM");
+    assert!(
+        wait_until(T, || !alive(child)),
+        "the group was killed after"
+    );
+    assert!(
+        !p.path().join("child-term").exists(),
+        "TERM reached the group, not just the main pid"
+    );
+}
+
+#[test]
+fn backoff_reset_from_the_file_resets_the_delay() {
+    // Up 400 ms each time, longer than backoff_reset: every crash counts as
+    // the first, so the delay never doubles (with the 30 s default it would).
+    let p = Project::new(
+        r#"
+[processes.flaky]
+backend = "command"
+command = ["sh", "-c", "sleep 0.4; exit 1"]
+backoff = "100ms"
+backoff_max = "10s"
+backoff_reset = "200ms"
+max_restarts = 0
+"#,
+    );
+    let mut run = p.spawn(&["start"]);
+    run.wait_for_count("flaky.1 | restarting in", 4, T);
+    run.signal(libc::SIGTERM);
+    run.wait_exit(T);
+    let delays = restart_delays(&run.output());
+    assert!(delays.len() >= 4, "{delays:?}");
+    for d in &delays[..4] {
+        assert!(*d <= 0.111, "the delay grew: {delays:?}");
+    }
+}

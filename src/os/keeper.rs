@@ -509,7 +509,12 @@ fn keep_only(fd: RawFd) -> RawFd {
     // uses them any more (the keeper's state is `kept` and local memory).
     let r = unsafe {
         if kept == 0 {
-            let one = libc::syscall(libc::SYS_close_range, 1 as libc::c_uint, 1 as libc::c_uint, 0);
+            let one = libc::syscall(
+                libc::SYS_close_range,
+                1 as libc::c_uint,
+                1 as libc::c_uint,
+                0,
+            );
             let rest = libc::syscall(
                 libc::SYS_close_range,
                 3 as libc::c_uint,
