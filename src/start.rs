@@ -60,6 +60,12 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
         }
     };
     os::ignore_sigpipe();
+    // Every instance needs descriptors of ours (log pipes, a notify socket):
+    // the 1024 soft limit systemd gives services is not enough for a few
+    // hundred. Children get the original limit back.
+    if let Err(e) = os::raise_nofile() {
+        eprintln!("warning: cannot raise the open-file limit ({e}): large process sets may fail with EMFILE");
+    }
     if let Err(e) = os::set_child_subreaper() {
         eprintln!("warning: cannot become a child subreaper ({e}): orphans of crashed children are not reaped by prodserver");
     }

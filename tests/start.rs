@@ -763,3 +763,41 @@ max_restarts = 0
         assert!(*d <= 0.111, "the delay grew: {delays:?}");
     }
 }
+
+/// `prodserver ARGS` run through `wrapper` (prlimit, setsid, ...), with the
+/// project's environment.
+fn wrapped(p: &Project, wrapper: &[&str], args: &[&str]) -> std::process::Command {
+    let inner = p.command(args);
+    let mut cmd = std::process::Command::new(wrapper[0]);
+    cmd.args(&wrapper[1..])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(p.path());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
+}
+
+#[test]
+fn a_low_soft_fd_limit_is_raised_and_children_get_it_back() {
+    // systemd's soft limit of 1024 and a few hundred instances, in small:
+    // 64 descriptors and 40 instances (two pipes and a socket each).
+    let p = Project::new(
+        r#"
+[processes.many]
+backend = "command"
+command = ["sh", "-c", "echo limit=$(ulimit -n); while :; do sleep 1; done"]
+instances = 40
+"#,
+    );
+    let mut run =
+        support::Running::spawn(wrapped(&p, &["prlimit", "--nofile=64:4096"], &["start"]));
+    run.wait_for_count("| limit=64", 40, T);
+    assert!(!run.output().contains("limit=4096"), "{}", run.output());
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}

@@ -34,6 +34,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod keeper;
+pub mod limits;
 pub mod lock;
 pub mod reap;
 pub mod signals;
@@ -41,6 +42,7 @@ pub mod spawn;
 pub mod terminal;
 
 pub use keeper::{start_keeper, Keeper, KeeperExit, KeeperGone};
+pub use limits::{nofile, raise_nofile, NofileLimits};
 pub use lock::{
     ensure_own_dir, ensure_runtime_dir, runtime_dir, share_runtime_dir, try_lock, LockOutcome,
     SingletonLock,

@@ -339,6 +339,7 @@ impl ChildSetup {
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
 
         mark_fds_cloexec();
+        crate::os::limits::restore_for_child();
 
         if let Some(c) = &self.creds {
             // setgroups and setgid need privileges that setuid gives up, so

@@ -10,8 +10,10 @@
 //! the world, so the `select!` stays small.
 //!
 //! Children are watched by one small task each, which awaits the exit and
-//! then reports it over a channel tagged with the instance's generation, so
-//! a late report about a previous incarnation is recognised and dropped.
+//! then reports it over a channel. An exit report needs no generation: an
+//! instance spawns again only after its exit was reported, so no report
+//! can outlive its incarnation. Probe and log-match reports can (a probe
+//! in flight when the process restarts), and carry the spawn's generation.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -62,7 +64,6 @@ pub struct RunOptions {
 pub(super) enum Msg {
     Exited {
         slot: usize,
-        generation: u64,
         status: ExitStatus,
     },
     Probe {
@@ -441,11 +442,7 @@ impl Engine {
                         logs.barrier().await;
                     };
                     let _ = tokio::time::timeout(Duration::from_millis(300), drained).await;
-                    let _ = tx.send(Msg::Exited {
-                        slot,
-                        generation,
-                        status,
-                    });
+                    let _ = tx.send(Msg::Exited { slot, status });
                 });
                 self.queue.push_back((slot, Event::Spawned { pid }));
                 self.start_health(slot, Instant::now());
@@ -493,15 +490,8 @@ impl Engine {
                 sender,
             } => self.on_notify(slot, messages, sender),
             Msg::LogMatch { slot, generation } => self.on_log_match(slot, generation),
-            Msg::Exited {
-                slot,
-                generation,
-                status,
-            } => {
+            Msg::Exited { slot, status } => {
                 let s = &mut self.slots[slot];
-                if s.generation != generation {
-                    return;
-                }
                 let pid = s.pid;
                 s.last_exit = Some(status);
                 self.stop_health(slot, true);
