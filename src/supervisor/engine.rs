@@ -29,6 +29,7 @@ use super::instance::{
 };
 use super::observe::SlotHealth;
 use super::order;
+use super::orphans::OrphanTally;
 use super::summary::{self, Ending, InstanceEnd};
 use crate::config::units::format_duration;
 use crate::exit;
@@ -124,6 +125,7 @@ pub struct Engine {
     pub(super) exec_pids: ExecPids,
     /// Our controlling terminal, to tell a hangup from `kill -HUP`.
     terminal: Option<os::Terminal>,
+    orphans: OrphanTally,
 }
 
 impl Engine {
@@ -166,6 +168,7 @@ impl Engine {
             shutdown: None,
             exec_pids: ExecPids::default(),
             terminal: os::Terminal::controlling(),
+            orphans: OrphanTally::default(),
         }
     }
 
@@ -206,7 +209,7 @@ impl Engine {
                 .slots
                 .iter()
                 .flat_map(|s| [s.timer, s.health.timer])
-                .chain([keeper_retry])
+                .chain([keeper_retry, self.orphans.due()])
                 .flatten()
                 .min();
             let sleep = async {
@@ -586,6 +589,9 @@ impl Engine {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        if let Some(line) = self.orphans.flush(now, false) {
+            self.logs.project_event(&line);
+        }
         if self.keeper.has_pending() {
             let flushed = self.keeper.flush().map(|_| ());
             Self::keeper_result(&self.logs, flushed);
@@ -751,9 +757,11 @@ impl Engine {
     fn reap_orphans(&mut self) {
         let known: Vec<i32> = self.slots.iter().filter_map(|s| s.pid).collect();
         let exec = self.exec_pids.clone();
+        let now = Instant::now();
         for (pid, status) in os::reap_orphans(&|pid| known.contains(&pid) || exec.contains(pid)) {
-            self.logs
-                .project_event(&format!("reaped orphan pid {pid} ({status})"));
+            if let Some(line) = self.orphans.reaped(now, pid, status.to_string()) {
+                self.logs.project_event(&line);
+            }
         }
     }
 
@@ -831,6 +839,9 @@ impl Engine {
             let _ = os::send(pid, libc::SIGKILL);
         }
         self.reap_orphans();
+        if let Some(line) = self.orphans.flush(Instant::now(), true) {
+            self.logs.project_event(&line);
+        }
         let ending = match &self.shutdown {
             Some(sd) => sd.ending.clone(),
             None => Ending::OnItsOwn,

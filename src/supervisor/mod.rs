@@ -22,5 +22,6 @@ pub mod gate;
 pub mod instance;
 mod observe;
 pub mod order;
+pub mod orphans;
 pub mod signal_policy;
 pub mod summary;
