@@ -1,6 +1,6 @@
 //! Signal names, and sending signals to one process or to a whole group.
 //!
-//! Stopping follows systemd's `KillMode=mixed` (see FACTS.md, Celery): the
+//! Stopping follows systemd's `KillMode=mixed` (see docs/process-facts.md, Celery): the
 //! stop signal goes to the main pid only ([`send`]), and after the grace
 //! period the whole group gets SIGKILL ([`kill_group`]).
 

@@ -217,7 +217,7 @@ fn lookup_group(group: &str) -> Result<Gid, String> {
 
 /// True for the variables systemd hands to prodserver itself, which must
 /// not reach children: a child would answer systemd's watchdog or claim
-/// sockets meant for us (FACTS.md, "systemd protocols").
+/// sockets meant for us (docs/process-facts.md, "systemd").
 pub fn is_systemd_handoff_var(key: &str) -> bool {
     key == "NOTIFY_SOCKET" || key.starts_with("WATCHDOG_") || key.starts_with("LISTEN_")
 }

@@ -26,8 +26,8 @@
 //! - The process group of an instance is killed after its main process has
 //!   exited, whatever the reason (KillMode=mixed): grandchildren that
 //!   outlived the main process would otherwise keep ports and locks and race
-//!   the replacement (STYLE.md: "restart only after the old instance has
-//!   exited"). Each instance runs in its own group, so `pgid == pid`.
+//!   the replacement: restart only after the old instance has exited.
+//!   Each instance runs in its own group, so `pgid == pid`.
 //! - Events that do not apply to the current phase (a stale `Ready` after an
 //!   exit, a second `Stop`) are ignored: they return no actions.
 
