@@ -801,3 +801,40 @@ instances = 40
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait_exit(T), 0, "{}", run.output());
 }
+
+#[test]
+fn a_crashing_worker_in_a_later_stop_wave_is_not_respawned_after_the_stop() {
+    // web stops first (it depends on the worker) and takes a second to do
+    // so; meanwhile the worker keeps crashing. Once SIGTERM arrived, it
+    // must stay down.
+    let p = Project::new(
+        r#"
+[processes.web]
+backend = "command"
+command = ["sh", "-c", "trap 'sleep 1; exit 0' TERM; echo ready; while :; do sleep 0.05; done"]
+depends_on = { worker = "started" }
+
+[processes.worker]
+backend = "command"
+command = ["sh", "-c", "sleep 0.1; exit 1"]
+backoff = "10ms"
+backoff_max = "20ms"
+max_restarts = 0
+"#,
+    );
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("web.1 | ready", T);
+    run.wait_for_count("worker.1 | spawned", 2, T);
+    run.signal(libc::SIGTERM);
+    run.wait_exit(T);
+    let lines = run.lines();
+    let stop = lines
+        .iter()
+        .position(|l| l.contains("SIGTERM received"))
+        .expect("stop line");
+    let respawns: Vec<_> = lines[stop..]
+        .iter()
+        .filter(|l| l.starts_with("worker.1 | spawned") || l.contains("worker.1 | restarting"))
+        .collect();
+    assert!(respawns.is_empty(), "{respawns:?}\n{}", run.output());
+}

@@ -696,11 +696,13 @@ impl Engine {
             .filter(|w| !w.is_empty())
             .collect();
         // Instances that never started, or wait in backoff, have nothing to
-        // stop: settle them now so they don't hold up the waves.
+        // stop: settle them now so they don't hold up the waves. The others
+        // are held: one that crashes before its wave stays down.
         for slot in 0..self.slots.len() {
             if !self.started[self.slots[slot].process] {
                 continue;
             }
+            self.queue.push_back((slot, Event::Hold));
             if !matches!(
                 self.slots[slot].fsm.phase(),
                 Phase::Running { .. } | Phase::Stopping { .. } | Phase::Spawning { .. }

@@ -225,6 +225,9 @@ pub enum Event {
     Stop,
     /// Stop without waiting (second Ctrl-C): kill the group.
     StopNow,
+    /// The supervisor is stopping: never spawn again (a crash before this
+    /// instance's stop wave ends it), but don't stop it yet either.
+    Hold,
     /// Graceful stop then immediate respawn (recycling, `restart` command).
     Restart {
         reason: String,
@@ -330,6 +333,9 @@ pub struct Instance {
     stop_outcome: Option<StopOutcome>,
     /// Set when the current stop had to SIGKILL the group.
     kill_cause: Option<StopOutcome>,
+    /// The supervisor is stopping: whatever ends now stays down, even if
+    /// its own stop wave has not come yet.
+    holding: bool,
     window: RestartWindow,
 }
 
@@ -358,6 +364,7 @@ impl Instance {
             last_restart: None,
             stop_outcome: None,
             kill_cause: None,
+            holding: false,
             window,
         }
     }
@@ -433,6 +440,7 @@ impl Instance {
                 self.restarts = 0;
                 self.requested_restarts = 0;
                 self.stop_outcome = None;
+                self.holding = false;
                 self.window.clear();
                 spawn(&mut out)
             }
@@ -465,6 +473,7 @@ impl Instance {
                         then: AfterStop::Stay,
                         ..
                     }) => stopped(&mut out),
+                    _ if self.holding => stopped(&mut out),
                     _ if permanent => self.fail(FailReason::ExecFailed { message }, &mut out),
                     _ if self.cfg.restart == RestartPolicy::Never => {
                         self.fail(FailReason::SpawnFailed { message }, &mut out)
@@ -574,6 +583,7 @@ impl Instance {
                 out.push(Action::Note(Note::Exited { status, clean }));
                 out.push(Action::KillGroup { pgid: pid });
                 out.push(Action::ClearTimer);
+                let then = if self.holding { AfterStop::Stay } else { then };
                 match then {
                     AfterStop::Stay => {
                         self.stop_outcome = Some(match (clean, self.kill_cause) {
@@ -690,6 +700,7 @@ impl Instance {
             }
 
             // ---- backoff ----------------------------------------------------
+            (Phase::Backoff { .. }, Event::TimerFired) if self.holding => stopped(&mut out),
             (Phase::Backoff { until }, Event::TimerFired) => {
                 if now < until {
                     out.push(Action::SetTimer(until));
@@ -705,6 +716,17 @@ impl Instance {
                 out.push(Action::ClearTimer);
                 self.requested_restarts = self.requested_restarts.saturating_add(1);
                 spawn(&mut out)
+            }
+
+            // ---- the supervisor is stopping ---------------------------------
+            (Phase::Backoff { .. }, Event::Hold) => {
+                self.holding = true;
+                out.push(Action::ClearTimer);
+                stopped(&mut out)
+            }
+            (p, Event::Hold) => {
+                self.holding = true;
+                p
             }
 
             // ---- stop requests where no process runs ------------------------
@@ -812,6 +834,16 @@ impl Instance {
         if self.cfg.oneshot && success {
             out.push(Action::Note(Note::Completed));
             return Phase::Completed;
+        }
+        if self.holding {
+            // Ended on its own while the supervisor stops: stays down, and
+            // the exit code hears of a failure.
+            self.stop_outcome = Some(if success {
+                StopOutcome::Clean
+            } else {
+                StopOutcome::Exited(status)
+            });
+            return stopped(out);
         }
         let restart = match self.cfg.restart {
             RestartPolicy::Always => true,
@@ -1065,6 +1097,122 @@ mod tests {
             }
             other => panic!("unexpected actions {other:?}"),
         }
+    }
+
+    #[test]
+    fn holding_a_crash_stays_down_and_counts_as_a_failed_stop() {
+        let t = Instant::now();
+        let mut i = Instance::new(cfg());
+        run(&mut i, t);
+        assert_eq!(i.handle(t, Event::Hold, NO_JITTER), vec![]);
+        assert!(
+            matches!(i.phase(), Phase::Running { .. }),
+            "not stopped yet"
+        );
+        let acts = i.handle(
+            t + s(1),
+            Event::Exited {
+                status: ExitStatus::Code(1),
+            },
+            NO_JITTER,
+        );
+        assert_eq!(
+            acts,
+            vec![
+                exited(ExitStatus::Code(1), false),
+                Action::KillGroup { pgid: PID },
+                note(Note::Stopped),
+            ]
+        );
+        assert_eq!(i.phase(), &Phase::Stopped);
+        assert_eq!(
+            i.stop_outcome(),
+            Some(StopOutcome::Exited(ExitStatus::Code(1)))
+        );
+        // A fresh start lifts the hold.
+        assert_eq!(
+            i.handle(t + s(2), Event::Start, NO_JITTER),
+            vec![Action::Spawn]
+        );
+    }
+
+    #[test]
+    fn holding_cancels_a_backoff_and_a_restart_in_progress() {
+        let t = Instant::now();
+        let mut i = Instance::new(cfg());
+        run(&mut i, t);
+        crash(&mut i, t);
+        assert_eq!(
+            i.handle(t, Event::Hold, NO_JITTER),
+            vec![Action::ClearTimer, note(Note::Stopped)]
+        );
+        assert_eq!(i.phase(), &Phase::Stopped);
+
+        let mut i = Instance::new(cfg());
+        run(&mut i, t);
+        i.handle(t, Event::Unhealthy { reason: "x".into() }, NO_JITTER);
+        i.handle(t, Event::Hold, NO_JITTER);
+        let acts = i.handle(
+            t + s(1),
+            Event::Exited {
+                status: ExitStatus::Signal(15),
+            },
+            NO_JITTER,
+        );
+        assert_eq!(
+            acts,
+            vec![
+                exited(ExitStatus::Signal(15), true),
+                Action::KillGroup { pgid: PID },
+                Action::ClearTimer,
+                note(Note::Stopped),
+            ]
+        );
+        assert_eq!(i.stop_outcome(), Some(StopOutcome::Clean));
+        assert_eq!(i.all_restarts(), 1);
+        assert_eq!(i.last_restart(), Some("unhealthy: x"));
+    }
+
+    #[test]
+    fn stop_outcomes_name_how_a_stop_ended() {
+        let t = Instant::now();
+        let mut i = Instance::new(cfg());
+        run(&mut i, t);
+        i.handle(t, Event::Stop, NO_JITTER);
+        i.handle(t + s(10), Event::TimerFired, NO_JITTER);
+        i.handle(
+            t + s(11),
+            Event::Exited {
+                status: ExitStatus::Signal(9),
+            },
+            NO_JITTER,
+        );
+        assert_eq!(i.stop_outcome(), Some(StopOutcome::KilledAfterTimeout));
+
+        let mut i = Instance::new(cfg());
+        run(&mut i, t);
+        i.handle(t, Event::Stop, NO_JITTER);
+        i.handle(t, Event::StopNow, NO_JITTER);
+        i.handle(
+            t,
+            Event::Exited {
+                status: ExitStatus::Signal(9),
+            },
+            NO_JITTER,
+        );
+        assert_eq!(i.stop_outcome(), Some(StopOutcome::KilledOnRequest));
+
+        let mut i = Instance::new(cfg());
+        run(&mut i, t);
+        i.handle(t, Event::Stop, NO_JITTER);
+        i.handle(
+            t,
+            Event::Exited {
+                status: ExitStatus::Code(0),
+            },
+            NO_JITTER,
+        );
+        assert_eq!(i.stop_outcome(), Some(StopOutcome::Clean));
     }
 
     #[test]
