@@ -407,3 +407,67 @@ async fn beat_reports_ready_and_ticks() {
     );
     stop(started, &sock, false).await;
 }
+
+const SPINAPP: &str = r#"
+import os, time
+from celery import Celery
+from celery.signals import worker_ready
+
+app = Celery("spinapp", broker="memory://")
+app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False)
+
+
+@app.task
+def spin(seconds, marker):
+    # Holds the CPU and never yields to gevent's hub.
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    with open(marker + ".tmp", "w") as f:
+        f.write(str(n))
+    os.rename(marker + ".tmp", marker)
+
+
+@worker_ready.connect
+def _kick(sender=None, **kwargs):
+    spin.delay(float(os.environ["SPIN_SECONDS"]), os.environ["SPIN_MARKER"])
+"#;
+
+/// Under `-P gevent` the module's pinger must be a real thread: a task
+/// that holds the CPU for three watchdog periods would starve a greenlet,
+/// and the worker would be restarted as unhealthy with its task cut off.
+#[test]
+fn a_cpu_bound_task_on_a_gevent_pool_does_not_starve_the_watchdog() {
+    const T: Duration = Duration::from_secs(90);
+    let venv = venv();
+    let marker = tempfile::tempdir().unwrap();
+    let done = marker.path().join("spun");
+    let p = support::Project::new(&format!(
+        r#"
+[processes.worker]
+backend = "celery-worker"
+app = "spinapp"
+program = "{}/bin/celery"
+concurrency = 4
+args = {{ pool = "gevent", without-mingle = true, without-gossip = true, loglevel = "info" }}
+env = {{ SPIN_SECONDS = "6", SPIN_MARKER = "{}" }}
+# The integration pings every second (a third of WATCHDOG_USEC, at least 1 s).
+health = {{ notify = true, watchdog = "2s" }}
+stop_timeout = "2s"
+"#,
+        venv.display(),
+        done.display()
+    ));
+    p.write("spinapp.py", SPINAPP);
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("worker.1 | ready", T);
+    let finished =
+        support::wait_until(T, || done.exists() || run.count("worker.1 | unhealthy") > 0);
+    assert!(finished, "{}", run.output());
+    assert_eq!(run.count("worker.1 | unhealthy"), 0, "{}", run.output());
+    assert!(done.exists(), "{}", run.output());
+    assert_eq!(run.count("worker.1 | spawned"), 1, "{}", run.output());
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}

@@ -169,3 +169,123 @@ async fn sdnotify_child_and_its_descendants_are_heard_strangers_are_not() {
     drop(stranger.stdin.take());
     let _ = stranger.wait();
 }
+
+/// Sends `READY=1` once the file in argv[1] exists, and says how it went.
+const READY_WHEN_TOLD: &str = r#"
+import os, socket, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.02)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+try:
+    s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+    print("sent READY=1", flush=True)
+except OSError as e:
+    print("send failed:", e, flush=True)
+time.sleep(600)
+"#;
+
+/// A project whose one process, `name`, turns ready when told (see
+/// [`READY_WHEN_TOLD`]) through `trigger`.
+fn told_project(name: &str, trigger: &Path) -> support::Project {
+    let p = support::Project::new(&format!(
+        r#"
+[processes.{name}]
+backend = "command"
+command = ["{}", "child.py", "{}"]
+health = {{ notify = true }}
+"#,
+        python(venv()),
+        trigger.display()
+    ));
+    p.write("child.py", READY_WHEN_TOLD);
+    p
+}
+
+/// `prodserver start` in `p`, with `runtime` as its runtime directory; in
+/// a PID namespace of its own (as in a container) when `own_pid_ns`.
+fn start_in(p: &support::Project, runtime: &Path, own_pid_ns: bool) -> support::Running {
+    let mut cmd = if own_pid_ns {
+        let mut cmd = Command::new("unshare");
+        // --kill-child: prodserver dies with unshare if the test fails.
+        cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(support::BIN)
+            .arg("start");
+        cmd
+    } else {
+        let mut cmd = Command::new(support::BIN);
+        cmd.arg("start");
+        cmd
+    };
+    cmd.current_dir(p.path())
+        .env("XDG_RUNTIME_DIR", runtime)
+        .env("NO_COLOR", "1")
+        .env_remove("PRODSERVER_CONFIG");
+    support::Running::spawn(cmd)
+}
+
+/// SIGTERM to prodserver (not to unshare, its parent, when `own_ns`), and
+/// a clean exit.
+fn stop(run: &mut support::Running, own_ns: bool) {
+    let pid = if own_ns {
+        support::descendants(run.pid())[0]
+    } else {
+        run.pid()
+    };
+    os::send(pid, libc::SIGTERM).unwrap();
+    assert_eq!(
+        run.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        run.output()
+    );
+}
+
+fn touch(path: &Path) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, "").unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Two prodservers share a runtime directory, the second one in another
+/// PID namespace, where pids mean nothing: either the first one's pid
+/// does not exist there (a container next to the host), or both are pid 1
+/// (two containers). Starting the second must leave the first one's
+/// notify sockets alone: its instance still turns ready afterwards.
+#[test]
+fn a_second_prodserver_in_another_pid_namespace_leaves_our_sockets_alone() {
+    const T: Duration = Duration::from_secs(30);
+    for first_in_own_ns in [false, true] {
+        let scratch = tempfile::tempdir().unwrap();
+        let runtime = tempfile::tempdir().unwrap();
+        let first_told = scratch.path().join("first-go");
+        let second_told = scratch.path().join("second-go");
+        touch(&second_told);
+        let first = told_project("first", &first_told);
+        let second = told_project("second", &second_told);
+
+        let mut a = start_in(&first, runtime.path(), first_in_own_ns);
+        a.wait_for("first.1 | spawned", T);
+        let mut b = start_in(&second, runtime.path(), true);
+        b.wait_for("second.1 | ready", T);
+        // Only now does the first instance speak to its socket.
+        touch(&first_told);
+        let line = a.wait_for_line(T, |l| {
+            l.contains("first.1 | ready") || l.contains("first.1 | send failed")
+        });
+        assert!(
+            line.contains("ready"),
+            "first in its own PID namespace: {first_in_own_ns}\n{}\nthe second:\n{}",
+            a.output(),
+            b.output()
+        );
+        for (run, own_ns) in [(&mut a, first_in_own_ns), (&mut b, true)] {
+            stop(run, own_ns);
+        }
+        // Both gone: their run folders with them.
+        assert!(support::wait_until(Duration::from_secs(10), || {
+            std::fs::read_dir(runtime.path().join("n"))
+                .map(|d| d.flatten().all(|e| e.file_name() == ".lock"))
+                .unwrap_or(true)
+        }));
+    }
+}

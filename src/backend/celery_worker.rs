@@ -53,8 +53,57 @@ pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<St
         });
     }
 
-    argv.extend(args::render(input.args, &[], errs));
+    // Celery keeps only the last `--include`/`-I` (not a multiple option),
+    // so every module named goes into one flag, where the first was.
+    let first = input
+        .args
+        .iter()
+        .position(|(k, _)| INCLUDE.contains(&k.as_str()))
+        .unwrap_or(input.args.len());
+    let (before, after) = input.args.split_at(first);
+    argv.extend(args::render(before, INCLUDE, errs));
+    let modules = include_modules(input.args, errs);
+    if !modules.is_empty() {
+        argv.push(format!("--include={}", modules.join(",")));
+    }
+    argv.extend(args::render(after, INCLUDE, errs));
     argv
+}
+
+/// Celery's spellings of the worker's `--include`.
+const INCLUDE: &[&str] = &["include", "I"];
+
+/// Every module the [`INCLUDE`] keys name, in file order, once each: list
+/// items and comma-separated strings alike.
+fn include_modules(all: &[(String, super::ArgValue)], errs: &mut Vec<BackendError>) -> Vec<String> {
+    use super::ArgValue;
+    let mut modules: Vec<String> = Vec::new();
+    let mut add = |key: &str, value: &ArgValue, errs: &mut Vec<BackendError>| match value {
+        ArgValue::Bool(false) => {}
+        ArgValue::Bool(true) | ArgValue::List(_) => errs.push(BackendError {
+            field: Field::Arg(key.to_owned()),
+            message: format!("`args.{key}` must name modules"),
+            hint: format!(
+                "give module names, as a string or a list of strings: \
+                 `{key} = [\"shop.tasks\", \"billing.tasks\"]`"
+            ),
+        }),
+        scalar => {
+            let text = args::scalar_text(scalar).unwrap_or_default();
+            for m in text.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                if !modules.iter().any(|have| have == m) {
+                    modules.push(m.to_owned());
+                }
+            }
+        }
+    };
+    for (key, value) in all.iter().filter(|(k, _)| INCLUDE.contains(&k.as_str())) {
+        match value {
+            ArgValue::List(items) => items.iter().for_each(|item| add(key, item, errs)),
+            scalar => add(key, scalar, errs),
+        }
+    }
+    modules
 }
 
 fn check_queues(input: &BackendInput, errs: &mut Vec<BackendError>) {
@@ -280,6 +329,67 @@ mod tests {
     }
 
     #[test]
+    fn every_include_is_merged_into_one_flag() {
+        let list = |items: &[&str]| list(items.iter().map(|i| s(i)).collect());
+        let argv = worker()
+            .arg("loglevel", "info")
+            .arg("include", list(&["a", "b"]))
+            .arg("pool", "prefork")
+            .arg("I", "c, a,d")
+            .arg("include", "e")
+            .argv(CeleryWorker);
+        let want = v(&[
+            "celery",
+            "-A",
+            "shop.celery.app",
+            "worker",
+            HOST,
+            "--loglevel=info",
+            "--include=a,b,c,d,e",
+            "--pool=prefork",
+        ]);
+        assert_eq!(argv, want);
+        // The Celery integration (on by default) joins that one flag.
+        let mut on = want.clone();
+        on[6] = "--include=a,b,c,d,e,prodserver_celery".into();
+        assert_eq!(crate::celery::worker_argv(&argv), on);
+
+        let argv = worker()
+            .arg("include", list(&["a", "b"]))
+            .argv(CeleryWorker);
+        let want = v(&["celery", "-A", "shop.celery.app", "worker", HOST]);
+        let mut with = want.clone();
+        with.push("--include=a,b".into());
+        assert_eq!(argv, with);
+        with[5] = "--include=a,b,prodserver_celery".into();
+        assert_eq!(crate::celery::worker_argv(&argv), with);
+
+        // Nothing to include: no flag (the integration adds its own).
+        for nothing in [
+            list(&[]),
+            s(""),
+            s(" , "),
+            crate::backend::ArgValue::Bool(false),
+        ] {
+            let argv = worker().arg("I", nothing).argv(CeleryWorker);
+            assert_eq!(argv, want);
+        }
+    }
+
+    #[test]
+    fn include_must_name_modules() {
+        for bad in [
+            crate::backend::ArgValue::Bool(true),
+            list(vec![list(vec![s("a")])]),
+        ] {
+            let errs = worker().arg("include", bad).errors(CeleryWorker);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].field, Field::Arg("include".into()));
+            assert!(errs[0].message.contains("must name modules"), "{errs:?}");
+        }
+    }
+
+    #[test]
     fn list_args_repeat_and_false_is_omitted() {
         let argv = worker()
             .arg("include", list(vec![s("shop.tasks"), s("billing.tasks")]))
@@ -288,11 +398,7 @@ mod tests {
             .argv(CeleryWorker);
         assert_eq!(
             argv[5..],
-            v(&[
-                "--include=shop.tasks",
-                "--include=billing.tasks",
-                "--without-gossip"
-            ])
+            v(&["--include=shop.tasks,billing.tasks", "--without-gossip"])
         );
     }
 

@@ -8,8 +8,8 @@
 //! each other); [`integrate`] adjusts a Celery process's argv and
 //! environment to load it:
 //!
-//! - worker: `--include=prodserver_celery` (merged into an `--include`/`-I`
-//!   the user passed: Celery keeps only the last one);
+//! - worker: `--include=prodserver_celery`, merged with every `--include`/`-I`
+//!   the user passed into one option (Celery keeps only the last one);
 //! - beat: `celery beat` has no `--include`, so the module stands in for
 //!   the app: `-A prodserver_celery` with the real app in
 //!   `PRODSERVER_CELERY_APP`, which the module loads with Celery's own
@@ -120,44 +120,61 @@ pub fn integrate(
 }
 
 /// Adds [`MODULE`] to the worker's `--include`. Click keeps only the last
-/// `--include`/`-I` given, so the module joins that one's comma-separated
-/// list rather than adding a second option that would replace it.
+/// `--include`/`-I` given, so all of them merge into the first one (in its
+/// spelling), with the module last, rather than one replacing the others.
 pub fn worker_argv(argv: &[String]) -> Vec<String> {
-    let mut out = argv.to_vec();
     let start = argv.iter().position(|a| a == "worker").map_or(0, |i| i + 1);
-    let mut last: Option<(usize, String)> = None; // (index of the value, prefix)
+    // (index of the option, index of its value, the value's prefix)
+    let mut found: Vec<(usize, usize, &str)> = Vec::new();
     let mut i = start;
-    while i < out.len() {
-        let a = &out[i];
+    while i < argv.len() {
+        let a = argv[i].as_str();
         if a == "--include" || a == "-I" {
-            if i + 1 < out.len() {
-                last = Some((i + 1, String::new()));
+            if i + 1 < argv.len() {
+                found.push((i, i + 1, ""));
             }
             i += 2;
             continue;
         }
         if a.starts_with("--include=") {
-            last = Some((i, "--include=".to_owned()));
+            found.push((i, i, "--include="));
         } else if a.starts_with("-I") {
-            last = Some((i, "-I".to_owned()));
+            found.push((i, i, "-I"));
         }
         i += 1;
     }
-    match last {
-        Some((idx, prefix)) => {
-            let list = &out[idx][prefix.len()..];
-            if !list.split(',').any(|m| m.trim() == MODULE) {
-                let joined = if list.is_empty() {
-                    MODULE.to_owned()
-                } else {
-                    format!("{list},{MODULE}")
-                };
-                out[idx] = format!("{prefix}{joined}");
+    let Some(&(_, first_value, first_prefix)) = found.first() else {
+        let mut out = argv.to_vec();
+        out.push(format!("--include={MODULE}"));
+        return out;
+    };
+    let mut modules: Vec<&str> = Vec::new();
+    for &(_, value, prefix) in &found {
+        for m in argv[value][prefix.len()..].split(',').map(str::trim) {
+            if !m.is_empty() && !modules.contains(&m) {
+                modules.push(m);
             }
         }
-        None => out.push(format!("--include={MODULE}")),
     }
-    out
+    if !modules.contains(&MODULE) {
+        modules.push(MODULE);
+    }
+    let merged = format!("{first_prefix}{}", modules.join(","));
+    let dropped: Vec<usize> = found[1..]
+        .iter()
+        .flat_map(|&(opt, value, _)| opt..=value)
+        .collect();
+    argv.iter()
+        .enumerate()
+        .filter(|(i, _)| !dropped.contains(i))
+        .map(|(i, a)| {
+            if i == first_value {
+                merged.clone()
+            } else {
+                a.clone()
+            }
+        })
+        .collect()
 }
 
 /// Replaces the app given to `celery` (`-A APP`, `-AAPP`, `--app=APP`,
@@ -236,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn worker_include_merges_into_the_last_one() {
+    fn worker_includes_merge_into_one_with_the_module() {
         let cases = [
             (
                 vec!["--include=a,b"],
@@ -250,7 +267,15 @@ mod tests {
             (vec!["-Ia"], vec!["-Ia,prodserver_celery"]),
             (
                 vec!["-I", "a", "--include=b"],
-                vec!["-I", "a", "--include=b,prodserver_celery"],
+                vec!["-I", "a,b,prodserver_celery"],
+            ),
+            (
+                vec!["--include=a,b", "-l", "info", "-Ic", "--include", "b, d"],
+                vec!["--include=a,b,c,d,prodserver_celery", "-l", "info"],
+            ),
+            (
+                vec!["--include=prodserver_celery,a", "-I", "b"],
+                vec!["--include=prodserver_celery,a,b"],
             ),
             (
                 vec!["--include=prodserver_celery"],

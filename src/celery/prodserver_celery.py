@@ -24,11 +24,19 @@ It speaks systemd's sd_notify protocol on $NOTIFY_SOCKET:
 The period is a third of $WATCHDOG_USEC (1 s to 10 s; 10 s without it).
 Without $NOTIFY_SOCKET, or without Celery, it does nothing. Sending never
 blocks (a full socket drops the message) and never raises into Celery.
+
+The pinger is a real OS thread in every pool, also under gevent or eventlet
+(`-P gevent`, `-P eventlet`), whose monkey-patching would otherwise make it a
+greenlet that a CPU-bound task starves, so that the worker would be
+restarted as unhealthy in the middle of its tasks. The thread, its sleep and
+the socket are taken from the unpatched modules; gevent and eventlet are
+looked up only if they are already loaded, never imported here.
 """
 
+import _thread
 import os
 import socket
-import threading
+import sys
 import time
 
 __all__ = []
@@ -39,6 +47,29 @@ _APP_ENV = "PRODSERVER_CELERY_APP"
 _BEAT_GRACE = 60.0
 # The worker's event loop counts as stuck after this many missed heartbeats.
 _MISSED_HEARTBEATS = 6
+
+
+def _originals():
+    """(start_new_thread, sleep, socket class) as they were before gevent or
+    eventlet patched them: the real ones either way."""
+    start, sleep, sock = _thread.start_new_thread, time.sleep, socket.socket
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None:
+        try:
+            start = gevent_monkey.get_original("_thread", "start_new_thread")
+            sleep = gevent_monkey.get_original("time", "sleep")
+            sock = gevent_monkey.get_original("socket", "socket")
+        except Exception:
+            pass
+    eventlet_patcher = sys.modules.get("eventlet.patcher")
+    if eventlet_patcher is not None:
+        try:
+            start = eventlet_patcher.original("_thread").start_new_thread
+            sleep = eventlet_patcher.original("time").sleep
+            sock = eventlet_patcher.original("socket").socket
+        except Exception:
+            pass
+    return start, sleep, sock
 
 
 def _address():
@@ -69,7 +100,8 @@ def _send(text):
                     _sock.close()
                 except Exception:
                     pass
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            # The unpatched class: the pinger thread has no event loop.
+            s = _originals()[2](socket.AF_UNIX, socket.SOCK_DGRAM)
             s.setblocking(False)
             _sock, _sock_pid = s, pid
         _sock.sendto(text.encode("utf-8", "replace"), _ADDR)
@@ -97,14 +129,15 @@ _state = {
 
 
 def _start_pinger(alive, status=None):
-    """One daemon thread per process: WATCHDOG=1 while alive() says so."""
+    """One OS thread per process: WATCHDOG=1 while alive() says so."""
     if _state["thread"] is not None:
         return
     period = _period()
+    start_new_thread, sleep, _ = _originals()
 
     def run():
         while True:
-            time.sleep(period)
+            sleep(period)
             try:
                 lines = []
                 if alive():
@@ -118,9 +151,9 @@ def _start_pinger(alive, status=None):
             except Exception:
                 pass
 
-    t = threading.Thread(target=run, name="prodserver-watchdog", daemon=True)
-    _state["thread"] = t
-    t.start()
+    # A bare thread, not threading.Thread: under gevent that class starts
+    # greenlets, and a _thread thread is never waited for at exit.
+    _state["thread"] = start_new_thread(run, ())
 
 
 # ---- worker ----------------------------------------------------------------

@@ -16,7 +16,10 @@
 //! ```text
 //! RUNTIME/            0700, or 0711 when a process runs as another `user`
 //!   n/                0711: others may pass through, not list
-//!     PID.SLOT.sock   0600, owned by the instance's user
+//!     .lock           serializes creating and sweeping run folders
+//!     RUNID/          0711, one per running prodserver (64 random bits)
+//!       lock          flocked by that prodserver for as long as it runs
+//!       SLOT.sock     0600, owned by the instance's user
 //! ```
 //!
 //! Connecting to a unix socket needs write permission on the socket file
@@ -25,27 +28,35 @@
 //! engine opens RUNTIME to 0711 ([`crate::os::share_runtime_dir`]) in that
 //! case, and each socket is chowned to the user of its own instance with
 //! mode 0600: that user (and root) can send to it, other users cannot even
-//! connect. The names carry prodserver's pid, so two supervisors sharing
-//! RUNTIME never take each other's sockets; sockets left by a prodserver
-//! that was SIGKILLed are removed by [`prepare_dir`].
+//! connect.
+//!
+//! Several prodservers may share RUNTIME, some of them in containers or
+//! other PID namespaces, where pids mean nothing to each other: so nothing
+//! is named or judged by pid. Each run gets a folder named by a random id
+//! ([`prepare_dir`]), and holds an flock on its `lock` file until it exits
+//! (the kernel drops it even on SIGKILL). A folder is swept only when its
+//! lock can be taken, that is when its prodserver is provably gone.
 //!
 //! A socket path must fit in `sun_path` (108 bytes with its NUL). When
-//! RUNTIME is too deep for that, the socket is abstract (`@prodserver...`,
-//! no file, no permissions: any local process may send, and only the
-//! credential check keeps strangers out, which is systemd's own model for
-//! /run/systemd/notify).
+//! RUNTIME is too deep for that, the socket is abstract
+//! (`@prodserver.RUNID.SLOT.RANDOM`, no file, no permissions: any local
+//! process may send, and only the credential check keeps strangers out,
+//! which is systemd's own model for /run/systemd/notify).
 
 mod message;
 mod sender;
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
+use std::ops::Deref;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::socket::{
     bind, recvmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned, MsgFlags,
     SockFlag, SockType, UnixAddr, UnixCredentials,
@@ -64,6 +75,12 @@ const MAX_SOCKET_PATH: usize = 107;
 
 /// Name of the sockets' directory under the runtime directory.
 const SOCKET_DIR: &str = "n";
+
+/// The guard file in [`SOCKET_DIR`].
+const DIR_LOCK: &str = ".lock";
+
+/// The lock file in each run folder.
+const RUN_LOCK: &str = "lock";
 
 /// Who sent a datagram, as the kernel saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,35 +106,139 @@ pub struct NotifySocket {
     address: Address,
 }
 
-/// Creates `RUNTIME/n` (mode 0711, ours) and removes sockets left there by
-/// prodservers that no longer run. Returns the directory, for
-/// [`NotifySocket::for_instance`].
-pub fn prepare_dir(runtime_dir: &Path) -> io::Result<PathBuf> {
-    let dir = runtime_dir.join(SOCKET_DIR);
-    crate::os::ensure_own_dir(&dir, 0o711)?;
-    sweep(&dir);
-    Ok(dir)
+/// This run's folder of notify sockets, `RUNTIME/n/RUNID/`, from
+/// [`prepare_dir`]. Its lock is held, and the folder kept, while any clone
+/// lives; the last one removes the folder.
+#[derive(Debug, Clone)]
+pub struct RunDir(Arc<RunDirInner>);
+
+#[derive(Debug)]
+struct RunDirInner {
+    path: PathBuf,
+    id: String,
+    _lock: Flock<File>,
 }
 
-/// Removes `PID.*.sock` files whose PID is not a running process.
+impl RunDir {
+    /// The random id naming this run.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl Deref for RunDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0.path
+    }
+}
+
+impl Drop for RunDirInner {
+    fn drop(&mut self) {
+        // Still locked here: no sweeper can be inside it at the same time.
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Creates `RUNTIME/n` (mode 0711, ours), removes the run folders of
+/// prodservers that are gone, and creates this run's own folder, locked.
+pub fn prepare_dir(runtime_dir: &Path) -> io::Result<RunDir> {
+    let dir = runtime_dir.join(SOCKET_DIR);
+    crate::os::ensure_own_dir(&dir, 0o711)?;
+    // Creating a folder and locking it are two steps; a sweep in between
+    // would see an unlocked folder and remove it. The guard makes the pair
+    // atomic to sweepers, who take it too.
+    let guard = open_lock(&dir.join(DIR_LOCK))?;
+    let _guard = Flock::lock(guard, FlockArg::LockExclusive).map_err(|(_, e)| {
+        io::Error::new(io::Error::from(e).kind(), format!("lock {dir:?}: {e}"))
+    })?;
+    sweep(&dir);
+    loop {
+        let id = format!("{:016x}", random_u64());
+        let path = dir.join(&id);
+        match fs::DirBuilder::new().mode(0o711).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io::Error::new(e.kind(), format!("mkdir {path:?}: {e}"))),
+        }
+        // mkdir applies the umask.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o711))?;
+        let lock = open_lock(&path.join(RUN_LOCK))
+            .and_then(|f| {
+                Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e.into())
+            })
+            .inspect_err(|_| {
+                let _ = fs::remove_dir_all(&path);
+            })?;
+        return Ok(RunDir(Arc::new(RunDirInner {
+            path,
+            id,
+            _lock: lock,
+        })));
+    }
+}
+
+/// Opens (creating, mode 0600) a lock file, refusing a planted symlink.
+/// Close-on-exec: a child inheriting it would keep the lock after we died.
+fn open_lock(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {path:?}: {e}")))
+}
+
+/// What the sweep does with one run folder.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Its prodserver still holds the lock.
+    Live,
+    /// Nobody holds the lock, or there is none (a crash between mkdir and
+    /// the lock, which the guard otherwise makes impossible to observe).
+    Gone,
+}
+
+/// Judges the run folder `path` by its lock. On `Gone` the lock (if any) is
+/// held by the returned file until the caller has removed the folder.
+fn judge(path: &Path) -> (Verdict, Option<Flock<File>>) {
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path.join(RUN_LOCK))
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (Verdict::Gone, None),
+        // Unreadable or odd: not provably gone, keep it.
+        Err(_) => return (Verdict::Live, None),
+    };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(held) => (Verdict::Gone, Some(held)),
+        Err(_) => (Verdict::Live, None),
+    }
+}
+
+/// Removes the run folders in `dir` whose prodserver is gone. Call with
+/// the directory guard held (see [`prepare_dir`]). Anything else in `dir`
+/// (files of other versions, strangers' names) is left alone.
 fn sweep(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(pid) = name
-            .strip_suffix(".sock")
-            .and_then(|n| n.split_once('.'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
-        else {
+        let is_run_id = name
+            .to_str()
+            .is_some_and(|n| n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !is_run_id || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists()
-            && entry.file_type().is_ok_and(|t| t.is_socket())
-        {
-            let _ = fs::remove_file(entry.path());
+        }
+        let path = entry.path();
+        if let (Verdict::Gone, _held) = judge(&path) {
+            let _ = fs::remove_dir_all(&path);
         }
     }
 }
@@ -136,21 +257,23 @@ pub fn child_env(socket: &NotifySocket, watchdog: Option<Duration>) -> Vec<(Stri
 }
 
 impl NotifySocket {
-    /// The socket of instance `slot` in `dir` (from [`prepare_dir`]):
-    /// `dir/PID.SLOT.sock`, owned by `owner` (uid, gid; `None`: by us) with
-    /// mode 0600, or an abstract socket when that path would not fit in
-    /// `sun_path`. Call inside the tokio runtime.
+    /// The socket of instance `slot` in this run's folder: `RUNDIR/SLOT.sock`,
+    /// owned by `owner` (uid, gid; `None`: by us) with mode 0600, or an
+    /// abstract socket when that path would not fit in `sun_path`. Call
+    /// inside the tokio runtime.
     pub fn for_instance(
-        dir: &Path,
+        dir: &RunDir,
         slot: usize,
         owner: Option<(u32, u32)>,
     ) -> io::Result<NotifySocket> {
-        let pid = std::process::id();
-        let path = dir.join(format!("{pid}.{slot}.sock"));
+        let path = dir.join(format!("{slot}.sock"));
         if path.as_os_str().len() > MAX_SOCKET_PATH {
+            // The random tail keeps a local user who saw this run's id (in
+            // /proc/net/unix) from squatting the names of later slots.
             return NotifySocket::bind_abstract(&format!(
-                "prodserver.{pid}.{slot}.{:08x}",
-                random_u32()
+                "prodserver.{}.{slot}.{:08x}",
+                dir.id(),
+                random_u64() as u32
             ));
         }
         let socket = NotifySocket::bind(&path)?;
@@ -314,13 +437,13 @@ fn recv_one(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Sender)>> {
     Ok(sender.map(|s| (bytes, s)))
 }
 
-/// Unpredictable enough that another local user cannot squat the abstract
-/// name before we bind it.
-fn random_u32() -> u32 {
+/// Unpredictable, and distinct between processes whatever their pids:
+/// std seeds `RandomState` from the OS's random source.
+fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
-    h.finish() as u32
+    h.finish()
 }
 
 #[cfg(test)]
@@ -381,7 +504,7 @@ mod tests {
 
     #[tokio::test]
     async fn abstract_sockets() {
-        let name = format!("prodserver-test.{}.{:x}", std::process::id(), random_u32());
+        let name = format!("prodserver-test.{:x}", random_u64());
         let sock = NotifySocket::bind_abstract(&name).unwrap();
         assert_eq!(sock.env_value(), format!("@{name}"));
         assert_eq!(sock.path(), None);
@@ -392,25 +515,92 @@ mod tests {
         assert_eq!(sock.recv().await.unwrap().0, vec![Message::Stopping]);
     }
 
-    #[tokio::test]
-    async fn instance_sockets_and_the_directory() {
-        let runtime = tempfile::tempdir().unwrap();
-        // A socket left by a prodserver that is gone: pids never exceed
-        // 2^22 (PID_MAX_LIMIT), so 999999999 is dead.
-        let dir = runtime.path().join(SOCKET_DIR);
-        fs::create_dir(&dir).unwrap();
-        let dead = dir.join("999999999.0.sock");
-        let _ = UnixDatagram::bind(&dead).unwrap();
-        let mine_other = dir.join(format!("{}.77.sock", std::process::id()));
-        let _ = UnixDatagram::bind(&mine_other).unwrap();
-        let dir = prepare_dir(runtime.path()).unwrap();
-        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o7777, 0o711);
-        assert!(!dead.exists(), "a dead prodserver's socket is swept");
-        assert!(mine_other.exists(), "a live prodserver's socket stays");
+    /// A run folder as another prodserver would leave it.
+    fn fake_run(n: &Path, id: &str) -> PathBuf {
+        let run = n.join(id);
+        fs::create_dir_all(&run).unwrap();
+        fs::write(run.join(RUN_LOCK), "").unwrap();
+        let _ = UnixDatagram::bind(run.join("0.sock")).unwrap();
+        run
+    }
 
-        let sock = NotifySocket::for_instance(&dir, 3, None).unwrap();
-        let expected = dir.join(format!("{}.3.sock", std::process::id()));
+    fn hold(run: &Path) -> Flock<File> {
+        let f = File::open(run.join(RUN_LOCK)).unwrap();
+        Flock::lock(f, FlockArg::LockExclusiveNonblock).unwrap()
+    }
+
+    #[test]
+    fn sweep_removes_only_unlocked_run_folders() {
+        let runtime = tempfile::tempdir().unwrap();
+        let n = runtime.path().join(SOCKET_DIR);
+        let live = fake_run(&n, "00000000000000aa");
+        let _held = hold(&live);
+        let gone = fake_run(&n, "00000000000000bb");
+        let no_lock = n.join("00000000000000cc");
+        fs::create_dir(&no_lock).unwrap();
+        // Not ours to judge: an old-style socket named by pid, other names.
+        let old_style = n.join("1.0.sock");
+        let _ = UnixDatagram::bind(&old_style).unwrap();
+        let other = n.join("not-a-run");
+        fs::create_dir(&other).unwrap();
+
+        sweep(&n);
+        assert!(live.join("0.sock").exists(), "a locked run is live");
+        assert!(!gone.exists(), "an unlocked run is gone");
+        assert!(!no_lock.exists(), "a run without a lock file is gone");
+        assert!(old_style.exists() && other.exists());
+    }
+
+    #[test]
+    fn a_run_held_by_another_process_survives_the_sweep() {
+        let runtime = tempfile::tempdir().unwrap();
+        let n = runtime.path().join(SOCKET_DIR);
+        let live = fake_run(&n, "00000000000000dd");
+        // flock(1) holds the lock in a child until its stdin closes.
+        let mut child = std::process::Command::new("flock")
+            .arg(live.join(RUN_LOCK))
+            .args(["sh", "-c", "echo held; exec cat"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "held\n");
+        sweep(&n);
+        assert!(live.join("0.sock").exists(), "held by a live process");
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        sweep(&n);
+        assert!(!live.exists(), "its holder has exited");
+    }
+
+    #[tokio::test]
+    async fn instance_sockets_and_the_run_folder() {
+        let runtime = tempfile::tempdir().unwrap();
+        let n = runtime.path().join(SOCKET_DIR);
+        let dead = fake_run(&n, "0000000000000dea");
+        let run = prepare_dir(runtime.path()).unwrap();
+        assert_eq!(fs::metadata(&n).unwrap().mode() & 0o7777, 0o711);
+        assert_eq!(fs::metadata(&*run).unwrap().mode() & 0o7777, 0o711);
+        assert!(!dead.exists(), "a dead prodserver's run is swept");
+        assert_eq!(run.parent(), Some(n.as_path()));
+        assert_eq!(run.file_name().unwrap().to_str(), Some(run.id()));
+
+        // A second run in the same process (as a second prodserver whose
+        // pid is the same) neither shares nor sweeps the first one's.
+        let other = prepare_dir(runtime.path()).unwrap();
+        assert_ne!(other.id(), run.id());
+
+        let sock = NotifySocket::for_instance(&run, 3, None).unwrap();
+        let expected = run.join("3.sock");
         assert_eq!(sock.path(), Some(expected.as_path()));
+        let again = NotifySocket::for_instance(&other, 3, None).unwrap();
+        assert!(expected.exists(), "the other run's slot 3 is elsewhere");
+        drop(again);
         let env = child_env(&sock, Some(Duration::from_secs(30)));
         assert_eq!(
             env,
@@ -423,13 +613,21 @@ mod tests {
             ]
         );
         assert!(expected.to_string_lossy().len() <= MAX_SOCKET_PATH);
+        let path = run.to_path_buf();
+        let clone = run.clone();
+        drop(run);
+        assert!(path.exists(), "a clone still holds it");
+        drop(clone);
+        assert!(!path.exists(), "the last one removes its folder");
 
-        // Too deep for sun_path: abstract instead.
-        let deep = runtime.path().join("d".repeat(120));
+        // Too deep for sun_path: abstract instead, named by the run.
+        let deep = runtime.path().join("d".repeat(100));
         fs::create_dir(&deep).unwrap();
-        let sock = NotifySocket::for_instance(&deep, 1, None).unwrap();
+        let run = prepare_dir(&deep).unwrap();
+        let sock = NotifySocket::for_instance(&run, 1, None).unwrap();
+        let prefix = format!("@prodserver.{}.1.", run.id());
         assert!(
-            sock.env_value().starts_with("@prodserver."),
+            sock.env_value().starts_with(&prefix),
             "{}",
             sock.env_value()
         );

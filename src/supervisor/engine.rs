@@ -56,7 +56,7 @@ pub struct RunOptions {
     /// default; `{instance}` expanded): `health[process][number - 1]`.
     pub health: Vec<Vec<Option<HealthPlan>>>,
     /// Where instances' notify sockets live; `None`: no NOTIFY_SOCKET.
-    pub notify_dir: Option<std::path::PathBuf>,
+    pub notify_dir: Option<crate::notify::RunDir>,
 }
 
 /// Reports from the tasks that watch children, probes and sockets; each
