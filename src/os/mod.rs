@@ -35,6 +35,7 @@
 
 pub mod keeper;
 pub mod lock;
+pub mod proc;
 pub mod reap;
 pub mod signals;
 pub mod spawn;
