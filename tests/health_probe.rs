@@ -244,6 +244,11 @@ async fn tcp_accepted_and_refused() {
 async fn exec_exit_codes_and_output() {
     let pids = ExecPids::default();
     assert_eq!(probe::exec(&request(&["true"]), T, &pids).await, Ok(()));
+    assert_eq!(
+        probe::exec(&request(&["true"]), Duration::MAX, &pids).await,
+        Ok(()),
+        "a huge timeout"
+    );
     assert!(pids.snapshot().is_empty(), "reaped, so no longer listed");
     assert_eq!(
         probe::exec(&request(&["false"]), T, &pids).await,

@@ -498,13 +498,15 @@ pub async fn exec(req: &SpawnRequest, timeout: Duration, pids: &ExecPids) -> Res
         last_line(&err).or_else(|| last_line(&out))
     };
     tokio::pin!(drain);
-    let deadline = tokio::time::Instant::now() + timeout;
+    // `sleep` saturates a huge timeout; `Instant + timeout` would panic.
+    let expired = tokio::time::sleep(timeout);
+    tokio::pin!(expired);
     let mut last: Option<Option<String>> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break Some(status),
             line = &mut drain, if last.is_none() => last = Some(line),
-            _ = tokio::time::sleep_until(deadline) => break None,
+            _ = &mut expired => break None,
         }
     };
     // Whatever happened, nothing of the probe may outlive it.
