@@ -70,22 +70,25 @@ fn plain(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// How a listener bound to `listen` matches a connection made to `to`:
-/// `Some(2)` bound to that very address, `Some(1)` bound to a wildcard that
-/// covers it (0.0.0.0 for IPv4; `::` for both, as a dual-stack socket
-/// accepts IPv4 too), `None` not at all. The kernel hands a connection to
-/// the most specific listener, so only the best matches can have answered.
+/// How well a listener bound to `listen` matches a connection made to
+/// `to`, higher is better, `None` not at all. As the kernel picks the
+/// listener: one bound to that very address beats a wildcard (0.0.0.0
+/// for IPv4; `::` for both, as a dual-stack socket accepts IPv4 too), and
+/// among equals a socket of the connection's own family wins (an IPv4
+/// socket over an IPv6 one for an IPv4 peer). So only the best matches
+/// can have answered.
 pub fn listener_match(listen: SocketAddr, to: SocketAddr) -> Option<u8> {
     if listen.port() != to.port() {
         return None;
     }
     let (l, t) = (plain(listen.ip()), plain(to.ip()));
+    let family = u8::from(listen.is_ipv4() == t.is_ipv4());
     if l == t {
-        return Some(2);
+        return Some(3 + family);
     }
     match l {
-        IpAddr::V4(v4) if v4.is_unspecified() && t.is_ipv4() => Some(1),
-        IpAddr::V6(v6) if v6.is_unspecified() => Some(1),
+        IpAddr::V4(v4) if v4.is_unspecified() && t.is_ipv4() => Some(1 + family),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some(1 + family),
         _ => None,
     }
 }
@@ -276,17 +279,22 @@ mod tests {
     #[test]
     fn address_matching() {
         let to = sa("127.0.0.1:8000");
-        assert_eq!(listener_match(sa("127.0.0.1:8000"), to), Some(2));
-        assert_eq!(listener_match(sa("0.0.0.0:8000"), to), Some(1));
-        assert_eq!(listener_match(sa("[::]:8000"), to), Some(1));
-        assert_eq!(listener_match(sa("[::ffff:127.0.0.1]:8000"), to), Some(2));
-        assert_eq!(listener_match(sa("127.0.0.1:8001"), to), None);
-        assert_eq!(listener_match(sa("127.0.0.2:8000"), to), None);
-        assert_eq!(listener_match(sa("[::1]:8000"), to), None);
+        let score = |listen: &str| listener_match(sa(listen), to);
+        // Best first: the address itself, then wildcards, IPv4 sockets
+        // before dual-stack IPv6 ones.
+        assert!(score("127.0.0.1:8000") > score("[::ffff:127.0.0.1]:8000"));
+        assert!(score("[::ffff:127.0.0.1]:8000") > score("0.0.0.0:8000"));
+        assert!(score("0.0.0.0:8000") > score("[::]:8000"));
+        assert!(score("[::]:8000").is_some());
+        assert_eq!(score("127.0.0.1:8001"), None);
+        assert_eq!(score("127.0.0.2:8000"), None);
+        assert_eq!(score("[::1]:8000"), None);
         let to6 = sa("[::1]:8000");
-        assert_eq!(listener_match(sa("[::1]:8000"), to6), Some(2));
-        assert_eq!(listener_match(sa("[::]:8000"), to6), Some(1));
-        assert_eq!(listener_match(sa("0.0.0.0:8000"), to6), None);
+        let score6 = |listen: &str| listener_match(sa(listen), to6);
+        assert!(score6("[::1]:8000") > score6("[::]:8000"));
+        assert!(score6("[::]:8000").is_some());
+        assert_eq!(score6("0.0.0.0:8000"), None);
+        assert_eq!(score6("127.0.0.1:8000"), None);
     }
 
     #[test]
@@ -296,6 +304,8 @@ mod tests {
         assert_eq!(best_listeners(table, sa("127.0.0.1:8000")), vec![4242]);
         assert_eq!(best_listeners(table, sa("127.0.0.1:8001")), vec![4343]);
         assert_eq!(best_listeners(table, sa("[::1]:8002")), vec![5252]);
+        // A dual-stack wildcard takes IPv4 when no IPv4 socket has the port.
+        assert_eq!(best_listeners(table, sa("127.0.0.1:8002")), vec![5252]);
         assert_eq!(best_listeners(table, sa("127.0.0.1:9")), Vec::<u64>::new());
         // SO_REUSEPORT: two listeners on one address, both candidates.
         let twin = V4_LISTEN.replace(" 4242 ", " 4243 ");
