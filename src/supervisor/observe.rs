@@ -153,14 +153,19 @@ impl Engine {
         if self.slots[slot].generation != generation {
             return;
         }
+        let h = &self.slots[slot].health;
+        let judged = h.tracker.as_ref().is_some_and(|t| !t.is_done());
         let held = match &outcome {
-            Outcome::HeldByOther(reason) => Some(reason.clone()),
-            Outcome::Pass | Outcome::Fail(_) => None,
+            Outcome::HeldByOther(reason) if judged => Some(reason.clone()),
+            _ => None,
         };
         // Before readiness failures are not logged, yet a stranger on the
         // instance's address is what the user needs to hear about.
-        if held.is_some() && held != self.slots[slot].health.held_reported {
-            self.note_text(slot, held.clone().unwrap_or_default());
+        if let Some(reason) = held
+            .as_ref()
+            .filter(|r| h.held_reported.as_ref() != Some(r))
+        {
+            self.note_text(slot, reason.clone());
         }
         self.slots[slot].health.held_reported = held;
         let result = match outcome {
