@@ -6,18 +6,27 @@
 
 mod support;
 
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use support::http::free_port;
+use support::ports::reserve;
 use support::{python, Project, Running};
 
 const T: Duration = Duration::from_secs(30);
 
 /// A stdlib HTTP server: binds after `DELAY` seconds, answers /healthz/
 /// with the status in the file `STATUS_FILE` (200 if absent), and stamps
-/// `bound` with the time it started listening.
+/// `bound-PORT` with the time it started listening. Marker files here and
+/// in every child below are written whole (temporary file, then rename), so
+/// a test that sees one can read it.
 const SERVER: &str = r#"
 import http.server, os, sys, time
+def mark(name, text):
+    with open(name + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(name + ".tmp", name)
 port, delay, status_file = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 time.sleep(delay)
 class H(http.server.BaseHTTPRequestHandler):
@@ -29,14 +38,16 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
     def log_message(self, *a): pass
 s = http.server.HTTPServer(("127.0.0.1", port), H)
-with open("bound-%d" % port, "w") as f: f.write(str(time.time()))
+mark("bound-%d" % port, str(time.time()))
 print("listening", flush=True)
 s.serve_forever()
 "#;
 
-/// Writes its start time into `started-NAME`.
-const STAMP: &str = r#"["python3", "-c", "import sys, time; open('started-' + sys.argv[1], 'w').write(str(time.time())); time.sleep(600)", "NAME"]"#;
+/// Writes its start time into `started-NAME` (whole, by rename).
+const STAMP: &str = r#"["python3", "-c", "import os, sys, time\nname = 'started-' + sys.argv[1]\nwith open(name + '.tmp', 'w') as f:\n    f.write(str(time.time()))\nos.rename(name + '.tmp', name)\ntime.sleep(600)", "NAME"]"#;
 
+/// The time stamped in `file`; markers are renamed into place once
+/// written, so an existing one is complete.
 fn time_in(p: &Project, file: &str) -> f64 {
     std::fs::read_to_string(p.path().join(file))
         .unwrap_or_else(|e| panic!("{file}: {e}"))
@@ -54,7 +65,8 @@ fn stop(mut run: Running) -> String {
 
 #[test]
 fn healthy_dependency_waits_for_the_http_probe() {
-    let port = free_port();
+    let ports = reserve();
+    let port = ports.port(0);
     let p = Project::new(&format!(
         r#"
 [processes.web]
@@ -85,7 +97,8 @@ depends_on = {{ web = "healthy" }}
 
 #[test]
 fn tcp_exec_and_log_readiness_gate_their_dependents() {
-    let port = free_port();
+    let ports = reserve();
+    let port = ports.port(0);
     let p = Project::new(&format!(
         r#"
 [processes.tcp]
@@ -95,12 +108,12 @@ health = {{ tcp = "127.0.0.1:{port}", interval = "200ms" }}
 
 [processes.exec]
 backend = "command"
-command = ["sh", "-c", "sleep 0.5; date +%s.%N > exec-flag; exec sleep 600"]
+command = ["sh", "-c", "sleep 0.5; date +%s.%N > exec-flag.tmp; mv exec-flag.tmp exec-flag; exec sleep 600"]
 health = {{ exec = ["test", "-f", "exec-flag"], interval = "100ms" }}
 
 [processes.log]
 backend = "command"
-command = ["sh", "-c", "echo booting; sleep 0.5; python3 -c 'import time; print(time.time())' > log-ready; echo Listening at http://x; exec sleep 600"]
+command = ["sh", "-c", "echo booting; sleep 0.5; python3 -c 'import time; print(time.time())' > log-ready.tmp; mv log-ready.tmp log-ready; echo Listening at http://x; exec sleep 600"]
 health = {{ log = "^Listening at" }}
 
 [processes.after]
@@ -133,7 +146,8 @@ depends_on = {{ tcp = "healthy", exec = "healthy", log = "healthy" }}
 
 #[test]
 fn a_liveness_failure_restarts_exactly_the_failing_process() {
-    let (good, bad) = (free_port(), free_port());
+    let ports = reserve();
+    let (good, bad) = (ports.port(0), ports.port(1));
     let p = Project::new(&format!(
         r#"
 [processes.good]
@@ -152,7 +166,7 @@ stop_timeout = "2s"
     let run = p.spawn(&["start"]);
     run.wait_for("good.1 | ready", T);
     run.wait_for("bad.1 | ready", T);
-    p.write("bad-status", "503");
+    p.write_atomic("bad-status", "503");
     let line = run.wait_for("bad.1 | unhealthy:", T);
     assert!(
         line.ends_with("unhealthy: GET /healthz/ -> 503 (2/2)"),
@@ -217,7 +231,7 @@ fn a_child_using_sdnotify_is_heard() {
         r#"
 [processes.app]
 backend = "command"
-command = ["{venv_python}", "-c", "import sdnotify, time\nn = sdnotify.SystemdNotifier()\ntime.sleep(0.3)\nopen('app-ready', 'w').write(str(time.time()))\nn.notify('READY=1')\nn.notify('STATUS=serving 3 sites')\nn.notify('TASKS_DONE=2')\nn.notify('TASKS_DONE=3')\ntime.sleep(600)"]
+command = ["{venv_python}", "-c", "import os, sdnotify, time\nn = sdnotify.SystemdNotifier()\ntime.sleep(0.3)\nopen('app-ready.tmp', 'w').write(str(time.time()))\nos.rename('app-ready.tmp', 'app-ready')\nn.notify('READY=1')\nn.notify('STATUS=serving 3 sites')\nn.notify('TASKS_DONE=2')\nn.notify('TASKS_DONE=3')\ntime.sleep(600)"]
 health = {{ notify = true }}
 
 [processes.after]
@@ -245,7 +259,7 @@ fn a_notification_from_outside_the_process_tree_is_ignored() {
         r#"
 [processes.quiet]
 backend = "command"
-command = ["sh", "-c", "echo \"$NOTIFY_SOCKET\" > socket-path; echo waiting; exec sleep 600"]
+command = ["sh", "-c", "echo \"$NOTIFY_SOCKET\" > socket-path.tmp; mv socket-path.tmp socket-path; echo waiting; exec sleep 600"]
 health = { notify = true, start_timeout = "1h" }
 "#,
     );
@@ -296,7 +310,8 @@ fn fake_gunicorn(p: &Project) {
 
 #[test]
 fn a_web_backend_is_ready_on_any_answer_by_default_and_on_its_health_path_when_given() {
-    let (plain, pathed) = (free_port(), free_port());
+    let ports = reserve();
+    let (plain, pathed) = (ports.port(0), ports.port(1));
     let p = Project::new(&format!(
         r#"
 # No health block: GET / on the bind address; its 404 still proves the app serves.
@@ -320,7 +335,7 @@ stop_timeout = "2s"
     let run = p.spawn(&["start"]);
     run.wait_for("plain.1 | ready", T);
     run.wait_for("pathed.1 | ready", T);
-    p.write("healthz-status", "500");
+    p.write_atomic("healthz-status", "500");
     let line = run.wait_for("pathed.1 | unhealthy:", T);
     assert!(line.ends_with("GET /healthz/ -> 500 (2/2)"), "{line}");
     std::fs::remove_file(p.path().join("healthz-status")).expect("rm");
@@ -338,10 +353,10 @@ stop_timeout = "2s"
 
 #[test]
 fn instances_on_their_own_ports_are_each_probed_there() {
-    let base = free_port();
-    // Two consecutive ports: instance N binds base + N - 1 via `{instance}`
-    // in a port suffix; pick a base ending in 0 for a readable config.
-    let base = base - base % 10 + 10;
+    // Instance N binds `{prefix}N`: ports base + 1 and base + 2 of a
+    // reserved block that starts at a multiple of ten.
+    let ports = reserve();
+    let base = ports.first;
     let p = Project::new(&format!(
         r#"
 [processes.web]
@@ -369,4 +384,213 @@ stop_timeout = "2s"
             "{out}"
         );
     }
+}
+
+/// An HTTP server of the test's own (a stranger to prodserver's
+/// instances) on `port`, answering 200 to everything; counts its answers.
+struct Foreign {
+    port: u16,
+    answers: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Foreign {
+    fn serve(port: u16) -> Foreign {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+        let answers = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, done) = (answers.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Foreign {
+            port,
+            answers,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn answers(&self) -> usize {
+        self.answers.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn a_foreign_server_on_the_address_never_makes_the_instance_ready() {
+    let ports = reserve();
+    let port = ports.port(0);
+    let foreign = Foreign::serve(port);
+    // A gunicorn that could not bind ("Connection in use") and never
+    // listens; its default readiness probe is GET / on its --bind address.
+    let p = Project::new(&format!(
+        r#"
+[processes.web]
+backend = "gunicorn"
+app = "shop.wsgi:application"
+program = "./mute-gunicorn"
+args = {{ bind = "127.0.0.1:{port}" }}
+
+[processes.after]
+backend = "command"
+command = {stamp}
+depends_on = {{ web = "healthy" }}
+"#,
+        stamp = STAMP.replace("NAME", "after")
+    ));
+    let mute = p.write(
+        "mute-gunicorn",
+        "#!/bin/sh\necho \"Connection in use: ('127.0.0.1', PORT)\"\nexec sleep 600\n",
+    );
+    std::fs::set_permissions(&mute, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let run = p.spawn(&["start"]);
+    let me = std::process::id();
+    let comm = std::fs::read_to_string("/proc/self/comm").expect("comm");
+    let held = format!(
+        "web.1 | 127.0.0.1:{port} is held by pid {me} ({}), not by web.1",
+        comm.trim_end()
+    );
+    run.wait_for(&held, T);
+    // Three more probes answered by the stranger: still not ready, and the
+    // line is not repeated.
+    let seen = foreign.answers();
+    assert!(support::wait_until(T, || foreign.answers() >= seen + 3));
+    let out = stop(run);
+    assert!(!out.contains("web.1 | ready"), "{out}");
+    assert!(!out.contains("after.1 | spawned"), "{out}");
+    assert!(!p.path().join("started-after").exists());
+    assert_eq!(out.matches(&held).count(), 1, "said once: {out}");
+}
+
+#[test]
+fn a_sibling_answering_on_the_probed_port_does_not_make_an_instance_ready() {
+    let ports = reserve();
+    let port = ports.port(0);
+    // web-admin's probe (a copy-paste slip) targets web's port.
+    let p = Project::new(&format!(
+        r#"
+[processes.web]
+backend = "command"
+command = ["python3", "server.py", "{port}", "0", "web-status"]
+health = {{ http = "http://127.0.0.1:{port}/healthz/", interval = "100ms" }}
+
+[processes.web-admin]
+backend = "command"
+command = ["sh", "-c", "echo admin never listens; exec sleep 600"]
+health = {{ http = "http://127.0.0.1:{port}/healthz/", interval = "100ms" }}
+"#
+    ));
+    p.write("server.py", SERVER);
+    let run = p.spawn(&["start"]);
+    run.wait_for("web.1 | ready", T);
+    let spawned = run.wait_for("web.1 | spawned (pid ", T);
+    let web_pid = spawned
+        .rsplit_once("(pid ")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .expect("a pid");
+    run.wait_for(
+        &format!(
+            "web-admin.1 | 127.0.0.1:{port} is held by pid {web_pid} (python3), not by web-admin.1"
+        ),
+        T,
+    );
+    let out = stop(run);
+    assert!(!out.contains("web-admin.1 | ready"), "{out}");
+}
+
+/// Serves /healthz/ with 200, then 503 once SIGTERMed: it drains for as
+/// long as the file `finish` is absent, telling prodserver
+/// `STATUS=draining` on its notify socket first.
+const DRAINER: &str = r#"
+import http.server, os, signal, socket, sys, threading, time
+def mark(name, text):
+    with open(name + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(name + ".tmp", name)
+port = int(sys.argv[1])
+draining = threading.Event()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(503 if draining.is_set() else 200)
+        self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+signal.signal(signal.SIGTERM, lambda *a: draining.set())
+s = http.server.HTTPServer(("127.0.0.1", port), H)
+threading.Thread(target=s.serve_forever, daemon=True).start()
+print("serving", flush=True)
+while not draining.wait(0.05):
+    pass
+n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+n.connect(os.environ["NOTIFY_SOCKET"])
+n.send(b"STATUS=draining")
+mark("draining", "1")
+while not os.path.exists("finish"):
+    time.sleep(0.05)
+os._exit(0)
+"#;
+
+#[test]
+fn health_is_not_judged_while_an_instance_drains_on_its_way_out() {
+    let ports = reserve();
+    let port = ports.port(0);
+    let p = Project::new(&format!(
+        r#"
+[processes.drainer]
+backend = "command"
+command = ["python3", "drainer.py", "{port}"]
+health = {{ http = "http://127.0.0.1:{port}/healthz/", interval = "100ms", retries = 1000 }}
+stop_timeout = "1m"
+"#
+    ));
+    p.write("drainer.py", DRAINER);
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("drainer.1 | ready", T);
+    run.signal(libc::SIGTERM);
+    // The message makes the engine re-arm the instance's health timer: a
+    // tracker not told about the stop would now probe the draining server.
+    run.wait_for("drainer.1 | status: draining", T);
+    assert!(support::wait_until(T, || p
+        .path()
+        .join("draining")
+        .exists()));
+    // Probes come every 100 ms: a second is ten chances to be judged.
+    let judged = support::wait_until(Duration::from_secs(1), || {
+        run.count("drainer.1 | health check failed") > 0
+    });
+    p.write_atomic("finish", "");
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+    let out = run.output();
+    assert!(!judged, "probed while stopping: {out}");
+    assert!(!out.contains("drainer.1 | unhealthy"), "{out}");
 }

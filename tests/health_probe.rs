@@ -188,7 +188,9 @@ async fn http_closed_without_response() {
 
 #[tokio::test]
 async fn http_refused() {
-    let port = free_port().await;
+    // Reserved: nothing else may be listening there.
+    let ports = support::ports::reserve();
+    let port = ports.port(0);
     let p = HttpProbe::new(&url(port, "/healthz/"), None, None).unwrap();
     assert_eq!(
         p.check(T).await,
@@ -222,15 +224,13 @@ async fn http_localhost_and_ipv6() {
     }
 }
 
-async fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn tcp_accepted_and_refused() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    // A reserved port: once the listener is gone, no other test's bind(0)
+    // can take it before the refused probe.
+    let ports = support::ports::reserve();
+    let port = ports.port(0);
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let p = TcpProbe::new(&format!("127.0.0.1:{port}")).unwrap();
     assert_eq!(p.check(T).await, Ok(()));
     drop(listener);
@@ -244,6 +244,11 @@ async fn tcp_accepted_and_refused() {
 async fn exec_exit_codes_and_output() {
     let pids = ExecPids::default();
     assert_eq!(probe::exec(&request(&["true"]), T, &pids).await, Ok(()));
+    assert_eq!(
+        probe::exec(&request(&["true"]), Duration::MAX, &pids).await,
+        Ok(()),
+        "a huge timeout"
+    );
     assert!(pids.snapshot().is_empty(), "reaped, so no longer listed");
     assert_eq!(
         probe::exec(&request(&["false"]), T, &pids).await,
@@ -368,5 +373,21 @@ async fn exec_dropped_mid_run_kills_its_group() {
         wait_until(Duration::from_secs(5), || group_members(seen).is_empty()),
         "left behind: {:?}",
         group_members(seen)
+    );
+}
+
+#[tokio::test]
+async fn a_passing_probe_names_the_address_that_answered() {
+    // The engine checks whose listener that address is (health::owner).
+    let (port, _) = serve("127.0.0.1:0", Reply::Bytes(b"HTTP/1.1 200 OK\r\n\r\n")).await;
+    let answered: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let p = HttpProbe::new(&format!("http://localhost:{port}/"), None, None).unwrap();
+    assert_eq!(p.check_peer(T).await, Ok(answered));
+    let p = TcpProbe::new(&format!("localhost:{port}")).unwrap();
+    assert_eq!(p.check_peer(T).await, Ok(answered));
+    let p = HttpProbe::new(&format!("http://127.0.0.1:{port}/"), Some(204), None).unwrap();
+    assert!(
+        p.check_peer(T).await.is_err(),
+        "a failing probe names nothing"
     );
 }

@@ -8,6 +8,8 @@
 //!   results, `READY=1`, `WATCHDOG=1` and time into verdicts.
 //! - [`probe`]: http, tcp and exec probes, each bounded by its timeout.
 //! - [`log`]: the `log` probe's hook for the log pumps.
+//! - [`owner`]: whether a passing http/tcp probe was answered by the
+//!   instance's own listener, not another program on its address.
 //!
 //! `READY=1`, `WATCHDOG=1` and friends arrive through [`crate::notify`].
 //!
@@ -23,12 +25,14 @@
 
 pub mod defaults;
 pub mod log;
+pub mod owner;
 pub mod probe;
 pub mod tracker;
 
 use std::time::Duration;
 
 pub use defaults::{default_health, DefaultHealth, World};
+pub use owner::Outcome;
 pub use probe::{Accept, HttpProbe, TcpProbe};
 pub use tracker::{Readiness, Settings, Tracker, Verdict};
 
@@ -71,12 +75,9 @@ pub struct Resolved {
     pub note: Option<String>,
 }
 
-/// The health plan of `spec`: its `health` block if any, else
-/// [`default_health`]. `Err` when a configured probe cannot be used (bad
-/// URL, address or regex), with a message for the user.
-/// [`plan_for`] instance `n` of `spec` in the world prodserver runs in:
-/// the child's environment over `inherited`, files relative to its working
-/// directory. What `start` runs and what `check` shows come from here.
+/// The health plan of instance `n` of `spec` ([`plan_for`] with
+/// `{instance}` expanded) in the world prodserver runs in: the child's
+/// environment over `inherited`, files relative to its working directory. What `start` runs and what `check` shows come from here.
 pub fn plan_for_instance(
     spec: &ProcessSpec,
     n: u32,
@@ -134,6 +135,9 @@ pub fn describe(resolved: &Resolved) -> String {
     text
 }
 
+/// The health plan of `spec`: its `health` block if any, else
+/// [`default_health`]. `Err` when a configured probe cannot be used (bad
+/// URL, address or regex), with a message for the user.
 pub fn plan_for(spec: &ProcessSpec, world: &World) -> Result<Resolved, String> {
     match &spec.health {
         Some(h) if h.probe.is_none() && h.path.is_some() => {

@@ -284,6 +284,12 @@ impl HttpProbe {
 
     /// Runs the probe once, within `timeout` (connect, send, status line).
     pub async fn check(&self, timeout: Duration) -> Result<(), String> {
+        self.check_peer(timeout).await.map(drop)
+    }
+
+    /// [`HttpProbe::check`], answering the address that passed it, for
+    /// [`super::owner`] to tell whose listener that is.
+    pub async fn check_peer(&self, timeout: Duration) -> Result<SocketAddr, String> {
         match tokio::time::timeout(timeout, self.run()).await {
             Ok(result) => result,
             Err(_) => Err(format!(
@@ -294,15 +300,16 @@ impl HttpProbe {
         }
     }
 
-    async fn run(&self) -> Result<(), String> {
+    async fn run(&self) -> Result<SocketAddr, String> {
         let mut stream = self.target.connect().await?;
         let io_err = |e: io::Error| format!("{}: {}", self.what, short_error(&e));
+        let peer = stream.peer_addr().map_err(io_err)?;
         stream.write_all(&self.request).await.map_err(io_err)?;
         let mut buf = [0u8; MAX_STATUS_LINE];
         let mut len = 0;
         loop {
             if let Some(end) = memchr::memchr(b'\n', &buf[..len]) {
-                return self.judge(&buf[..end]);
+                return self.judge(&buf[..end]).map(|()| peer);
             }
             if len == buf.len() {
                 return Err(format!(
@@ -390,8 +397,15 @@ impl TcpProbe {
 
     /// Connects once within `timeout`, then closes.
     pub async fn check(&self, timeout: Duration) -> Result<(), String> {
+        self.check_peer(timeout).await.map(drop)
+    }
+
+    /// [`TcpProbe::check`], answering the address that accepted.
+    pub async fn check_peer(&self, timeout: Duration) -> Result<SocketAddr, String> {
         match tokio::time::timeout(timeout, self.target.connect()).await {
-            Ok(Ok(_stream)) => Ok(()),
+            Ok(Ok(stream)) => stream
+                .peer_addr()
+                .map_err(|e| format!("connect {}: {}", self.target, short_error(&e))),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(format!(
                 "connect {}: timed out after {}",
@@ -484,13 +498,15 @@ pub async fn exec(req: &SpawnRequest, timeout: Duration, pids: &ExecPids) -> Res
         last_line(&err).or_else(|| last_line(&out))
     };
     tokio::pin!(drain);
-    let deadline = tokio::time::Instant::now() + timeout;
+    // `sleep` saturates a huge timeout; `Instant + timeout` would panic.
+    let expired = tokio::time::sleep(timeout);
+    tokio::pin!(expired);
     let mut last: Option<Option<String>> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break Some(status),
             line = &mut drain, if last.is_none() => last = Some(line),
-            _ = tokio::time::sleep_until(deadline) => break None,
+            _ = &mut expired => break None,
         }
     };
     // Whatever happened, nothing of the probe may outlive it.

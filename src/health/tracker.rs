@@ -47,6 +47,20 @@ use crate::plan::{HealthSpec, Probe};
 /// time, so they keep `interval`.
 pub const START_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Stand-in for "never" when a deadline would overflow `Instant`: far
+/// enough that no process lives to see it, near enough to be representable.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `t + d`, or [`FAR_FUTURE`] from `t` when that overflows: a huge
+/// `interval` or `start_timeout` means "not in this process's lifetime",
+/// and `Instant + Duration` would panic on it.
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(FAR_FUTURE))
+        // Only within a century of the end of `Instant` itself.
+        .unwrap_or(t)
+}
+
 /// How an instance becomes ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
@@ -182,7 +196,7 @@ impl Tracker {
                 (t, Some(Verdict::Ready))
             }
             Readiness::Probe => {
-                t.next_probe = Some(spawned + t.s.start_interval);
+                t.next_probe = Some(after(spawned, t.s.start_interval));
                 (t, None)
             }
             Readiness::Message { .. } => (t, None),
@@ -268,19 +282,19 @@ impl Tracker {
                 }
                 Err(reason) => {
                     self.last_failure = Some(reason);
-                    self.next_probe = Some(now + self.s.start_interval);
+                    self.next_probe = Some(after(now, self.s.start_interval));
                     None
                 }
             },
             State::Ready { .. } => {
-                self.next_probe = Some(now + self.s.interval);
+                self.next_probe = Some(after(now, self.s.interval));
                 match result {
                     Ok(()) => {
                         let after = std::mem::take(&mut self.failures);
                         (after > 0).then_some(Verdict::Recovered { after })
                     }
                     Err(reason) => {
-                        if now < self.spawned + self.s.start_period {
+                        if now < after(self.spawned, self.s.start_period) {
                             return None;
                         }
                         let retries = self.s.retries.max(1);
@@ -342,20 +356,20 @@ impl Tracker {
         self.state = State::Ready { at: now };
         self.failures = 0;
         self.next_probe = if self.s.liveness && self.s.readiness == Readiness::Probe {
-            Some(now + self.s.interval)
+            Some(after(now, self.s.interval))
         } else {
             None
         };
     }
 
     fn start_deadline(&self) -> Instant {
-        self.spawned + self.s.start_timeout
+        after(self.spawned, self.s.start_timeout)
     }
 
     fn watchdog_deadline(&self, ready_at: Instant) -> Option<Instant> {
         let wd = self.s.watchdog?;
         let last = self.last_ping.map_or(ready_at, |p| p.max(ready_at));
-        Some((last + wd).max(self.spawned + self.s.start_period))
+        Some(after(last, wd).max(after(self.spawned, self.s.start_period)))
     }
 
     fn start_timeout_reason(&self) -> String {
@@ -751,6 +765,41 @@ mod tests {
         assert_eq!(t.on_timer(t0 + s(3600)), None);
         assert_eq!(t.probe_result(t0 + s(3600), Err("e".into())), None);
         assert_eq!(t.ready_message(t0), None);
+    }
+
+    #[test]
+    fn huge_durations_never_overflow() {
+        let t0 = Instant::now();
+        let huge = Settings {
+            interval: Duration::MAX,
+            start_interval: Duration::MAX,
+            start_period: Duration::MAX,
+            start_timeout: Duration::MAX,
+            watchdog: Some(Duration::MAX),
+            ..http_settings()
+        };
+        let (mut t, v) = Tracker::new(huge.clone(), t0);
+        assert_eq!(v, None);
+        let far = t.next_deadline().expect("a deadline");
+        assert!(far >= t0 + FAR_FUTURE, "{:?}", far - t0);
+        assert_eq!(t.on_timer(t0 + s(3600)), None);
+        // Ready through a probe, then failures and the watchdog: all far off.
+        t.probing = true;
+        assert_eq!(t.probe_result(t0, Ok(())), Some(Verdict::Ready));
+        assert!(t.next_deadline().is_some_and(|d| d >= t0 + FAR_FUTURE));
+        t.probing = true;
+        assert_eq!(
+            t.probe_result(t0 + s(1), Err("e".into())),
+            None,
+            "start_period"
+        );
+        t.watchdog_ping(t0 + s(2));
+        assert_eq!(t.on_timer(t0 + s(3600)), None);
+        // Readiness by message, with a watchdog.
+        let (mut t, _) = Tracker::new(notify_settings(Some(Duration::MAX)), t0);
+        assert_eq!(t.ready_message(t0), Some(Verdict::Ready));
+        assert!(t.next_deadline().is_some_and(|d| d >= t0 + FAR_FUTURE));
+        assert_eq!(after(t0, Duration::MAX), t0 + FAR_FUTURE);
     }
 
     #[test]

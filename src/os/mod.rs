@@ -36,6 +36,7 @@
 pub mod keeper;
 pub mod limits;
 pub mod lock;
+pub mod proc;
 pub mod reap;
 pub mod signals;
 pub mod spawn;

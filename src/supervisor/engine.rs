@@ -70,7 +70,7 @@ pub(super) enum Msg {
     Probe {
         slot: usize,
         generation: u64,
-        result: Result<(), String>,
+        result: crate::health::Outcome,
     },
     /// Checked against the sender's process tree instead of a generation.
     Notify {

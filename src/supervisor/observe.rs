@@ -9,13 +9,15 @@
 //! previous process are dropped), the tracker's verdict becomes an
 //! instance event: `Ready`, `Unhealthy` (graceful restart, no backoff) or
 //! `StartTimeout` (graceful restart through backoff). Probes run as tasks
-//! on the loop, never on threads, and are bounded by their timeout.
+//! on the loop, never on threads, and are bounded by their timeout; a
+//! passing http/tcp probe is then checked against the instance's own
+//! listeners (`health::owner`, on the blocking pool) before it counts.
 
 use std::time::Instant;
 
 use super::engine::{Engine, Msg};
 use super::instance::Event;
-use crate::health::{probe, Check, Tracker, Verdict};
+use crate::health::{owner, probe, Check, Outcome, Tracker, Verdict};
 use crate::logs::LineHook;
 use crate::notify::{self, Message, NotifySocket, Sender};
 use crate::os::SpawnRequest;
@@ -33,6 +35,9 @@ pub(super) struct SlotHealth {
     pub tasks_done: u64,
     /// A stranger's message was reported already (don't flood the log).
     pub stranger_reported: bool,
+    /// The last "held by another process" reason logged: said again only
+    /// when it changes, not at every probe.
+    pub held_reported: Option<String>,
 }
 
 impl Engine {
@@ -103,6 +108,7 @@ impl Engine {
         let settings = self.health_plan(slot).map(|plan| plan.settings.clone());
         let h = &mut self.slots[slot].health;
         h.status = None;
+        h.held_reported = None;
         match settings {
             None => {
                 h.tracker = None;
@@ -143,10 +149,30 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_probe(&mut self, slot: usize, generation: u64, result: Result<(), String>) {
-        if self.slots[slot].generation == generation {
-            self.feed_tracker(slot, |t, now| t.probe_result(now, result));
+    pub(super) fn on_probe(&mut self, slot: usize, generation: u64, outcome: Outcome) {
+        if self.slots[slot].generation != generation {
+            return;
         }
+        let h = &self.slots[slot].health;
+        let judged = h.tracker.as_ref().is_some_and(|t| !t.is_done());
+        let held = match &outcome {
+            Outcome::HeldByOther(reason) if judged => Some(reason.clone()),
+            _ => None,
+        };
+        // Before readiness failures are not logged, yet a stranger on the
+        // instance's address is what the user needs to hear about.
+        if let Some(reason) = held
+            .as_ref()
+            .filter(|r| h.held_reported.as_ref() != Some(r))
+        {
+            self.note_text(slot, reason.clone());
+        }
+        self.slots[slot].health.held_reported = held;
+        let result = match outcome {
+            Outcome::Pass => Ok(()),
+            Outcome::Fail(reason) | Outcome::HeldByOther(reason) => Err(reason),
+        };
+        self.feed_tracker(slot, |t, now| t.probe_result(now, result));
     }
 
     pub(super) fn on_log_match(&mut self, slot: usize, generation: u64) {
@@ -263,14 +289,25 @@ impl Engine {
                 result,
             });
         };
+        // A network probe passes only if the instance's own listener
+        // answered (see `health::owner`).
+        let pid = self.slots[slot].pid;
+        let label = format!(
+            "{}.{}",
+            self.plan.processes[process].name, self.slots[slot].number
+        );
         match &plan.check {
             Check::Http(p) => {
                 let p = p.clone();
-                tokio::spawn(async move { report(p.check(timeout).await) });
+                tokio::spawn(async move {
+                    report(owner::outcome(p.check_peer(timeout).await, pid, label).await)
+                });
             }
             Check::Tcp(p) => {
                 let p = p.clone();
-                tokio::spawn(async move { report(p.check(timeout).await) });
+                tokio::spawn(async move {
+                    report(owner::outcome(p.check_peer(timeout).await, pid, label).await)
+                });
             }
             Check::Exec(argv) => {
                 let request = SpawnRequest {
@@ -280,7 +317,12 @@ impl Engine {
                     creds: self.opts.credentials[process].clone(),
                 };
                 let pids = self.exec_pids.clone();
-                tokio::spawn(async move { report(probe::exec(&request, timeout, &pids).await) });
+                tokio::spawn(async move {
+                    report(match probe::exec(&request, timeout, &pids).await {
+                        Ok(()) => Outcome::Pass,
+                        Err(reason) => Outcome::Fail(reason),
+                    })
+                });
             }
             // Readiness by message: nothing to run.
             Check::None | Check::Notify | Check::Log(_) => {}

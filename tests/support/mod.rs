@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod http;
+pub mod ports;
 pub mod python;
 
 use std::io::{BufRead, BufReader};
@@ -63,6 +64,16 @@ impl Project {
     pub fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    /// Writes `name` whole at once (a temporary file, then a rename), for
+    /// files a running child may read at any moment.
+    pub fn write_atomic(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, contents).expect("write file");
+        std::fs::rename(&tmp, &path).expect("rename file");
         path
     }
 
