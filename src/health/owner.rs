@@ -84,6 +84,10 @@ pub fn judge(to: SocketAddr, holder: Holder, label: &str) -> Outcome {
         Holder::Other { pid: None, .. } => Outcome::HeldByOther(format!(
             "{to} is held by a process prodserver cannot inspect, not by {label}"
         )),
+        // Another host answered (a probe aimed at a remote address): its
+        // processes are out of sight, so the answer is taken as it is. On
+        // loopback, no listener of ours means another network namespace.
+        Holder::NoListener if !to.ip().is_loopback() && !to.ip().is_unspecified() => Outcome::Pass,
         Holder::NoListener => Outcome::HeldByOther(format!(
             "{to} answered, but no listener of this host holds it: only {label}'s own listener counts"
         )),
@@ -153,6 +157,9 @@ mod tests {
             judge(to(), Holder::NoListener, "web.1"),
             Outcome::HeldByOther(m) if m.contains("only web.1's own listener counts")
         ));
+        // A remote address: nothing of it can be inspected from here.
+        let remote: SocketAddr = "203.0.113.7:5432".parse().unwrap();
+        assert_eq!(judge(remote, Holder::NoListener, "db.1"), Outcome::Pass);
         assert!(matches!(
             judge(to(), Holder::Unknown("x".into()), "web.1"),
             Outcome::Fail(_)
