@@ -111,3 +111,31 @@ depends_on = { once = "completed" }
     );
     assert!(wait_until(T, || !alive(gc)));
 }
+
+#[test]
+fn an_exec_probes_children_die_with_a_sigkilled_prodserver() {
+    let p = Project::new(
+        r#"
+[processes.app]
+backend = "command"
+command = ["sh", "-c", "echo up; while :; do sleep 1; done"]
+health = { exec = ["sh", "-c", "sleep 600 & echo $! > pgc.tmp && mv pgc.tmp pgc; wait"], timeout = "60s", interval = "200ms" }
+"#,
+    );
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("app.1 | up", T);
+    let path = p.path().join("pgc");
+    assert!(wait_until(T, || path.exists()), "{}", run.output());
+    let gc: i32 = std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(gc));
+    kill(Pid::from_raw(run.pid()), Signal::SIGKILL).unwrap();
+    run.wait_exit(T);
+    assert!(
+        wait_until(T, || !alive(gc)),
+        "the probe's child outlived prodserver"
+    );
+}

@@ -429,10 +429,39 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
 /// known (`os::reap_orphans(&|pid| ... || exec_pids.contains(pid))`):
 /// otherwise it could reap a probe's zombie under tokio's feet. Cheap to
 /// clone (one `Arc`).
+///
+/// With a keeper, each probe's process group is registered with it while
+/// the probe runs, so a probe's children die with a SIGKILLed prodserver
+/// like an instance's.
 #[derive(Debug, Clone, Default)]
-pub struct ExecPids(Arc<Mutex<BTreeSet<i32>>>);
+pub struct ExecPids {
+    set: Arc<Mutex<BTreeSet<i32>>>,
+    keeper: Option<os::Keeper>,
+}
 
 impl ExecPids {
+    pub fn with_keeper(keeper: os::Keeper) -> ExecPids {
+        ExecPids {
+            set: Arc::default(),
+            keeper: Some(keeper),
+        }
+    }
+
+    fn insert(&self, pid: i32) {
+        self.lock().insert(pid);
+        if let Some(k) = &self.keeper {
+            // A gone keeper is reported (and replaced) by the engine.
+            let _ = k.register(pid);
+        }
+    }
+
+    fn remove(&self, pid: i32) {
+        self.lock().remove(&pid);
+        if let Some(k) = &self.keeper {
+            let _ = k.unregister(pid);
+        }
+    }
+
     pub fn contains(&self, pid: i32) -> bool {
         self.lock().contains(&pid)
     }
@@ -444,7 +473,7 @@ impl ExecPids {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
         // The set stays consistent even if a holder panicked.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.set.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -462,7 +491,7 @@ impl Drop for Running {
         if !self.reaped {
             let _ = os::kill_group(self.pid);
         }
-        self.pids.lock().remove(&self.pid);
+        self.pids.remove(self.pid);
     }
 }
 
@@ -485,7 +514,7 @@ impl Drop for Running {
 pub async fn exec(req: &SpawnRequest, timeout: Duration, pids: &ExecPids) -> Result<(), String> {
     let spawned = os::spawn(req).map_err(|e| e.to_string())?;
     let pid = spawned.pid;
-    pids.lock().insert(pid);
+    pids.insert(pid);
     let mut running = Running {
         pid,
         pids: pids.clone(),

@@ -154,6 +154,7 @@ impl Engine {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let exec_pids = ExecPids::with_keeper(keeper.clone());
         Engine {
             started: vec![false; plan.processes.len()],
             selected,
@@ -166,7 +167,7 @@ impl Engine {
             rx,
             queue: VecDeque::new(),
             shutdown: None,
-            exec_pids: ExecPids::default(),
+            exec_pids,
             terminal: os::Terminal::controlling(),
             orphans: OrphanTally::default(),
         }
