@@ -202,7 +202,17 @@ stop_timeout = "1s"
     let line = run.wait_for("pinger.1 | unhealthy:", T);
     assert!(line.contains("no WATCHDOG=1 within 500ms"), "{line}");
     run.wait_for_count("pinger.1 | spawned", 2, T);
-    stop(run);
+    let out = stop(run);
+    // Health restarts count in the exit summary, with their reason.
+    let summary = out
+        .lines()
+        .find(|l| l.contains("  pinger.1: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(!summary.contains(" 0 restarts"), "{summary}");
+    assert!(
+        summary.contains("(last: unhealthy: no WATCHDOG=1 within 500ms)"),
+        "{summary}"
+    );
 }
 
 #[test]
