@@ -1,7 +1,5 @@
 //! Is a datagram's sender part of an instance? Decided from /proc.
 
-use std::fs;
-
 /// Longest parent chain followed. Process trees are shallow; the bound
 /// only guards against a loop read from a racing /proc.
 const MAX_DEPTH: usize = 64;
@@ -23,12 +21,7 @@ pub fn sender_belongs(sender_pid: i32, instance_pid: i32) -> bool {
     belongs_with(sender_pid, instance_pid, read_stat)
 }
 
-/// `(ppid, pgrp)` of a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProcStat {
-    pub ppid: i32,
-    pub pgrp: i32,
-}
+use crate::os::proc::Stat as ProcStat;
 
 pub(crate) fn belongs_with(
     sender: i32,
@@ -66,18 +59,7 @@ pub(crate) fn belongs_with(
 }
 
 fn read_stat(pid: i32) -> Option<ProcStat> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses,
-/// so fields are counted after the last `)`.
-pub(crate) fn parse_stat(line: &str) -> Option<ProcStat> {
-    let rest = &line[line.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let _state = fields.next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some(ProcStat { ppid, pgrp })
+    crate::os::proc::stat(pid)
 }
 
 #[cfg(test)]
@@ -89,7 +71,16 @@ mod tests {
     fn table(rows: &[(i32, i32, i32)]) -> impl Fn(i32) -> Option<ProcStat> {
         let map: HashMap<i32, ProcStat> = rows
             .iter()
-            .map(|&(pid, ppid, pgrp)| (pid, ProcStat { ppid, pgrp }))
+            .map(|&(pid, ppid, pgrp)| {
+                (
+                    pid,
+                    ProcStat {
+                        state: b'S',
+                        ppid,
+                        pgrp,
+                    },
+                )
+            })
             .collect();
         move |pid| map.get(&pid).copied()
     }
@@ -127,18 +118,6 @@ mod tests {
     fn a_parent_loop_ends() {
         let t = table(&[(10, 11, 10), (11, 10, 11)]);
         assert!(!belongs_with(10, 100, &t));
-    }
-
-    #[test]
-    fn stat_lines() {
-        assert_eq!(
-            parse_stat("4242 (a) b (c)) S 17 4200 4200 0 -1"),
-            Some(ProcStat {
-                ppid: 17,
-                pgrp: 4200
-            })
-        );
-        assert_eq!(parse_stat("garbage"), None);
     }
 
     #[test]

@@ -203,6 +203,31 @@ pub fn children(pid: i32) -> Vec<i32> {
     out
 }
 
+/// The fields of /proc/PID/stat that prodserver reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// `R`, `S`, `Z`, ...
+    pub state: u8,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+/// A live process's [`Stat`]; `None` once it is gone.
+pub fn stat(pid: i32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// A /proc/PID/stat line: `pid (comm) S ppid pgrp …`. comm may contain
+/// spaces and parentheses, so fields are counted after the LAST ')'.
+pub fn parse_stat(line: &str) -> Option<Stat> {
+    let rest = &line[line.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some(Stat { state, ppid, pgrp })
+}
+
 /// `pid`'s command name (at most 15 bytes, as the kernel keeps it).
 pub fn comm(pid: i32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -242,6 +267,20 @@ pub fn socket_holder(inodes: &[u64]) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_lines_with_awkward_comm() {
+        assert_eq!(
+            parse_stat("4242 (a) b (c)) Z 17 4200 4200 0 -1 4194564"),
+            Some(Stat {
+                state: b'Z',
+                ppid: 17,
+                pgrp: 4200
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) S"), None);
+    }
 
     // Lines as a little-endian kernel prints them.
     const V4_LISTEN: &str = "   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0";

@@ -12,11 +12,12 @@
 //! instance ended. Instead we list our children in /proc and wait for each
 //! unknown zombie by pid. Call [`reap_orphans`] on every SIGCHLD.
 
-use std::fmt::Write as _;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+
+use crate::os::proc;
 
 /// Makes prodserver the reaper of every orphan below it
 /// (PR_SET_CHILD_SUBREAPER), so descendants that lose their parent stay
@@ -62,63 +63,46 @@ pub fn live_orphans(known: &impl Fn(i32) -> bool) -> Vec<i32> {
 }
 
 /// Calls `f(pid, state)` for each process whose parent is us, except the
-/// keeper. A full /proc scan: O(processes on the host), cheap enough on
-/// SIGCHLD, and it works the same when we are PID 1 of a container.
+/// keeper. Our children come from /proc/self/task/*/children, so the cost
+/// grows with our own children, not with the host's processes (this runs
+/// on every SIGCHLD); without that file (a kernel built without
+/// CONFIG_PROC_CHILDREN) it falls back to scanning /proc.
 fn for_each_child(mut f: impl FnMut(i32, u8)) {
-    let me = std::process::id();
+    let me = std::process::id() as i32;
     let keeper = crate::os::keeper::keeper_pid();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return;
+    let candidates = if children_lists_available() {
+        proc::children(me)
+    } else {
+        all_pids()
     };
-    let mut buf = String::with_capacity(512);
-    let mut path = String::with_capacity(32);
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in candidates {
         if Some(pid) == keeper {
             continue;
         }
-        buf.clear();
-        path.clear();
-        let _ = write!(path, "/proc/{pid}/stat");
-        // The process may vanish between readdir and open: skip it.
-        if fs::File::open(&path)
-            .and_then(|mut f| f.read_to_string(&mut buf))
-            .is_err()
-        {
-            continue;
-        }
-        if let Some((state, ppid)) = parse_stat(&buf) {
-            if u32::try_from(ppid).ok() == Some(me) {
-                f(pid, state);
+        // The process may vanish meanwhile: skip it.
+        if let Some(st) = proc::stat(pid) {
+            if st.ppid == me {
+                f(pid, st.state);
             }
         }
     }
 }
 
-/// `(state, ppid)` from a /proc/PID/stat line: `pid (comm) S ppid …`.
-/// comm may contain spaces and parentheses, so split after the LAST ')'.
-pub(crate) fn parse_stat(line: &str) -> Option<(u8, i32)> {
-    let rest = &line[line.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = *fields.next()?.as_bytes().first()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
+fn children_lists_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        std::path::Path::new("/proc/self/task/")
+            .join(std::process::id().to_string())
+            .join("children")
+            .exists()
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_stat;
-
-    #[test]
-    fn parses_stat_with_awkward_comm() {
-        let line = "4242 (a) b (c)) Z 17 4242 4242 0 -1 4194564 0 0";
-        assert_eq!(parse_stat(line), Some((b'Z', 17)));
-        assert_eq!(parse_stat("garbage"), None);
-    }
+fn all_pids() -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect()
 }
