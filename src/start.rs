@@ -21,6 +21,8 @@ pub struct Settings {
     pub names: Vec<String>,
     pub no_color: bool,
     pub json: bool,
+    /// `--timestamps`: text lines start with their time.
+    pub timestamps: bool,
     pub env: BTreeMap<String, String>,
     pub runtime_dir: PathBuf,
 }
@@ -84,7 +86,12 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
         .max()
         .unwrap_or(0)
         .max("prodserver".len());
-    let (logs, writer) = match Logs::start(format, width, Box::new(std::io::stdout())) {
+    let log_settings = logs::Settings {
+        format,
+        prefix_width: width,
+        timestamps: settings.timestamps,
+    };
+    let (logs, writer) = match Logs::start_with(log_settings, Box::new(std::io::stdout())) {
         Ok(started) => started,
         Err(e) => {
             eprintln!("error: cannot start the log writer: {e}");
@@ -163,8 +170,10 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
     };
     let code = runtime.block_on(Engine::new(plan, opts, keeper, logs.clone()).run());
     drop(logs);
-    if let Err(e) = writer.flush_and_stop() {
-        eprintln!("warning: the log stream could not be flushed: {e}");
+    match writer.stop_within(logs::EXIT_FLUSH_LIMIT) {
+        logs::Stopped::Flushed => {}
+        logs::Stopped::Failed(e) => eprintln!("warning: the log stream could not be flushed: {e}"),
+        logs::Stopped::TimedOut(d) => eprintln!("{}", d.warning(logs::EXIT_FLUSH_LIMIT)),
     }
     code
 }

@@ -128,3 +128,141 @@ restart = "never"
         "prodserver's peak RSS was {peak_mib} MiB for a 100 MB line"
     );
 }
+
+/// Whether prodserver's log writer thread is blocked writing to a full
+/// pipe (its stdout).
+fn writer_blocked_on_pipe(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+        read("comm").trim() == "prodserver-logs" && read("wchan").contains("pipe_write")
+    })
+}
+
+#[test]
+fn exit_with_stdout_stalled_is_bounded_and_reports_what_was_discarded() {
+    let p = Project::new(
+        r#"
+[processes.spam]
+backend = "command"
+command = ["yes", "spam"]
+"#,
+    );
+    // Our end of prodserver's stdout: held open, never read.
+    let (_unread, stdout) = std::io::pipe().expect("pipe");
+    let mut child = p
+        .command(&["start"])
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let stderr = child.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            all.push_str(&line.unwrap_or_default());
+            all.push('\n');
+        }
+        all
+    });
+    assert!(
+        support::wait_until(Duration::from_secs(30), || writer_blocked_on_pipe(pid)),
+        "prodserver's stdout never filled up"
+    );
+
+    let sent = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let mut status = None;
+    support::wait_until(Duration::from_secs(30), || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("prodserver did not exit within 30s of SIGTERM with its stdout stalled");
+    };
+    let took = sent.elapsed();
+    let errors = errors.join().expect("stderr reader");
+    assert!(status.code().is_some(), "{status:?}: {errors}");
+    // The wait is the documented 5 s, not less (it did try) and not much more.
+    assert!(
+        took >= Duration::from_millis(4_900) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    let warning = errors
+        .lines()
+        .find(|l| l.contains("did not take the log output within 5s"))
+        .unwrap_or_else(|| panic!("no warning on stderr: {errors}"));
+    let rest = warning
+        .split_once(": discarded ")
+        .unwrap_or_else(|| panic!("{warning}"))
+        .1;
+    let (bytes, rest) = rest
+        .split_once(" bytes (")
+        .unwrap_or_else(|| panic!("{warning}"));
+    let lines = rest
+        .split_once(" line")
+        .unwrap_or_else(|| panic!("{warning}"))
+        .0;
+    let number = |s: &str| {
+        s.replace(',', "")
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("{warning}"))
+    };
+    // At least the full pipe's worth of `spam.1 | spam` lines was queued.
+    assert!(number(bytes) > 64 * 1024, "{warning}");
+    assert!(number(lines) > 1_000, "{warning}");
+}
+
+#[test]
+fn timestamps_flag_prefixes_every_text_line() {
+    let p = Project::new(
+        r#"
+[processes.hello]
+backend = "command"
+command = ["sh", "-c", "echo one; echo two >&2"]
+restart = "never"
+"#,
+    );
+    let mut child = p
+        .command(&["start", "--timestamps"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let lines: Vec<String> = out.lines().map(|l| l.expect("utf-8 line")).collect();
+    assert!(child.wait().expect("wait").success());
+    let is_time = |t: &str| {
+        let b = t.as_bytes();
+        b.len() == 24
+            && b.iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                10 => *c == b'T',
+                13 | 16 => *c == b':',
+                19 => *c == b'.',
+                23 => *c == b'Z',
+                _ => c.is_ascii_digit(),
+            })
+    };
+    assert!(lines.len() >= 4, "{lines:#?}");
+    for line in &lines {
+        let (time, rest) = line.split_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+        assert!(is_time(time), "{line:?}");
+        assert!(
+            rest.starts_with("hello.1 ") || rest.starts_with("prodserver |"),
+            "{line:?}"
+        );
+    }
+    for want in ["| one", "| two", "| spawned (pid", "| exiting with code 0"] {
+        assert!(lines.iter().any(|l| l.contains(want)), "{want}: {lines:#?}");
+    }
+}

@@ -41,7 +41,7 @@ use tokio::io::AsyncRead;
 pub use color::use_color;
 pub use format::{Format, Stream, Tone};
 pub use recent::{KEEP_LINES, MAX_LINE_BYTES};
-pub use writer::{Discarded, Stats, Stopped, WriterHandle};
+pub use writer::{Discarded, Stats, Stopped, WriterHandle, EXIT_FLUSH_LIMIT};
 
 use format::{LineFormat, Source};
 use recent::RecentStore;

@@ -86,6 +86,31 @@ pub struct Discarded {
     pub dropped_events: u64,
 }
 
+impl Discarded {
+    /// The stderr warning at exit, e.g. `warning: stdout did not take the
+    /// log output within 5s: discarded 1,234 bytes (56 lines)`.
+    pub fn warning(&self, limit: Duration) -> String {
+        let lines = if self.lines == 1 { "line" } else { "lines" };
+        let mut s = format!(
+            "warning: stdout did not take the log output within {}s: discarded {} bytes ({} {lines})",
+            limit.as_secs(),
+            thousands(self.bytes),
+            thousands(self.lines),
+        );
+        if self.dropped_events > 0 {
+            s.push_str(&format!(
+                ", after {} events had been dropped while it was stalled",
+                thousands(self.dropped_events)
+            ));
+        }
+        s
+    }
+}
+
+/// How long prodserver waits at exit, once the children have stopped, for
+/// a stalled stdout to take the rest of the log.
+pub const EXIT_FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
 /// How [`WriterHandle::stop_within`] ended.
 #[derive(Debug)]
 pub enum Stopped {
@@ -681,6 +706,28 @@ mod tests {
         assert_eq!(
             dropped_summary(&d),
             "1,235 events were dropped while output was stalled (1,233 prodserver, 1 beat.1, 1 web.1)"
+        );
+    }
+
+    #[test]
+    fn discarded_warning_wording() {
+        let d = Discarded {
+            bytes: 65_536,
+            lines: 1,
+            dropped_events: 0,
+        };
+        assert_eq!(
+            d.warning(Duration::from_secs(5)),
+            "warning: stdout did not take the log output within 5s: discarded 65,536 bytes (1 line)"
+        );
+        let d = Discarded {
+            bytes: 2_000_000,
+            lines: 30_000,
+            dropped_events: 1_500,
+        };
+        assert_eq!(
+            d.warning(Duration::from_secs(5)),
+            "warning: stdout did not take the log output within 5s: discarded 2,000,000 bytes (30,000 lines), after 1,500 events had been dropped while it was stalled"
         );
     }
 }
