@@ -193,6 +193,12 @@ fn stalled_stdout_bounds_the_event_queue() {
     );
 
     gate.open();
+    // Only once the writer has caught up is there room again: "last" must
+    // not itself be dropped.
+    wait_sync("the writer to catch up", || {
+        let s = logs.stats();
+        s.queued_event_bytes == 0 && s.dropped_events == 0
+    });
     logs.project_event("last");
     handle.flush_and_stop().unwrap();
     let after = logs.stats();
