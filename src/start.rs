@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use crate::config::read_suggest;
 use crate::exit;
@@ -169,8 +170,14 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
         notify_dir,
     };
     let code = runtime.block_on(Engine::new(plan, opts, keeper, logs.clone()).run());
+    // The children have stopped, but their pumps may still be passing on
+    // their last lines: the flush deadline covers both.
+    let flush_by = Instant::now() + logs::EXIT_FLUSH_LIMIT;
+    runtime.block_on(async {
+        let _ = tokio::time::timeout_at(flush_by.into(), logs.pumps_finished()).await;
+    });
     drop(logs);
-    match writer.stop_within(logs::EXIT_FLUSH_LIMIT) {
+    match writer.stop_within(flush_by.saturating_duration_since(Instant::now())) {
         logs::Stopped::Flushed => {}
         logs::Stopped::Failed(e) => eprintln!("warning: the log stream could not be flushed: {e}"),
         logs::Stopped::TimedOut(d) => eprintln!("{}", d.warning(logs::EXIT_FLUSH_LIMIT)),

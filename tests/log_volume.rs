@@ -21,12 +21,15 @@ fn a_million_lines_from_four_children_arrive_exactly_and_in_order() {
     let mut child = p
         .command(&["start"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     let reader = BufReader::with_capacity(1 << 20, child.stdout.take().expect("stdout"));
     let mut next = [1u64; 4];
     let mut total = 0u64;
+    let mut prev = String::new();
     for line in reader.lines() {
         let line = line.expect("utf-8 line");
         let Some((prefix, message)) = line.split_once(" | ") else {
@@ -41,13 +44,15 @@ fn a_million_lines_from_four_children_arrive_exactly_and_in_order() {
         let Ok(n) = message.parse::<u64>() else {
             continue;
         };
-        assert_eq!(n, next[slot], "{prefix}: out of order");
+        assert_eq!(n, next[slot], "{prefix}: out of order after {prev:?}");
+        prev = line.clone();
         next[slot] += 1;
         total += 1;
     }
     let status = child.wait().expect("wait");
-    assert!(status.success(), "{status:?}");
-    assert_eq!(total, 1_000_000);
+    let errors = errors.join().expect("stderr reader");
+    assert!(status.success(), "{status:?}: {errors}");
+    assert_eq!(total, 1_000_000, "{errors}");
     assert_eq!(next, [250_001; 4]);
 }
 
@@ -265,4 +270,70 @@ restart = "never"
     for want in ["| one", "| two", "| spawned (pid", "| exiting with code 0"] {
         assert!(lines.iter().any(|l| l.contains(want)), "{want}: {lines:#?}");
     }
+}
+
+/// A slow reader at exit: the child is done, but its last lines are still
+/// in its pipe behind a full queue. They must still arrive (within the exit
+/// flush deadline), not be cut off when the supervisor loop ends.
+#[test]
+fn last_lines_reach_a_slow_reader_after_the_child_exits() {
+    // About 2.6 MB once prefixed: more than the queue and the pipes hold,
+    // so `seq` can only finish as the reader reads.
+    const LINES: u64 = 130_000;
+    let p = Project::new(&format!(
+        "[processes.seq]\nbackend = \"command\"\ncommand = [\"sh\", \"-c\", \"seq 1 {LINES} && : > done.tmp && mv done.tmp done\"]\nrestart = \"never\"\n"
+    ));
+    let done = p.path().join("done");
+    let mut child = p
+        .command(&["start"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Not synchronisation: the reader plays a slow consumer (150 kB/s)
+    // until a second after the child has exited, so that the child's last
+    // lines are still behind a full queue when the supervisor reports the
+    // exit (it waits at most 300 ms for them); then it reads at full speed,
+    // well within the exit flush deadline (5 s).
+    const SLOW_BYTES_PER_SEC: f64 = 150e3;
+    let start = std::time::Instant::now();
+    let mut exited_at = None;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = std::io::Read::read(&mut stdout, &mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if exited_at.is_none() && done.exists() {
+            exited_at = Some(std::time::Instant::now());
+        }
+        if exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
+            continue;
+        }
+        let due = Duration::from_secs_f64(out.len() as f64 / SLOW_BYTES_PER_SEC);
+        if let Some(ahead) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
+    let status = child.wait().expect("wait");
+    let errors = errors.join().expect("stderr reader");
+    assert!(status.success(), "{status:?}: {errors}");
+    assert!(exited_at.is_some(), "the child never finished");
+    let text = String::from_utf8(out).expect("utf-8");
+    let mut next = 1;
+    for line in text.lines() {
+        if let Some(n) = line
+            .strip_prefix("seq.1      | ")
+            .and_then(|m| m.parse::<u64>().ok())
+        {
+            assert_eq!(n, next, "out of order");
+            next += 1;
+        }
+    }
+    assert_eq!(next - 1, LINES, "lines lost at exit; stderr: {errors}");
 }

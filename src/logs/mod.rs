@@ -63,12 +63,30 @@ pub struct Logs {
     timestamps: bool,
     channel: Arc<Channel>,
     recent: Arc<RecentStore>,
+    /// Pumps created and not yet finished (see [`Logs::pumps_finished`]).
+    pumps: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 /// Width of the label `name.N`, for computing the `prefix_width` to pass to
 /// [`Logs::start`]: the maximum over every instance of the project.
 pub fn label_width(process: &str, instance: u32) -> usize {
     format::label(process, Some(instance)).chars().count()
+}
+
+/// Counts a pump as live until dropped (finished or cancelled).
+struct LivePump(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl LivePump {
+    fn new(count: &Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        LivePump(Arc::clone(count))
+    }
+}
+
+impl Drop for LivePump {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 /// How [`Logs::start_with`] renders lines.
@@ -129,6 +147,7 @@ impl Logs {
             timestamps: settings.timestamps,
             channel,
             recent: Arc::new(RecentStore::default()),
+            pumps: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         Ok((logs, handle))
     }
@@ -221,7 +240,7 @@ impl Logs {
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
-        pump::run(self.clone(), process, instance, pid, stream, reader, None)
+        self.pump_with_hook(process, instance, pid, stream, reader, None)
     }
 
     /// [`Logs::pump`], also showing every line (each piece of a split
@@ -239,7 +258,23 @@ impl Logs {
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
-        pump::run(self.clone(), process, instance, pid, stream, reader, hook)
+        // Counted from creation, not from the first poll: a pump spawned
+        // just before the engine returns must still be waited for.
+        let live = LivePump::new(&self.pumps);
+        let run = pump::run(self.clone(), process, instance, pid, stream, reader, hook);
+        async move {
+            let _live = live;
+            run.await
+        }
+    }
+
+    /// Resolves once every pump created so far has finished (reached EOF,
+    /// or was dropped): at exit, the children's last lines are then queued
+    /// for the writer. Bound the wait: a stalled stdout holds pumps up, and
+    /// a grandchild may keep a pipe open.
+    pub async fn pumps_finished(&self) {
+        let mut rx = self.pumps.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// The last lines (up to [`KEEP_LINES`] = 20, each at most
