@@ -37,6 +37,9 @@ pub enum Command {
         /// Output format of the merged log stream
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Start every text line with its time (RFC 3339, UTC, milliseconds)
+        #[arg(long)]
+        timestamps: bool,
     },
 }
 

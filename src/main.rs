@@ -63,6 +63,7 @@ fn run(cli: Cli) -> i32 {
             names,
             no_color,
             log_format,
+            timestamps,
         } => {
             let loaded = match config::load(&path, &opts) {
                 Ok(loaded) => loaded,
@@ -78,6 +79,7 @@ fn run(cli: Cli) -> i32 {
                 names,
                 no_color,
                 json: log_format == LogFormat::Json,
+                timestamps,
                 env,
                 runtime_dir: opts.runtime_dir,
             };

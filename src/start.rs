@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use crate::config::read_suggest;
 use crate::exit;
@@ -21,6 +22,8 @@ pub struct Settings {
     pub names: Vec<String>,
     pub no_color: bool,
     pub json: bool,
+    /// `--timestamps`: text lines start with their time.
+    pub timestamps: bool,
     pub env: BTreeMap<String, String>,
     pub runtime_dir: PathBuf,
 }
@@ -90,7 +93,12 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
         .max()
         .unwrap_or(0)
         .max("prodserver".len());
-    let (logs, writer) = match Logs::start(format, width, Box::new(std::io::stdout())) {
+    let log_settings = logs::Settings {
+        format,
+        prefix_width: width,
+        timestamps: settings.timestamps,
+    };
+    let (logs, writer) = match Logs::start_with(log_settings, Box::new(std::io::stdout())) {
         Ok(started) => started,
         Err(e) => {
             eprintln!("error: cannot start the log writer: {e}");
@@ -168,9 +176,17 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
         notify_dir,
     };
     let code = runtime.block_on(Engine::new(plan, opts, keeper, logs.clone()).run());
+    // The children have stopped, but their pumps may still be passing on
+    // their last lines: the flush deadline covers both.
+    let flush_by = Instant::now() + logs::EXIT_FLUSH_LIMIT;
+    runtime.block_on(async {
+        let _ = tokio::time::timeout_at(flush_by.into(), logs.pumps_finished()).await;
+    });
     drop(logs);
-    if let Err(e) = writer.flush_and_stop() {
-        eprintln!("warning: the log stream could not be flushed: {e}");
+    match writer.stop_within(flush_by.saturating_duration_since(Instant::now())) {
+        logs::Stopped::Flushed => {}
+        logs::Stopped::Failed(e) => eprintln!("warning: the log stream could not be flushed: {e}"),
+        logs::Stopped::TimedOut(d) => eprintln!("{}", d.warning(logs::EXIT_FLUSH_LIMIT)),
     }
     code
 }

@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use prodserver::logs::writer::{BATCH_BYTES, QUEUE_BATCHES};
-use prodserver::logs::{Format, Logs, Stream};
+use prodserver::logs::writer::{thousands, BATCH_BYTES, EVENT_QUEUE_BYTES, QUEUE_BATCHES};
+use prodserver::logs::{Format, Logs, Stopped, Stream};
 use tokio::process::Command;
 
 /// A stdout whose reader is stalled until `open()` is called.
@@ -147,4 +147,142 @@ async fn stalled_stdout_blocks_children_not_events() {
         }
     }
     assert_eq!((next_line, next_event), (LINES + 1, EVENTS));
+}
+
+/// Waits (blocking) for `cond`, polling, with the deadline.
+fn wait_sync(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A child reaping orphans in a loop makes one event per reap: with stdout
+/// stalled they must not pile up in memory. They are counted instead, and
+/// one line says so once the output catches up.
+#[test]
+fn stalled_stdout_bounds_the_event_queue() {
+    const MANY: u32 = 100_000;
+    let gate = Gate::default();
+    let (logs, handle) =
+        Logs::start(Format::Text { color: false }, 10, Box::new(gate.clone())).unwrap();
+    // The writer takes this one and blocks in write(): stdout is stalled.
+    logs.project_event("first");
+    wait_sync("the writer to take the first event", || {
+        logs.stats().queued_event_bytes == 0
+    });
+
+    for i in 0..MANY {
+        if i % 2 == 0 {
+            logs.project_event(&format!("reaped orphan pid {i} (exit code 0)"));
+        } else {
+            logs.event("web", 1, Some(7), &format!("event {i}"));
+        }
+        let stats = logs.stats();
+        assert!(
+            stats.queued_event_bytes <= EVENT_QUEUE_BYTES,
+            "after {i}: {stats:?}"
+        );
+    }
+    let stalled = logs.stats();
+    assert!(stalled.dropped_events > 0, "{stalled:?}");
+    assert!(
+        stalled.queued_event_bytes > EVENT_QUEUE_BYTES - 100,
+        "{stalled:?}"
+    );
+
+    gate.open();
+    // Only once the writer has caught up is there room again: "last" must
+    // not itself be dropped.
+    wait_sync("the writer to catch up", || {
+        let s = logs.stats();
+        s.queued_event_bytes == 0 && s.dropped_events == 0
+    });
+    logs.project_event("last");
+    handle.flush_and_stop().unwrap();
+    let after = logs.stats();
+    assert_eq!(after.dropped_events, 0, "{after:?}");
+
+    let out = gate.out.lock().unwrap();
+    let text = std::str::from_utf8(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"prodserver | first"));
+    assert_eq!(lines.last(), Some(&"prodserver | last"));
+    let summaries: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains("dropped while output was stalled"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    // Every event is either written or counted, and the counts per label
+    // add up.
+    let kept = lines.len() as u64 - 3;
+    let dropped = MANY as u64 - kept;
+    let by_prodserver = MANY as u64 / 2
+        - lines
+            .iter()
+            .filter(|l| l.starts_with("prodserver | reaped"))
+            .count() as u64;
+    let by_web = dropped - by_prodserver;
+    let want = format!(
+        "prodserver | {} events were dropped while output was stalled ({})",
+        thousands(dropped),
+        if by_prodserver >= by_web {
+            format!(
+                "{} prodserver, {} web.1",
+                thousands(by_prodserver),
+                thousands(by_web)
+            )
+        } else {
+            format!(
+                "{} web.1, {} prodserver",
+                thousands(by_web),
+                thousands(by_prodserver)
+            )
+        }
+    );
+    assert_eq!(summaries[0], want);
+    // The kept events are the oldest, in order, then the summary.
+    let summary_at = lines.iter().position(|l| *l == want).unwrap();
+    assert_eq!(summary_at as u64, kept + 1);
+}
+
+/// At exit, a stalled stdout gets a bounded wait; what could not be written
+/// is reported, not waited for.
+#[tokio::test]
+async fn stop_within_gives_up_on_a_stalled_stdout() {
+    let gate = Gate::default();
+    let (logs, handle) =
+        Logs::start(Format::Text { color: false }, 5, Box::new(gate.clone())).unwrap();
+    logs.event("web", 1, None, "first");
+    wait_for("the writer to block", || {
+        logs.stats().queued_event_bytes == 0
+    })
+    .await;
+    for i in 0..10 {
+        logs.event("web", 1, None, &format!("e{i}"));
+    }
+    let queued = logs.stats().queued_event_bytes as u64;
+    let start = Instant::now();
+    let stopped =
+        tokio::task::spawn_blocking(move || handle.stop_within(Duration::from_millis(300)))
+            .await
+            .unwrap();
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    match stopped {
+        Stopped::TimedOut(d) => {
+            // The 10 queued events plus the blocked write of the first one.
+            let first = "web.1 | first\n".len() as u64;
+            assert_eq!(d.bytes, queued + first, "{d:?}");
+            assert_eq!(d.lines, 11, "{d:?}");
+            assert_eq!(d.dropped_events, 0, "{d:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Refused from now on, not queued.
+    logs.event("web", 1, None, "late");
+    assert_eq!(logs.stats(), Default::default());
 }

@@ -3,9 +3,17 @@
 //! Text: `web.1   | message` — the label `name.N` padded to the project's
 //! widest label, then ` |`; a piece continuing a split line shows `+|`
 //! instead, so the prefix keeps its width. On a colour terminal the prefix
-//! (label and bar) is wrapped in the process's SGR colour; the message is
-//! passed through untouched (children's own colours keep working). An empty
-//! line renders as the bare prefix, without a trailing space.
+//! (label and bar) is wrapped in the process's SGR colour, and prodserver's
+//! own events are coloured by their [`Tone`]. An empty line renders as the
+//! bare prefix, without a trailing space. With timestamps, every text line
+//! starts with its RFC 3339 UTC time (milliseconds) and a space.
+//!
+//! A text message may not hide or overwrite the prefix, so control
+//! characters are made visible ([`push_visible`]): CR as `\r`, the other C0
+//! characters (but TAB) and DEL as `\xNN`, C1 characters as `\u{NN}`.
+//! Colour (SGR) sequences, `ESC [ digits;... m`, pass, so children's own
+//! colours keep working; any other escape sequence (cursor movement, clear
+//! screen, OSC title) is shown as text starting with `\x1b`.
 //!
 //! JSON: one object per line, fields in a fixed order:
 //! `{"time","process","instance","pid","stream","message"}`, plus
@@ -19,6 +27,33 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::color;
+
+/// How an event should stand out on a colour terminal. Text only: JSON
+/// lines are unchanged by the tone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tone {
+    /// Routine (spawned, exited, stopping): no colour.
+    #[default]
+    Plain,
+    /// Ready: green.
+    Good,
+    /// Restarting, unhealthy, killed after a timeout: yellow.
+    Warn,
+    /// FAILED: red.
+    Bad,
+}
+
+impl Tone {
+    /// SGR code of the message, `None` for plain.
+    fn sgr(self) -> Option<&'static str> {
+        match self {
+            Tone::Plain => None,
+            Tone::Good => Some("32"),
+            Tone::Warn => Some("33"),
+            Tone::Bad => Some("31"),
+        }
+    }
+}
 
 /// How log lines are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,18 +105,34 @@ pub fn label(process: &str, instance: Option<u32>) -> String {
 #[derive(Debug, Clone)]
 pub struct LineFormat {
     json: bool,
+    /// Text: colour on (event tones are shown).
+    color: bool,
+    /// Text: each line starts with `time`.
+    timestamps: bool,
     /// Text: the prefix ending in ` |` (with colour codes). JSON: the fields
     /// after `time`, ending in `"message":`.
     head: Vec<u8>,
     /// Text: the prefix ending in `+|`. JSON: unused.
     cont_head: Vec<u8>,
-    /// RFC 3339 time of the lines being written (JSON only).
+    /// RFC 3339 time of the lines being written (JSON, or text with
+    /// timestamps).
     time: [u8; 24],
 }
 
 impl LineFormat {
     /// `width` is the width the label is padded to (a longer label is not cut).
     pub fn new(format: Format, width: usize, source: Source<'_>) -> Self {
+        Self::with_timestamps(format, width, false, source)
+    }
+
+    /// [`LineFormat::new`], text lines starting with their time when
+    /// `timestamps` (JSON lines always carry `time`).
+    pub fn with_timestamps(
+        format: Format,
+        width: usize,
+        timestamps: bool,
+        source: Source<'_>,
+    ) -> Self {
         match format {
             Format::Text { color } => {
                 let padded = format!("{:<width$}", label(source.process, source.instance));
@@ -96,9 +147,11 @@ impl LineFormat {
                 };
                 LineFormat {
                     json: false,
+                    color,
+                    timestamps,
                     head: render(" |"),
                     cont_head: render("+|"),
-                    time: [0; 24],
+                    time: rfc3339_millis(UNIX_EPOCH),
                 }
             }
             Format::Json => {
@@ -114,6 +167,8 @@ impl LineFormat {
                 head.extend_from_slice(b"\",\"message\":");
                 LineFormat {
                     json: true,
+                    color: false,
+                    timestamps: false,
                     head,
                     cont_head: Vec::new(),
                     time: rfc3339_millis(UNIX_EPOCH),
@@ -122,12 +177,12 @@ impl LineFormat {
         }
     }
 
-    /// Sets the time stamped on the following lines (JSON only; text lines
-    /// carry no time). The pump calls this once per chunk read, not per line:
+    /// Sets the time stamped on the following lines (JSON, or text with
+    /// timestamps). The pump calls this once per chunk read, not per line:
     /// `SystemTime::now()` per line would cost more than the rest of the
     /// formatting, and lines read in one chunk arrived together anyway.
     pub fn set_time(&mut self, t: SystemTime) {
-        if self.json {
+        if self.json || self.timestamps {
             self.time = rfc3339_millis(t);
         }
     }
@@ -135,6 +190,10 @@ impl LineFormat {
     /// Appends one rendered line, `\n` included. Invalid UTF-8 in `msg`
     /// becomes U+FFFD.
     pub fn write(&self, out: &mut Vec<u8>, msg: &[u8], continued: bool) {
+        self.write_toned(out, msg, continued, Tone::Plain);
+    }
+
+    fn write_toned(&self, out: &mut Vec<u8>, msg: &[u8], continued: bool, tone: Tone) {
         let msg = String::from_utf8_lossy(msg);
         if self.json {
             out.extend_from_slice(b"{\"time\":\"");
@@ -147,6 +206,10 @@ impl LineFormat {
             }
             out.extend_from_slice(b"}\n");
         } else {
+            if self.timestamps {
+                out.extend_from_slice(&self.time);
+                out.push(b' ');
+            }
             out.extend_from_slice(if continued {
                 &self.cont_head
             } else {
@@ -154,7 +217,16 @@ impl LineFormat {
             });
             if !msg.is_empty() {
                 out.push(b' ');
-                out.extend_from_slice(msg.as_bytes());
+                match tone.sgr().filter(|_| self.color) {
+                    Some(code) => {
+                        out.extend_from_slice(b"\x1b[");
+                        out.extend_from_slice(code.as_bytes());
+                        out.push(b'm');
+                        push_visible(out, &msg);
+                        out.extend_from_slice(b"\x1b[0m");
+                    }
+                    None => push_visible(out, &msg),
+                }
             }
             out.push(b'\n');
         }
@@ -162,18 +234,89 @@ impl LineFormat {
 
     /// Appends a supervisor event. Text: one line per line of `msg`, so a
     /// multi-line message cannot break the prefix column. JSON: one object.
-    pub fn write_event(&self, out: &mut Vec<u8>, msg: &str) {
+    pub fn write_event(&self, out: &mut Vec<u8>, msg: &str, tone: Tone) {
         if self.json {
             self.write(out, msg.as_bytes(), false);
         } else {
             for line in msg.lines() {
-                self.write(out, line.as_bytes(), false);
+                self.write_toned(out, line.as_bytes(), false, tone);
             }
             if msg.is_empty() {
                 self.write(out, b"", false);
             }
         }
     }
+}
+
+/// Appends `s` to a text line with its control characters made visible
+/// (see the module docs): nothing a child prints can move the cursor, clear
+/// the screen or hide our prefix. Copies runs of plain bytes in one go.
+pub fn push_visible(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // 0xc2 leads the two-byte encoding of U+0080..U+00BF, C1 included.
+        if (b >= 0x20 && b != 0x7f && b != 0xc2) || b == b'\t' {
+            i += 1;
+            continue;
+        }
+        let (len, escaped): (usize, &[u8]) = match b {
+            0x1b => match sgr_len(&bytes[i..]) {
+                Some(n) => {
+                    i += n;
+                    continue;
+                }
+                None => (1, b""),
+            },
+            b'\r' => (1, b"\\r"),
+            0xc2 => match bytes.get(i + 1) {
+                Some(&c1 @ 0x80..=0x9f) => {
+                    out.extend_from_slice(&bytes[start..i]);
+                    out.extend_from_slice(b"\\u{");
+                    out.extend_from_slice(&[HEX[usize::from(c1 >> 4)], HEX[usize::from(c1 & 0xf)]]);
+                    out.push(b'}');
+                    i += 2;
+                    start = i;
+                    continue;
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            },
+            _ => (1, b""),
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escaped.is_empty() {
+            out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(escaped);
+        }
+        i += len;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Length of the SGR sequence `ESC [ [0-9;:]* m` at the start of `s`, if
+/// that is what starts it.
+fn sgr_len(s: &[u8]) -> Option<usize> {
+    if s.get(1) != Some(&b'[') {
+        return None;
+    }
+    let params = s[2..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b';' || **b == b':')
+        .count();
+    (s.get(2 + params) == Some(&b'm')).then_some(3 + params)
 }
 
 fn push_opt_u32(out: &mut Vec<u8>, v: Option<u32>) {
@@ -349,7 +492,7 @@ mod tests {
             src("web", Some(1), Some(7), Stream::Event),
         );
         let mut out = Vec::new();
-        f.write_event(&mut out, "exited 1\nlast words");
+        f.write_event(&mut out, "exited 1\nlast words", Tone::Plain);
         assert_eq!(out, b"web.1 | exited 1\nweb.1 | last words\n");
     }
 
@@ -397,7 +540,7 @@ mod tests {
             src("prodserver", None, None, Stream::Event),
         );
         let mut out = Vec::new();
-        f.write_event(&mut out, "two\nlines");
+        f.write_event(&mut out, "two\nlines", Tone::Plain);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["instance"], serde_json::Value::Null);
         assert_eq!(v["pid"], serde_json::Value::Null);
@@ -449,5 +592,180 @@ mod tests {
                 (y + 1, 1, 1)
             };
         }
+    }
+
+    fn visible(msg: &str) -> String {
+        let mut out = Vec::new();
+        push_visible(&mut out, msg);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn control_characters_are_made_visible() {
+        let cases = [
+            ("plain text", "plain text"),
+            ("tab\tpasses", "tab\tpasses"),
+            ("50%\r60%", "50%\\r60%"),
+            ("nul\0byte", "nul\\x00byte"),
+            (
+                "bell\x07 bs\x08 vt\x0b ff\x0c",
+                "bell\\x07 bs\\x08 vt\\x0b ff\\x0c",
+            ),
+            ("del\x7f", "del\\x7f"),
+            ("\x1f\x01", "\\x1f\\x01"),
+            // Colour (SGR) passes, with or without parameters.
+            ("\x1b[1;31mred\x1b[0m \x1b[m", "\x1b[1;31mred\x1b[0m \x1b[m"),
+            ("\x1b[38:5:196mx", "\x1b[38:5:196mx"),
+            // Other sequences do not: clear screen, cursor moves, OSC title,
+            // private modes, a lone ESC at the end.
+            ("\x1b[2J", "\\x1b[2J"),
+            ("\x1b[1A\x1b[K", "\\x1b[1A\\x1b[K"),
+            ("\x1b]0;title\x07", "\\x1b]0;title\\x07"),
+            ("\x1b[?25l", "\\x1b[?25l"),
+            ("end\x1b", "end\\x1b"),
+            ("\x1b[31", "\\x1b[31"),
+            // C1 controls (CSI is U+009B); other U+0080.. characters pass.
+            ("a\u{9b}2Jb\u{85}", "a\\u{9b}2Jb\\u{85}"),
+            (
+                "caf\u{e9} \u{a0}\u{bf} \u{c2}",
+                "caf\u{e9} \u{a0}\u{bf} \u{c2}",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(visible(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn text_line_escapes_but_json_keeps_its_own_escaping() {
+        let f = LineFormat::new(
+            Format::Text { color: false },
+            5,
+            src("web", Some(1), Some(4), Stream::Stdout),
+        );
+        assert_eq!(
+            text(&f, b"\rhidden\x1b[2K", false),
+            "web.1 | \\rhidden\\x1b[2K\n"
+        );
+        let j = LineFormat::new(
+            Format::Json,
+            0,
+            src("web", Some(1), Some(4), Stream::Stdout),
+        );
+        assert_eq!(
+            text(&j, b"\r\x1b[2K", false),
+            r#"{"time":"1970-01-01T00:00:00.000Z","process":"web","instance":1,"pid":4,"stream":"stdout","message":"\r\u001b[2K"}"#.to_owned() + "\n"
+        );
+    }
+
+    fn event(fmt: &LineFormat, msg: &str, tone: Tone) -> String {
+        let mut out = Vec::new();
+        fmt.write_event(&mut out, msg, tone);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn event_tones_exact_bytes() {
+        let c = color::color_for("web");
+        let f = LineFormat::new(
+            Format::Text { color: true },
+            5,
+            src("web", Some(1), Some(4), Stream::Event),
+        );
+        assert_eq!(
+            event(&f, "FAILED: exited with code 1", Tone::Bad),
+            format!("\x1b[{c}mweb.1 |\x1b[0m \x1b[31mFAILED: exited with code 1\x1b[0m\n")
+        );
+        assert_eq!(
+            event(&f, "restarting in 1.00s (restart 1)", Tone::Warn),
+            format!("\x1b[{c}mweb.1 |\x1b[0m \x1b[33mrestarting in 1.00s (restart 1)\x1b[0m\n")
+        );
+        assert_eq!(
+            event(&f, "ready", Tone::Good),
+            format!("\x1b[{c}mweb.1 |\x1b[0m \x1b[32mready\x1b[0m\n")
+        );
+        assert_eq!(
+            event(&f, "spawned (pid 4)", Tone::Plain),
+            format!("\x1b[{c}mweb.1 |\x1b[0m spawned (pid 4)\n")
+        );
+        // Each line of a multi-line event gets the tone.
+        assert_eq!(
+            event(&f, "a\nb", Tone::Bad),
+            format!("\x1b[{c}mweb.1 |\x1b[0m \x1b[31ma\x1b[0m\n\x1b[{c}mweb.1 |\x1b[0m \x1b[31mb\x1b[0m\n")
+        );
+        let p = LineFormat::new(
+            Format::Text { color: true },
+            10,
+            src("prodserver", None, None, Stream::Event),
+        );
+        assert_eq!(
+            event(&p, "exiting with code 1", Tone::Bad),
+            "\x1b[1mprodserver |\x1b[0m \x1b[31mexiting with code 1\x1b[0m\n"
+        );
+        // Colour off: no escape at all, whatever the tone.
+        let n = LineFormat::new(
+            Format::Text { color: false },
+            5,
+            src("web", Some(1), Some(4), Stream::Event),
+        );
+        for tone in [Tone::Plain, Tone::Good, Tone::Warn, Tone::Bad] {
+            assert_eq!(event(&n, "FAILED: x", tone), "web.1 | FAILED: x\n");
+        }
+        // JSON: unchanged by the tone.
+        let mut j = LineFormat::new(Format::Json, 0, src("web", Some(1), Some(4), Stream::Event));
+        j.set_time(UNIX_EPOCH + Duration::from_millis(1));
+        assert_eq!(
+            event(&j, "FAILED: x", Tone::Bad),
+            r#"{"time":"1970-01-01T00:00:00.001Z","process":"web","instance":1,"pid":4,"stream":"event","message":"FAILED: x"}"#.to_owned() + "\n"
+        );
+    }
+
+    #[test]
+    fn timestamps_start_every_text_line() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_764_630_085_123);
+        let mut f = LineFormat::with_timestamps(
+            Format::Text { color: false },
+            5,
+            true,
+            src("web", Some(1), Some(4), Stream::Stdout),
+        );
+        f.set_time(t);
+        assert_eq!(
+            text(&f, b"hello", false),
+            "2025-12-01T23:01:25.123Z web.1 | hello\n"
+        );
+        assert_eq!(text(&f, b"", true), "2025-12-01T23:01:25.123Z web.1+|\n");
+        let c = color::color_for("web");
+        let mut f = LineFormat::with_timestamps(
+            Format::Text { color: true },
+            5,
+            true,
+            src("web", Some(1), Some(4), Stream::Event),
+        );
+        f.set_time(t);
+        assert_eq!(
+            event(&f, "ready", Tone::Good),
+            format!("2025-12-01T23:01:25.123Z \x1b[{c}mweb.1 |\x1b[0m \x1b[32mready\x1b[0m\n")
+        );
+        // Without the flag, no time even after set_time.
+        let mut f = LineFormat::new(
+            Format::Text { color: false },
+            5,
+            src("web", Some(1), Some(4), Stream::Stdout),
+        );
+        f.set_time(t);
+        assert_eq!(text(&f, b"hello", false), "web.1 | hello\n");
+        // JSON already has `time`: the flag adds nothing.
+        let mut j = LineFormat::with_timestamps(
+            Format::Json,
+            0,
+            true,
+            src("web", Some(1), Some(4), Stream::Stdout),
+        );
+        j.set_time(t);
+        assert_eq!(
+            text(&j, b"x", false),
+            r#"{"time":"2025-12-01T23:01:25.123Z","process":"web","instance":1,"pid":4,"stream":"stdout","message":"x"}"#.to_owned() + "\n"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! ```text
 //!  child pipe ──pump──┐  (read 64 KiB, split, format a batch)
 //!  child pipe ──pump──┼──► bounded batch queue ──► writer thread ──► stdout
-//!  supervisor ─event()┘    + unbounded event queue  (events first)
+//!  supervisor ─event()┘    + bounded event queue  (events first)
 //! ```
 //!
 //! - [`Logs::pump`] is a future per child stream; [`Logs::event`] and
@@ -14,7 +14,9 @@
 //!   in order and lines are never interleaved mid-line.
 //! - Backpressure: the batch queue is bounded, so a slow stdout reader stops
 //!   the pumps reading and the children block on their own writes. Events
-//!   never wait. Memory bounds are in [`writer`]'s docs.
+//!   never wait: when their queue is full they are counted, not queued, and
+//!   a summary line follows once the output catches up. Memory bounds are
+//!   in [`writer`]'s docs.
 //! - Line rules (split at 64 KiB, `+|`/`"continued"` marks, U+FFFD, CRLF):
 //!   [`lines`] and [`format`].
 //!
@@ -37,9 +39,9 @@ use std::time::SystemTime;
 use tokio::io::AsyncRead;
 
 pub use color::use_color;
-pub use format::{Format, Stream};
+pub use format::{Format, Stream, Tone};
 pub use recent::{KEEP_LINES, MAX_LINE_BYTES};
-pub use writer::{Stats, WriterHandle};
+pub use writer::{Discarded, Stats, Stopped, WriterHandle, EXIT_FLUSH_LIMIT};
 
 use format::{LineFormat, Source};
 use recent::RecentStore;
@@ -58,14 +60,44 @@ pub type LineHook = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 pub struct Logs {
     format: Format,
     width: usize,
+    timestamps: bool,
     channel: Arc<Channel>,
     recent: Arc<RecentStore>,
+    /// Pumps created and not yet finished (see [`Logs::pumps_finished`]).
+    pumps: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 /// Width of the label `name.N`, for computing the `prefix_width` to pass to
 /// [`Logs::start`]: the maximum over every instance of the project.
 pub fn label_width(process: &str, instance: u32) -> usize {
     format::label(process, Some(instance)).chars().count()
+}
+
+/// Counts a pump as live until dropped (finished or cancelled).
+struct LivePump(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl LivePump {
+    fn new(count: &Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        LivePump(Arc::clone(count))
+    }
+}
+
+impl Drop for LivePump {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// How [`Logs::start_with`] renders lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub format: Format,
+    /// Labels are padded to this many characters (see [`label_width`]).
+    pub prefix_width: usize,
+    /// Text lines start with their RFC 3339 UTC time (JSON lines always
+    /// carry `time`).
+    pub timestamps: bool,
 }
 
 impl Logs {
@@ -76,12 +108,46 @@ impl Logs {
         prefix_width: usize,
         out: Box<dyn Write + Send>,
     ) -> io::Result<(Logs, WriterHandle)> {
-        let (channel, handle) = writer::spawn(out)?;
+        Self::start_with(
+            Settings {
+                format,
+                prefix_width,
+                timestamps: false,
+            },
+            out,
+        )
+    }
+
+    /// [`Logs::start`] with every setting.
+    pub fn start_with(
+        settings: Settings,
+        out: Box<dyn Write + Send>,
+    ) -> io::Result<(Logs, WriterHandle)> {
+        // The writer formats its own "events were dropped" line, when the
+        // event queue overflowed, with the same look as `project_event`.
+        let summary = move |message: &str, out: &mut Vec<u8>| {
+            let mut fmt = LineFormat::with_timestamps(
+                settings.format,
+                settings.prefix_width,
+                settings.timestamps,
+                Source {
+                    process: PROJECT_LABEL,
+                    instance: None,
+                    pid: None,
+                    stream: Stream::Event,
+                },
+            );
+            fmt.set_time(SystemTime::now());
+            fmt.write_event(out, message, Tone::Warn);
+        };
+        let (channel, handle) = writer::spawn(out, Box::new(summary))?;
         let logs = Logs {
-            format,
-            width: prefix_width,
+            format: settings.format,
+            width: settings.prefix_width,
+            timestamps: settings.timestamps,
             channel,
             recent: Arc::new(RecentStore::default()),
+            pumps: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         Ok((logs, handle))
     }
@@ -93,9 +159,10 @@ impl Logs {
         pid: Option<u32>,
         stream: Stream,
     ) -> LineFormat {
-        LineFormat::new(
+        LineFormat::with_timestamps(
             self.format,
             self.width,
+            self.timestamps,
             Source {
                 process,
                 instance,
@@ -105,31 +172,57 @@ impl Logs {
         )
     }
 
-    fn emit_event(&self, process: &str, instance: Option<u32>, pid: Option<u32>, message: &str) {
+    fn emit_event(
+        &self,
+        process: &str,
+        instance: Option<u32>,
+        pid: Option<u32>,
+        message: &str,
+        tone: Tone,
+    ) {
         let mut fmt = self.line_format(process, instance, pid, Stream::Event);
         fmt.set_time(SystemTime::now());
         let mut bytes = Vec::with_capacity(message.len() + 128);
-        fmt.write_event(&mut bytes, message);
-        self.channel.push_event(&bytes);
+        fmt.write_event(&mut bytes, message, tone);
+        let label = format::label(process, instance);
+        self.channel.push_event(&bytes, &label);
     }
 
     /// A supervisor event about one instance (spawned, exited, ...), shown
     /// with that instance's prefix (JSON: `"stream":"event"`). Never waits:
     /// safe to call from the supervisor loop whatever stdout is doing.
     pub fn event(&self, process: &str, instance: u32, pid: Option<u32>, message: &str) {
-        self.emit_event(process, Some(instance), pid, message);
+        self.emit_event(process, Some(instance), pid, message, Tone::Plain);
+    }
+
+    /// [`Logs::event`] in a colour that makes it stand out (text with colour
+    /// on; otherwise the same as `event`).
+    pub fn toned_event(
+        &self,
+        process: &str,
+        instance: u32,
+        pid: Option<u32>,
+        message: &str,
+        tone: Tone,
+    ) {
+        self.emit_event(process, Some(instance), pid, message, tone);
     }
 
     /// An event about the whole project, prefixed `prodserver |` (JSON:
     /// `"process":"prodserver"`, `instance` and `pid` null). Never waits.
+    pub fn project_event(&self, message: &str) {
+        self.emit_event(PROJECT_LABEL, None, None, message, Tone::Plain);
+    }
+
+    /// [`Logs::project_event`] with a [`Tone`].
+    pub fn toned_project_event(&self, message: &str, tone: Tone) {
+        self.emit_event(PROJECT_LABEL, None, None, message, tone);
+    }
+
     /// Resolves once every line pumped so far has been written out; bound
     /// the wait with a timeout (a slow reader may hold it up).
     pub async fn barrier(&self) {
         self.channel.barrier().await
-    }
-
-    pub fn project_event(&self, message: &str) {
-        self.emit_event(PROJECT_LABEL, None, None, message);
     }
 
     /// Copies `reader` (a child's stdout or stderr) into the log until EOF,
@@ -147,7 +240,7 @@ impl Logs {
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
-        pump::run(self.clone(), process, instance, pid, stream, reader, None)
+        self.pump_with_hook(process, instance, pid, stream, reader, None)
     }
 
     /// [`Logs::pump`], also showing every line (each piece of a split
@@ -165,7 +258,23 @@ impl Logs {
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
-        pump::run(self.clone(), process, instance, pid, stream, reader, hook)
+        // Counted from creation, not from the first poll: a pump spawned
+        // just before the engine returns must still be waited for.
+        let live = LivePump::new(&self.pumps);
+        let run = pump::run(self.clone(), process, instance, pid, stream, reader, hook);
+        async move {
+            let _live = live;
+            run.await
+        }
+    }
+
+    /// Resolves once every pump created so far has finished (reached EOF,
+    /// or was dropped): at exit, the children's last lines are then queued
+    /// for the writer. Bound the wait: a stalled stdout holds pumps up, and
+    /// a grandchild may keep a pipe open.
+    pub async fn pumps_finished(&self) {
+        let mut rx = self.pumps.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// The last lines (up to [`KEEP_LINES`] = 20, each at most

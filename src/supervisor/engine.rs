@@ -769,6 +769,7 @@ impl Engine {
     }
 
     fn note(&mut self, slot: usize, note: Note) {
+        let tone = tone_of(&note);
         let has_health = self.health_plan(slot).is_some();
         if matches!(note, Note::Stopping { .. } | Note::KilledOnRequest) {
             self.stop_health(slot, false);
@@ -824,14 +825,18 @@ impl Engine {
                 None => "waiting for the singleton lock".into(),
             },
         };
-        self.note_text(slot, text);
+        self.note_toned(slot, text, tone);
     }
 
     pub(super) fn note_text(&mut self, slot: usize, text: String) {
+        self.note_toned(slot, text, crate::logs::Tone::Plain);
+    }
+
+    fn note_toned(&mut self, slot: usize, text: String, tone: crate::logs::Tone) {
         let s = &self.slots[slot];
         let name = self.plan.processes[s.process].name.clone();
         self.logs
-            .event(&name, s.number, s.pid.map(|p| p as u32), &text);
+            .toned_event(&name, s.number, s.pid.map(|p| p as u32), &text, tone);
     }
 
     /// Kills whatever is left, prints the exit summary, returns the code.
@@ -862,7 +867,7 @@ impl Engine {
             })
             .collect();
         let verdict = summary::verdict(&ending, &ends);
-        let mut lines = vec!["exit summary:".to_string()];
+        let mut lines = vec![("exit summary:".to_string(), crate::logs::Tone::Plain)];
         for s in &self.slots {
             let spec = &self.plan.processes[s.process];
             let state = if self.started[s.process] {
@@ -879,19 +884,32 @@ impl Engine {
                 1 => ", 1 task done".to_string(),
                 n => format!(", {n} tasks done"),
             };
-            lines.push(format!(
-                "  {}.{}: {state}, {}{tasks}{last}",
-                spec.name,
-                s.number,
-                restarts_text(&s.fsm)
+            let tone = if state == "failed" {
+                crate::logs::Tone::Bad
+            } else {
+                crate::logs::Tone::Plain
+            };
+            lines.push((
+                format!(
+                    "  {}.{}: {state}, {}{tasks}{last}",
+                    spec.name,
+                    s.number,
+                    restarts_text(&s.fsm)
+                ),
+                tone,
             ));
         }
-        lines.push(format!(
-            "exiting with code {}: {}",
-            verdict.code, verdict.reason
+        let tone = if verdict.code == exit::OK {
+            crate::logs::Tone::Plain
+        } else {
+            crate::logs::Tone::Bad
+        };
+        lines.push((
+            format!("exiting with code {}: {}", verdict.code, verdict.reason),
+            tone,
         ));
-        for line in &lines {
-            self.logs.project_event(line);
+        for (line, tone) in &lines {
+            self.logs.toned_project_event(line, *tone);
         }
         let code = verdict.code;
         let _ = self.keeper.shutdown();
@@ -932,6 +950,21 @@ fn listen_to_signals() -> std::io::Result<mpsc::UnboundedReceiver<i32>> {
     Ok(rx)
 }
 
+/// How a note stands out on a colour terminal: failures red, trouble on
+/// the way to recovery yellow, readiness green.
+fn tone_of(note: &Note) -> crate::logs::Tone {
+    use crate::logs::Tone;
+    match note {
+        Note::Failed { .. } => Tone::Bad,
+        Note::Restarting { .. }
+        | Note::Unhealthy { .. }
+        | Note::RestartRequested { .. }
+        | Note::KilledAfterTimeout { .. } => Tone::Warn,
+        Note::Ready => Tone::Good,
+        _ => Tone::Plain,
+    }
+}
+
 fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -958,4 +991,47 @@ fn jitter01() -> f64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos());
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tone_tests {
+    use super::*;
+    use crate::logs::Tone;
+
+    #[test]
+    fn notes_map_to_tones() {
+        let cases = [
+            (
+                Note::Failed {
+                    reason: FailReason::SpawnFailed {
+                        message: "x".into(),
+                    },
+                    restarts: 0,
+                },
+                Tone::Bad,
+            ),
+            (
+                Note::Restarting {
+                    after: Duration::from_secs(1),
+                    attempt: 1,
+                },
+                Tone::Warn,
+            ),
+            (Note::Unhealthy { reason: "x".into() }, Tone::Warn),
+            (Note::RestartRequested { reason: "x".into() }, Tone::Warn),
+            (
+                Note::KilledAfterTimeout {
+                    timeout: Duration::from_secs(1),
+                },
+                Tone::Warn,
+            ),
+            (Note::Ready, Tone::Good),
+            (Note::Spawned { pid: 1 }, Tone::Plain),
+            (Note::Stopped, Tone::Plain),
+            (Note::Completed, Tone::Plain),
+        ];
+        for (note, tone) in cases {
+            assert_eq!(tone_of(&note), tone, "{note:?}");
+        }
+    }
 }
