@@ -237,7 +237,10 @@ impl Loader<'_> {
             } else if name.len() > MAX_NAME_LEN {
                 self.r.error(
                     name_span.clone(),
-                    format!("the process name is {} characters long, more than {MAX_NAME_LEN}", name.len()),
+                    format!(
+                        "the process name is {} characters long, more than {MAX_NAME_LEN}",
+                        name.len()
+                    ),
                     "shorten it: it names log prefixes, lock files and sockets",
                 );
             }
@@ -712,7 +715,11 @@ impl Loader<'_> {
             }
         }
         let pointer = std::mem::size_of::<usize>();
-        let total: usize = spec.argv.iter().map(|a| a.len() + 1 + pointer).sum::<usize>()
+        let total: usize = spec
+            .argv
+            .iter()
+            .map(|a| a.len() + 1 + pointer)
+            .sum::<usize>()
             + env
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 2 + pointer)
@@ -1148,7 +1155,10 @@ impl Loader<'_> {
                         continue;
                     };
                     let who = |(name, n): &(String, u32)| {
-                        let count = specs.iter().find(|s| s.name == *name).map_or(1, |s| s.instances);
+                        let count = specs
+                            .iter()
+                            .find(|s| s.name == *name)
+                            .map_or(1, |s| s.instances);
                         if count > 1 {
                             format!("`{name}` instance {n}")
                         } else {
@@ -1333,7 +1343,13 @@ impl Loader<'_> {
                 "keep one of http, tcp, exec, notify and log (watchdog may go with any)",
             );
         }
-        if probes.is_empty() && watchdog.is_none() && path.is_none() {
+        // A probe key that was refused above has been reported already.
+        let probe_keys = ["http", "tcp", "exec", "notify", "log"];
+        if probes.is_empty()
+            && watchdog.is_none()
+            && path.is_none()
+            && !probe_keys.iter().any(|k| h.get(k).is_some())
+        {
             self.r.error(
                 h.span.clone(),
                 format!("`{}` declares no probe", h.path),
@@ -1434,7 +1450,10 @@ impl Loader<'_> {
             self.r.error(
                 t.value_span(key),
                 format!("`{}` must be longer than zero", t.key_path(key)),
-                format!("write e.g. `{} = \"{example}\"`, or remove it for the default", t.key_path(key)),
+                format!(
+                    "write e.g. `{} = \"{example}\"`, or remove it for the default",
+                    t.key_path(key)
+                ),
             );
             return None;
         }
@@ -1498,7 +1517,9 @@ impl Loader<'_> {
                     .into_iter()
                     .map(|i| self.expand_arg(span.clone(), path, i))
                     .collect();
-                out.into_iter().collect::<Option<Vec<_>>>().map(ArgValue::List)
+                out.into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .map(ArgValue::List)
             }
             other => Some(other),
         }
@@ -1529,7 +1550,7 @@ pub const MAX_ARG_STRLEN: usize = 32 * 4096;
 
 /// The limit on all argument and environment strings of one exec
 /// (a quarter of the stack limit, as the kernel computes it).
-fn arg_max() -> usize {
+pub(super) fn arg_max() -> usize {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::ARG_MAX) {
         Ok(Some(n)) if n > 0 => n as usize,
         _ => 128 * 1024,
@@ -1581,7 +1602,11 @@ pub fn unconsumed_queues(plan: &Plan, selected: &[usize]) -> Vec<String> {
 
 /// The addresses instance `n` of `spec` binds, with its environment over
 /// prodserver's, as the default probe reads them.
-fn listen_addresses(spec: &ProcessSpec, n: u32, inherited: &BTreeMap<String, String>) -> Vec<String> {
+fn listen_addresses(
+    spec: &ProcessSpec,
+    n: u32,
+    inherited: &BTreeMap<String, String>,
+) -> Vec<String> {
     use crate::health::defaults::Listen;
     let spec = spec.for_instance(n);
     let lookup = |key: &str| spec.env.get(key).or_else(|| inherited.get(key)).cloned();
@@ -1606,7 +1631,17 @@ fn bind_span(processes: &Table, name: &str) -> Range<usize> {
     };
     let args = t.get("args");
     if let Some(DeValue::Table(a)) = args.map(|v| v.get_ref()) {
-        for key in ["bind", "b", "listen", "host", "port", "p", "uds", "unix-socket", "u"] {
+        for key in [
+            "bind",
+            "b",
+            "listen",
+            "host",
+            "port",
+            "p",
+            "uds",
+            "unix-socket",
+            "u",
+        ] {
             if let Some(v) = a.get(key) {
                 return v.span();
             }
@@ -1653,8 +1688,15 @@ fn one_line(message: &str) -> String {
     let Some(first) = lines.next() else {
         return String::new();
     };
-    if let Some(err) = message.lines().map(str::trim).find_map(|l| l.strip_prefix("error: ")) {
-        let head = first.trim_end_matches(':').trim_end_matches("regex parse error").trim_end();
+    if let Some(err) = message
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("error: "))
+    {
+        let head = first
+            .trim_end_matches(':')
+            .trim_end_matches("regex parse error")
+            .trim_end();
         let head = head.trim_end_matches(':');
         return if head.is_empty() {
             err.to_string()
@@ -1662,7 +1704,10 @@ fn one_line(message: &str) -> String {
             format!("{head}: {err}")
         };
     }
-    std::iter::once(first).chain(lines).collect::<Vec<_>>().join("; ")
+    std::iter::once(first)
+        .chain(lines)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// As `start` looks a user up: by name, else a numeric uid (which needs a
@@ -1674,8 +1719,16 @@ fn lookup_user(user: &str, has_group: bool) -> Result<(), (String, String)> {
             "name a user (e.g. \"www-data\"), or remove the key".into(),
         ));
     }
-    let lookup_err = |e: nix::Error| (format!("cannot look up user {user:?}: {e}"), "check the user database (NSS)".to_string());
-    if nix::unistd::User::from_name(user).map_err(lookup_err)?.is_some() {
+    let lookup_err = |e: nix::Error| {
+        (
+            format!("cannot look up user {user:?}: {e}"),
+            "check the user database (NSS)".to_string(),
+        )
+    };
+    if nix::unistd::User::from_name(user)
+        .map_err(lookup_err)?
+        .is_some()
+    {
         return Ok(());
     }
     let Ok(uid) = user.parse::<u32>() else {

@@ -250,17 +250,19 @@ impl Reader {
         let hint =
             format!("write a number with a unit (ms, s, m, h), e.g. `{path} = \"{example}\"`");
         match value.get_ref() {
-            DeValue::String(s) => match units::parse_duration(&self.expand(value.span(), &path, s)?) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.error(
-                        value.span(),
-                        format!("bad duration for `{path}`: {e}"),
-                        hint,
-                    );
-                    None
+            DeValue::String(s) => {
+                match units::parse_duration(&self.expand(value.span(), &path, s)?) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        self.error(
+                            value.span(),
+                            format!("bad duration for `{path}`: {e}"),
+                            hint,
+                        );
+                        None
+                    }
                 }
-            },
+            }
             other => {
                 self.type_error(value, &path, "a duration string", other, &hint);
                 None

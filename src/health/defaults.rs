@@ -246,7 +246,10 @@ pub fn listen_addresses(spec: &ProcessSpec, world: &World) -> Vec<Listen> {
             if let Some(path) = last("unix-socket", Some("u")) {
                 return vec![Listen::Unix(path)];
             }
-            if has_option(args, "endpoint") || has_option(args, "fd") || last("endpoint", Some("e")).is_some() {
+            if has_option(args, "endpoint")
+                || has_option(args, "fd")
+                || last("endpoint", Some("e")).is_some()
+            {
                 return Vec::new();
             }
             let host = last("bind", Some("b")).unwrap_or_else(|| "127.0.0.1".to_owned());
