@@ -518,6 +518,17 @@ impl Loader<'_> {
             }
         }
 
+        // A key present but unreadable has been reported; the backend would
+        // only add "needs `command`" on top.
+        let unread = [
+            ("app", app.is_none()),
+            ("command", command.is_none()),
+            ("program", program.is_none()),
+            ("python", python.is_none()),
+        ];
+        if unread.iter().any(|(k, none)| *none && t.get(k).is_some()) {
+            return None;
+        }
         // Keys the backend does not use were reported above; don't hand
         // them to the backend to be reported twice.
         let uses = |key| backend::supports(backend, key);
@@ -1146,7 +1157,8 @@ impl Loader<'_> {
     /// reads them, after `{instance}` expansion.
     fn check_binds(&mut self, specs: &[ProcessSpec], processes: &Table) {
         let mut seen: BTreeMap<String, (String, u32)> = BTreeMap::new();
-        for spec in specs {
+        // One error per process: its other instances clash the same way.
+        'process: for spec in specs {
             for n in 1..=spec.instances {
                 for address in listen_addresses(spec, n, &self.opts.env) {
                     let here = (spec.name.clone(), n);
@@ -1173,7 +1185,7 @@ impl Loader<'_> {
                     let message = format!("{} binds {address}, as {} does", who(&here), who(first));
                     let span = bind_span(processes, &spec.name);
                     self.r.error(span, message, hint);
-                    return;
+                    continue 'process;
                 }
             }
         }
@@ -1601,8 +1613,9 @@ pub fn unconsumed_queues(plan: &Plan, selected: &[usize]) -> Vec<String> {
 }
 
 /// The addresses instance `n` of `spec` binds, with its environment over
-/// prodserver's, as the default probe reads them.
-fn listen_addresses(
+/// prodserver's, as the default probe reads them: `HOST:PORT` (wildcards
+/// on loopback) or `unix:PATH`.
+pub fn listen_addresses(
     spec: &ProcessSpec,
     n: u32,
     inherited: &BTreeMap<String, String>,
@@ -1621,6 +1634,32 @@ fn listen_addresses(
             Listen::Unix(path) => format!("unix:{}", spec.cwd.join(path).display()),
         })
         .collect()
+}
+
+/// Where in config `text` process `name` writes its bind address (see
+/// [`bind_span`]), or with `key`, that key's value (else the name):
+/// for `check`'s warnings about the host, found after loading.
+pub fn span_in(text: &str, name: &str, key: Option<&str>) -> Option<Range<usize>> {
+    let doc = DeTable::parse(text).ok()?;
+    let processes = doc.get_ref().get("processes")?;
+    let DeValue::Table(entries) = processes.get_ref() else {
+        return None;
+    };
+    let table = Table {
+        path: "processes".into(),
+        span: processes.span(),
+        entries,
+    };
+    match key {
+        None => Some(bind_span(&table, name)),
+        Some(key) => match entries.get(name).map(|v| v.get_ref()) {
+            Some(DeValue::Table(p)) => p
+                .get(key)
+                .map(|v| v.span())
+                .or_else(|| table.key_span(name)),
+            _ => table.key_span(name),
+        },
+    }
 }
 
 /// Where a process's bind address is written: its bind/host/port/listen
