@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::config;
 use crate::config::units::format_duration;
 use crate::config::{Diagnostic, Loaded, Severity, Sources};
 use crate::plan::{Plan, ProcessSpec};
@@ -18,7 +19,6 @@ pub fn environment_warnings(
     supervisor_env: &BTreeMap<String, String>,
     sources: &Sources,
 ) -> Vec<Diagnostic> {
-    let _ = sources;
     let mut out = Vec::new();
     for spec in &plan.processes {
         let Some(program) = spec.argv.first() else {
@@ -49,7 +49,95 @@ pub fn environment_warnings(
             out.push(Diagnostic::warning(0, None, message).with_hint(hint));
         }
     }
+    out.extend(bind_warnings(plan, supervisor_env, sources));
+    if let Some(hard) = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| hard_nofile(&l))
+    {
+        out.extend(fd_warning(plan, hard, sources));
+    }
     out
+}
+
+/// Addresses already taken on this host: a warning, not an error, since
+/// the taker may be this very stack, already running.
+fn bind_warnings(
+    plan: &Plan,
+    env: &BTreeMap<String, String>,
+    sources: &Sources,
+) -> Vec<Diagnostic> {
+    use std::net::ToSocketAddrs;
+    let mut out = Vec::new();
+    for spec in &plan.processes {
+        for n in 1..=spec.instances {
+            for address in config::listen_addresses(spec, n, env) {
+                if address.starts_with("unix:") {
+                    continue;
+                }
+                let Ok(addrs) = address.to_socket_addrs() else {
+                    continue;
+                };
+                let in_use = addrs.into_iter().any(|a| {
+                    matches!(std::net::TcpListener::bind(a), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+                });
+                if in_use {
+                    let span = config::span_in(sources.text(0), &spec.name, None);
+                    out.push(
+                        Diagnostic::warning(
+                            0,
+                            span,
+                            format!("`{}` binds {address}, which is already in use on this host", spec.name),
+                        )
+                        .with_hint("fine if this stack is already running; otherwise stop what listens there or change the address"),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// File descriptors the supervisor itself keeps open (stdio, runtime
+/// directory, lock files, the keeper's pipe, signal and timer handles).
+pub const FDS_BASE: u64 = 32;
+/// Per instance: the read ends of its stdout and stderr pipes, its notify
+/// socket, its pidfd, and two for a probe in flight (a connection, or an
+/// exec probe's pipes).
+pub const FDS_PER_INSTANCE: u64 = 6;
+
+/// Descriptors the plan needs, estimated as documented in the README.
+pub fn fds_needed(plan: &Plan) -> u64 {
+    let instances: u64 = plan.processes.iter().map(|p| u64::from(p.instances)).sum();
+    FDS_BASE + FDS_PER_INSTANCE * instances
+}
+
+/// The hard `Max open files` limit from `/proc/self/limits`; `None` when
+/// unlimited or unreadable.
+pub fn hard_nofile(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let _soft = fields.next()?;
+    fields.next()?.parse().ok()
+}
+
+fn fd_warning(plan: &Plan, hard: u64, sources: &Sources) -> Option<Diagnostic> {
+    let needed = fds_needed(plan);
+    if needed <= hard {
+        return None;
+    }
+    let biggest = plan.processes.iter().max_by_key(|p| p.instances)?;
+    let instances: u64 = plan.processes.iter().map(|p| u64::from(p.instances)).sum();
+    let span = config::span_in(sources.text(0), &biggest.name, Some("instances"));
+    Some(
+        Diagnostic::warning(
+            0,
+            span,
+            format!(
+                "{instances} instances need about {needed} file descriptors ({FDS_BASE} + {FDS_PER_INSTANCE} per instance), more than the hard limit of {hard} (RLIMIT_NOFILE)"
+            ),
+        )
+        .with_hint("raise the limit (systemd `LimitNOFILE=`, `ulimit -Hn`, docker `--ulimit nofile=`) or run fewer instances"),
+    )
 }
 
 fn program_exists(program: &str, path: &str, cwd: &Path) -> bool {
@@ -234,4 +322,21 @@ pub fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hard_nofile_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63413                63413                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(hard_nofile(limits), Some(524288));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(hard_nofile(unlimited), None);
+        assert_eq!(hard_nofile(""), None);
+    }
 }

@@ -36,6 +36,11 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
             return exit::CONFIG;
         }
     };
+    for queue in crate::config::unconsumed_queues(&plan, &selected) {
+        eprintln!(
+            "warning: queue \"{queue}\" is in [prodserver] queues but no celery-worker started here consumes it: its tasks wait for a worker elsewhere"
+        );
+    }
     let mut credentials = Vec::with_capacity(plan.processes.len());
     for spec in &plan.processes {
         match os::resolve_credentials(spec.user.as_deref(), spec.group.as_deref()) {

@@ -61,8 +61,11 @@ impl std::fmt::Debug for LoadError {
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let path = absolute(path);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => load_str(&path, text, opts),
+    match std::fs::read(&path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => load_str(&path, text, opts),
+            Err(e) => Err(not_utf8(&path, e)),
+        },
         Err(e) => {
             let mut sources = Sources::default();
             let file = sources.add(&path, String::new());
@@ -73,6 +76,26 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
                 diagnostics: vec![d],
             })
         }
+    }
+}
+
+/// A file that is not UTF-8 (TOML must be): located at the first bad
+/// byte, shown as U+FFFD in the snippet.
+fn not_utf8(path: &Path, e: std::string::FromUtf8Error) -> LoadError {
+    let at = e.utf8_error().valid_up_to();
+    let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+    let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+    let mut sources = Sources::default();
+    let file = sources.add(path, text);
+    let d = Diagnostic::error(
+        file,
+        Some(at..end),
+        "the file is not valid UTF-8 at this byte (TOML files must be UTF-8)",
+    )
+    .with_hint("re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)");
+    LoadError {
+        sources,
+        diagnostics: vec![d],
     }
 }
 
@@ -89,18 +112,27 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
     let text = sources.text(file).to_string();
     let (doc, syntax_errors) = DeTable::parse_recoverable(&text);
     let mut loader = Loader {
-        r: Reader::new(file),
+        r: Reader::new(file, opts.env.clone()),
         sources,
         root,
         opts,
     };
-    for e in syntax_errors {
-        let span = e.span().unwrap_or(0..0);
-        loader.r.error(
-            span,
-            format!("TOML syntax: {}", e.message().trim()),
-            "fix the TOML syntax at this point",
-        );
+    if !syntax_errors.is_empty() {
+        // What follows a syntax error is parsed as something else (keys of
+        // an unclosed table land at the top level): reporting on that tree
+        // would only add misleading errors.
+        for e in syntax_errors {
+            let span = e.span().unwrap_or(0..0);
+            loader.r.error(
+                span,
+                format!("TOML syntax: {}", e.message().trim()),
+                "fix the TOML syntax at this point",
+            );
+        }
+        return Err(LoadError {
+            sources: loader.sources,
+            diagnostics: loader.r.diagnostics,
+        });
     }
     let top = Table {
         path: String::new(),
@@ -202,6 +234,15 @@ impl Loader<'_> {
                     format!("`{name}` is not a valid process name"),
                     "use letters, digits, - and _ (it names log prefixes and lock files)",
                 );
+            } else if name.len() > MAX_NAME_LEN {
+                self.r.error(
+                    name_span.clone(),
+                    format!(
+                        "the process name is {} characters long, more than {MAX_NAME_LEN}",
+                        name.len()
+                    ),
+                    "shorten it: it names log prefixes, lock files and sockets",
+                );
             }
             match self.process(id, name, &table, &project, &mut raw_deps) {
                 Some(spec) => specs.push(spec),
@@ -212,6 +253,7 @@ impl Loader<'_> {
         self.resolve_dependencies(&names, &mut specs, raw_deps, complete);
         if complete {
             self.check_queue_routing(&project, &specs, &processes_table);
+            self.check_binds(&specs, &processes_table);
         }
         if !complete {
             return None;
@@ -243,7 +285,15 @@ impl Loader<'_> {
         };
         self.r.check_keys(&t, schema::PROJECT);
         if let Some(name) = self.r.string(&t, "name", "\"shop\"") {
-            if valid_process_name(&name) {
+            if name.len() > MAX_NAME_LEN {
+                if let Some(v) = t.get("name") {
+                    self.r.error(
+                        v.span(),
+                        format!("the project name is {} characters long, more than {MAX_NAME_LEN}", name.len()),
+                        format!("shorten it: it names lock files and sockets, whose paths are limited (a unix socket path to {} bytes)", 108),
+                    );
+                }
+            } else if valid_process_name(&name) {
                 project.name = name;
             } else if let Some(v) = t.get("name") {
                 self.r.error(
@@ -349,7 +399,7 @@ impl Loader<'_> {
 
         // Fields every backend shares.
         let oneshot = self.r.bool(t, "oneshot").unwrap_or(false);
-        let instances = self.r.count(t, "instances", 1, 2).unwrap_or(1);
+        let instances = self.instances(t);
         let singleton_key = self.r.bool(t, "singleton");
         let restart = self.restart_policy(t, oneshot);
         let stop_signal = self.stop_signal(t, backend);
@@ -387,14 +437,19 @@ impl Loader<'_> {
             .count(t, "max_restarts", 0, 10)
             .unwrap_or(schema::DEFAULT_MAX_RESTARTS);
         let restart_window = self
-            .r
-            .duration(t, "restart_window", "5m")
+            .nonzero_duration(t, "restart_window", "5m")
             .unwrap_or(schema::DEFAULT_RESTART_WINDOW);
         let user = self.r.string(t, "user", "\"www-data\"");
         let group = self.r.string(t, "group", "\"www-data\"");
+        self.check_credentials(t, user.as_deref(), group.as_deref());
         let cwd = self.cwd(t);
         let watch = self.globs(t, "watch");
+        let reported = self.r.diagnostics.len();
         let health = self.health(t, backend);
+        // A probe already reported bad would be reported again per instance.
+        let health_reported = self.r.diagnostics[reported..]
+            .iter()
+            .any(|d| d.severity == Severity::Error);
         let limits = self.limits(t);
         let dev = self.process_dev(t);
         self.depends_on(id, t, raw_deps);
@@ -463,6 +518,17 @@ impl Loader<'_> {
             }
         }
 
+        // A key present but unreadable has been reported; the backend would
+        // only add "needs `command`" on top.
+        let unread = [
+            ("app", app.is_none()),
+            ("command", command.is_none()),
+            ("program", program.is_none()),
+            ("python", python.is_none()),
+        ];
+        if unread.iter().any(|(k, none)| *none && t.get(k).is_some()) {
+            return None;
+        }
         // Keys the backend does not use were reported above; don't hand
         // them to the backend to be reported twice.
         let uses = |key| backend::supports(backend, key);
@@ -490,6 +556,27 @@ impl Loader<'_> {
             env: &child_env,
             runtime_dir: &self.opts.runtime_dir,
         };
+        if backend == BackendKind::CeleryWorker && t.get("queues").is_none() {
+            for key in ["Q", "queues"] {
+                if args.iter().any(|(k, _)| k == key) {
+                    let span = self.field_span(t, &Field::Arg(key.to_string()));
+                    self.r.error(
+                        span,
+                        format!("`processes.{name}` gives its queues in `args.{key}`, where prodserver cannot check routing against them"),
+                        "use the `queues` key instead: `queues = [\"default\", \"emails\"]` (it becomes -Q default,emails)",
+                    );
+                }
+            }
+        }
+        if backend == BackendKind::Uvicorn && !args.iter().any(|(k, _)| k == "interface") {
+            if let Some(app) = app.as_deref().filter(|a| looks_wsgi(a)) {
+                self.r.warning(
+                    t.value_span("app"),
+                    format!("`processes.{name}`: uvicorn serves ASGI, but \"{app}\" looks like a WSGI application: every request would fail with 500"),
+                    "serve it as WSGI with `args = { interface = \"wsgi\" }`, or point `app` at the ASGI application (e.g. shop.asgi:application)",
+                );
+            }
+        }
         let output = match backend::resolve(backend, &input) {
             Ok(output) => output,
             Err(errors) => {
@@ -530,7 +617,7 @@ impl Loader<'_> {
             _ => None,
         };
 
-        Some(ProcessSpec {
+        let spec = ProcessSpec {
             name: name.to_string(),
             backend,
             argv,
@@ -554,7 +641,111 @@ impl Loader<'_> {
             celery,
             watch,
             dev,
-        })
+        };
+        if !health_reported {
+            self.check_health_plans(t, &spec);
+        }
+        self.check_exec_limits(t, &spec, &child_env);
+        Some(spec)
+    }
+
+    /// The health plan of every instance, built exactly as `start` builds
+    /// it: what `check` accepts, `start` can run.
+    fn check_health_plans(&mut self, t: &Table, spec: &ProcessSpec) {
+        for n in 1..=spec.instances {
+            if let Err(e) = crate::health::plan_for_instance(spec, n, &self.opts.env) {
+                let span = t
+                    .key_span("health")
+                    .unwrap_or_else(|| t.value_span("backend"));
+                let which = if spec.instances > 1 {
+                    format!(" (instance {n})")
+                } else {
+                    String::new()
+                };
+                self.r.error(
+                    span,
+                    format!("`{}.health`{which}: {}", t.path, one_line(&e)),
+                    "give the probe explicitly (`http = \"http://127.0.0.1:8000/healthz/\"`), or bind the server to a TCP address",
+                );
+                return;
+            }
+        }
+    }
+
+    /// execve fails with E2BIG past the kernel's limits: one string (an
+    /// argument or `KEY=value`) over MAX_ARG_STRLEN, or all of them (with
+    /// their pointers) over ARG_MAX. Found here rather than as a spawn
+    /// failure in a restart loop.
+    fn check_exec_limits(
+        &mut self,
+        t: &Table,
+        spec: &ProcessSpec,
+        inherited: &BTreeMap<String, String>,
+    ) {
+        let mut env: BTreeMap<&str, &str> = inherited
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.extend(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let argv_span = || {
+            ["args", "command", "app", "program"]
+                .iter()
+                .find_map(|k| t.get(k).map(|v| v.span()))
+                .unwrap_or(t.span.clone())
+        };
+        if let Some(arg) = spec.argv.iter().find(|a| a.len() >= MAX_ARG_STRLEN) {
+            self.r.error(
+                argv_span(),
+                format!(
+                    "an argument of `{}` is {} bytes long; the kernel refuses any argument of {MAX_ARG_STRLEN} bytes or more",
+                    t.path,
+                    arg.len()
+                ),
+                "pass large data through a file, not the command line",
+            );
+            return;
+        }
+        for (k, v) in &spec.env {
+            if k.len() + 1 + v.len() >= MAX_ARG_STRLEN {
+                let span = match t.get("env").map(|e| e.get_ref()) {
+                    Some(DeValue::Table(e)) => e.get(k.as_str()).map(|v| v.span()),
+                    _ => None,
+                }
+                .or_else(|| t.get("env_file").map(|v| v.span()))
+                .unwrap_or(t.span.clone());
+                self.r.error(
+                    span,
+                    format!(
+                        "environment variable {k} of `{}` is {} bytes long; the kernel refuses any of {MAX_ARG_STRLEN} bytes or more",
+                        t.path,
+                        v.len()
+                    ),
+                    "pass large data through a file, not the environment",
+                );
+                return;
+            }
+        }
+        let pointer = std::mem::size_of::<usize>();
+        let total: usize = spec
+            .argv
+            .iter()
+            .map(|a| a.len() + 1 + pointer)
+            .sum::<usize>()
+            + env
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2 + pointer)
+                .sum::<usize>();
+        let limit = arg_max();
+        if total > limit {
+            self.r.error(
+                argv_span(),
+                format!(
+                    "the command line and environment of `{}` take {total} bytes, more than the kernel's limit of {limit} (ARG_MAX)",
+                    t.path
+                ),
+                "shorten the arguments and environment, or pass large data through a file",
+            );
+        }
     }
 
     fn backend(&mut self, t: &Table) -> Option<BackendKind> {
@@ -684,6 +875,17 @@ impl Loader<'_> {
             return default;
         };
         match signal_from_name(&text) {
+            Some(sig) if STOP_SIGNALS_REFUSED.contains(&sig) => {
+                self.r.error(
+                    value.span(),
+                    format!(
+                        "{} cannot be a stop signal: by default it does not end a process",
+                        crate::check::signal_name(sig)
+                    ),
+                    "use TERM (or INT, QUIT, HUP, USR1, USR2 if the program stops on it; KILL skips any graceful stop)",
+                );
+                default
+            }
             Some(sig) => sig,
             None => {
                 self.r.error(
@@ -704,7 +906,13 @@ impl Loader<'_> {
             return self.root.clone();
         };
         let dir = self.root.join(&text);
-        if !dir.is_dir() {
+        if dir.exists() && !dir.is_dir() {
+            self.r.error(
+                value.span(),
+                format!("working directory {} is not a directory", dir.display()),
+                "point `cwd` at a folder (relative paths start at the config file's folder)",
+            );
+        } else if !dir.is_dir() {
             self.r.warning(
                 value.span(),
                 format!("working directory {} does not exist (yet)", dir.display()),
@@ -729,7 +937,7 @@ impl Loader<'_> {
         let path = t.key_path("command");
         match value.get_ref() {
             DeValue::String(s) => match shell_words::split(s) {
-                Ok(words) => Some(words),
+                Ok(words) => self.expand_words(value.span(), &path, words),
                 Err(e) => {
                     self.r.error(value.span(), format!("cannot split `{path}` into words: {e}"), "close every quote, or write the command as a list: [\"python\", \"manage.py\", \"migrate\"]");
                     None
@@ -765,7 +973,11 @@ impl Loader<'_> {
             let Some(v) = args.get(key) else { continue };
             let hint = "args values are strings, numbers, true/false, or lists of those: `{ bind = \"0.0.0.0:8000\", workers = 4, preload = true }`";
             match arg_value(v.get_ref(), true) {
-                Some(a) => out.push((key.to_string(), a)),
+                Some(a) => {
+                    if let Some(a) = self.expand_arg(v.span(), &format!("{path}.{key}"), a) {
+                        out.push((key.to_string(), a));
+                    }
+                }
                 None => {
                     let found = v.get_ref();
                     self.r.type_error(
@@ -939,6 +1151,46 @@ impl Loader<'_> {
         }
     }
 
+    /// Two processes, or two instances of one, binding the same address:
+    /// the second would fail to start (or, with SO_REUSEPORT, share the
+    /// port with a stranger). Addresses are read as the default probe
+    /// reads them, after `{instance}` expansion.
+    fn check_binds(&mut self, specs: &[ProcessSpec], processes: &Table) {
+        let mut seen: BTreeMap<String, (String, u32)> = BTreeMap::new();
+        // One error per process: its other instances clash the same way.
+        'process: for spec in specs {
+            for n in 1..=spec.instances {
+                for address in listen_addresses(spec, n, &self.opts.env) {
+                    let here = (spec.name.clone(), n);
+                    let Some(first) = seen.get(&address) else {
+                        seen.insert(address, here);
+                        continue;
+                    };
+                    let who = |(name, n): &(String, u32)| {
+                        let count = specs
+                            .iter()
+                            .find(|s| s.name == *name)
+                            .map_or(1, |s| s.instances);
+                        if count > 1 {
+                            format!("`{name}` instance {n}")
+                        } else {
+                            format!("`{name}`")
+                        }
+                    };
+                    let hint = if first.0 == spec.name {
+                        "give each instance its own port with `{instance}`: `bind = \"127.0.0.1:800{instance}\"`".to_string()
+                    } else {
+                        "give each process its own address (port or socket path)".to_string()
+                    };
+                    let message = format!("{} binds {address}, as {} does", who(&here), who(first));
+                    let span = bind_span(processes, &spec.name);
+                    self.r.error(span, message, hint);
+                    continue 'process;
+                }
+            }
+        }
+    }
+
     /// `[prodserver] queues` lists where the project routes tasks: each must
     /// have a consumer, and a consumed queue nothing routes to is suspicious.
     fn check_queue_routing(&mut self, project: &Project, specs: &[ProcessSpec], processes: &Table) {
@@ -946,21 +1198,8 @@ impl Loader<'_> {
             return;
         };
         let mut consumed: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-        for spec in specs
-            .iter()
-            .filter(|s| s.backend == BackendKind::CeleryWorker)
-        {
-            let queues = spec
-                .celery
-                .as_ref()
-                .map(|c| c.queues.clone())
-                .unwrap_or_default();
-            let queues = if queues.is_empty() {
-                vec![schema::CELERY_DEFAULT_QUEUE.to_string()]
-            } else {
-                queues
-            };
-            for q in queues {
+        for spec in specs {
+            for q in consumed_queues(spec) {
                 consumed.entry(q).or_default().push(&spec.name);
             }
         }
@@ -1004,7 +1243,18 @@ impl Loader<'_> {
             .string(&h, "http", "\"http://127.0.0.1:8000/healthz/\"")
         {
             let span = h.value_span("http");
-            let status = self.r.count(&h, "status", 100, 200).map(|s| s as u16);
+            let status = self.r.count(&h, "status", 100, 200).and_then(|s| {
+                if (100..=599).contains(&s) {
+                    Some(s as u16)
+                } else {
+                    self.r.error(
+                        h.value_span("status"),
+                        format!("`{}` = {s} is not an HTTP status", h.key_path("status")),
+                        "HTTP statuses are 100 to 599, e.g. `status = 200`",
+                    );
+                    None
+                }
+            });
             let host = self.r.string(&h, "host", "\"shop.example.com\"");
             probes.push((Probe::Http { url, status, host }, span));
         } else {
@@ -1025,14 +1275,16 @@ impl Loader<'_> {
         if let Some(value) = h.get("exec") {
             let path = h.key_path("exec");
             let argv = match value.get_ref() {
-                DeValue::String(s) => shell_words::split(s).ok(),
+                DeValue::String(s) => shell_words::split(s)
+                    .ok()
+                    .and_then(|words| self.expand_words(value.span(), &path, words)),
                 _ => self
                     .r
                     .as_string_list(value, &path, "[\"pg_isready\"]")
                     .map(|l| l.into_iter().map(Spanned::into_inner).collect()),
             };
             match argv {
-                Some(argv) if !argv.is_empty() => probes.push((
+                Some(argv) if argv.first().is_some_and(|p| !p.is_empty()) => probes.push((
                     Probe::Exec {
                         argv: argv.into_iter().map(|a| self.resolve_path(&a)).collect(),
                     },
@@ -1040,7 +1292,7 @@ impl Loader<'_> {
                 )),
                 _ => self.r.error(
                     value.span(),
-                    format!("`{path}` must be a non-empty command"),
+                    format!("`{path}` must be a non-empty command with a program"),
                     "write `exec = [\"pg_isready\", \"-h\", \"127.0.0.1\"]`",
                 ),
             }
@@ -1058,7 +1310,7 @@ impl Loader<'_> {
             if let Err(e) = crate::health::check_for(&probe.for_instance("1")) {
                 self.r.error(
                     span.clone(),
-                    format!("`{}`: {e}", h.path),
+                    format!("`{}`: {}", h.path, one_line(&e)),
                     "fix the probe: `http = \"http://127.0.0.1:8000/healthz/\"`, `tcp = \"127.0.0.1:6379\"`, `log = \"^Listening\"` (a Rust regex)",
                 );
             }
@@ -1103,7 +1355,13 @@ impl Loader<'_> {
                 "keep one of http, tcp, exec, notify and log (watchdog may go with any)",
             );
         }
-        if probes.is_empty() && watchdog.is_none() && path.is_none() {
+        // A probe key that was refused above has been reported already.
+        let probe_keys = ["http", "tcp", "exec", "notify", "log"];
+        if probes.is_empty()
+            && watchdog.is_none()
+            && path.is_none()
+            && !probe_keys.iter().any(|k| h.get(k).is_some())
+        {
             self.r.error(
                 h.span.clone(),
                 format!("`{}` declares no probe", h.path),
@@ -1115,12 +1373,10 @@ impl Loader<'_> {
             path,
             watchdog,
             interval: self
-                .r
-                .duration(&h, "interval", "5s")
+                .nonzero_duration(&h, "interval", "5s")
                 .unwrap_or(schema::DEFAULT_HEALTH_INTERVAL),
             timeout: self
-                .r
-                .duration(&h, "timeout", "2s")
+                .nonzero_duration(&h, "timeout", "2s")
                 .unwrap_or(schema::DEFAULT_HEALTH_TIMEOUT),
             retries: self
                 .r
@@ -1131,8 +1387,7 @@ impl Loader<'_> {
                 .duration(&h, "start_period", "10s")
                 .unwrap_or(schema::DEFAULT_START_PERIOD),
             start_timeout: self
-                .r
-                .duration(&h, "start_timeout", "60s")
+                .nonzero_duration(&h, "start_timeout", "60s")
                 .unwrap_or(schema::DEFAULT_START_TIMEOUT),
         })
     }
@@ -1171,7 +1426,7 @@ impl Loader<'_> {
             },
         };
         Limits {
-            max_memory_per_child: self.r.size(t, "max_memory_per_child", "300MiB"),
+            max_memory_per_child: self.memory_limit(t),
             max_tasks_per_child: self.r.big_count(t, "max_tasks_per_child", 1000),
             memory_metric,
             memory_interval: self
@@ -1182,6 +1437,103 @@ impl Loader<'_> {
                 .r
                 .count(t, "memory_samples", 1, 3)
                 .unwrap_or(schema::DEFAULT_MEMORY_SAMPLES),
+        }
+    }
+
+    /// `instances`, 1 to [`MAX_INSTANCES`].
+    fn instances(&mut self, t: &Table) -> u32 {
+        let n = self.r.count(t, "instances", 1, 2).unwrap_or(1);
+        if n > MAX_INSTANCES {
+            self.r.error(
+                t.value_span("instances"),
+                format!("`{}` = {n} is more than the maximum of {MAX_INSTANCES}", t.key_path("instances")),
+                "each instance is a supervised process with its own pipes and sockets; use fewer instances and more workers/threads per instance",
+            );
+            return 1;
+        }
+        n
+    }
+
+    /// A duration that must be positive: a zero interval would probe in a
+    /// busy loop, a zero timeout or window could never be met.
+    fn nonzero_duration(&mut self, t: &Table, key: &str, example: &str) -> Option<Duration> {
+        let d = self.r.duration(t, key, example)?;
+        if d.is_zero() {
+            self.r.error(
+                t.value_span(key),
+                format!("`{}` must be longer than zero", t.key_path(key)),
+                format!(
+                    "write e.g. `{} = \"{example}\"`, or remove it for the default",
+                    t.key_path(key)
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    /// `max_memory_per_child`, at least [`MIN_MEMORY_PER_CHILD`]: below
+    /// that no Python process even starts, so every instance would be
+    /// recycled in a loop.
+    fn memory_limit(&mut self, t: &Table) -> Option<u64> {
+        let bytes = self.r.size(t, "max_memory_per_child", "300MiB")?;
+        if bytes < MIN_MEMORY_PER_CHILD {
+            self.r.error(
+                t.value_span("max_memory_per_child"),
+                format!(
+                    "`{}` = {} is below the minimum of 1MiB",
+                    t.key_path("max_memory_per_child"),
+                    super::units::format_size(bytes)
+                ),
+                "write a limit a process can live within, e.g. `max_memory_per_child = \"300MiB\"`",
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// `user` and `group` must exist on this host, checked as `start`
+    /// resolves them (whether prodserver runs as root is `start`'s
+    /// business: `check` may run as anyone).
+    fn check_credentials(&mut self, t: &Table, user: Option<&str>, group: Option<&str>) {
+        if let Some(user) = user {
+            if let Err(e) = lookup_user(user, group.is_some()) {
+                self.r.error(t.value_span("user"), e.0, e.1);
+            }
+        }
+        if let Some(group) = group {
+            if let Err(e) = lookup_group(group) {
+                self.r.error(t.value_span("group"), e.0, e.1);
+            }
+        }
+    }
+
+    fn expand_words(
+        &mut self,
+        span: Range<usize>,
+        path: &str,
+        words: Vec<String>,
+    ) -> Option<Vec<String>> {
+        let out: Vec<Option<String>> = words
+            .iter()
+            .map(|w| self.r.expand(span.clone(), path, w))
+            .collect();
+        out.into_iter().collect()
+    }
+
+    fn expand_arg(&mut self, span: Range<usize>, path: &str, value: ArgValue) -> Option<ArgValue> {
+        match value {
+            ArgValue::Str(s) => self.r.expand(span, path, &s).map(ArgValue::Str),
+            ArgValue::List(items) => {
+                let out: Vec<Option<ArgValue>> = items
+                    .into_iter()
+                    .map(|i| self.expand_arg(span.clone(), path, i))
+                    .collect();
+                out.into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .map(ArgValue::List)
+            }
+            other => Some(other),
         }
     }
 
@@ -1201,6 +1553,261 @@ impl Loader<'_> {
                 .collect(),
             disabled: self.r.bool(&d, "enabled") == Some(false),
         }
+    }
+}
+
+/// The kernel's limit on one argument or environment string, NUL included
+/// (MAX_ARG_STRLEN: 32 pages).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// The limit on all argument and environment strings of one exec
+/// (a quarter of the stack limit, as the kernel computes it).
+pub(super) fn arg_max() -> usize {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::ARG_MAX) {
+        Ok(Some(n)) if n > 0 => n as usize,
+        _ => 128 * 1024,
+    }
+}
+
+/// `shop.wsgi:application`, `wsgi:app`: a module named `wsgi`.
+fn looks_wsgi(app: &str) -> bool {
+    let module = app.split(':').next().unwrap_or(app);
+    module.rsplit('.').next() == Some("wsgi")
+}
+
+/// The queues a process consumes: a celery-worker's `queues`, or Celery's
+/// default queue when it has none; nothing for other backends.
+fn consumed_queues(spec: &ProcessSpec) -> Vec<String> {
+    if spec.backend != BackendKind::CeleryWorker {
+        return Vec::new();
+    }
+    let queues = spec
+        .celery
+        .as_ref()
+        .map(|c| c.queues.clone())
+        .unwrap_or_default();
+    if queues.is_empty() {
+        vec![schema::CELERY_DEFAULT_QUEUE.to_string()]
+    } else {
+        queues
+    }
+}
+
+/// The `[prodserver] queues` that no celery-worker among `selected`
+/// consumes: `start NAME...` warns, since their tasks would wait until a
+/// worker elsewhere takes them.
+pub fn unconsumed_queues(plan: &Plan, selected: &[usize]) -> Vec<String> {
+    let Some(routed) = &plan.queues else {
+        return Vec::new();
+    };
+    let consumed: Vec<String> = selected
+        .iter()
+        .filter_map(|id| plan.processes.get(*id))
+        .flat_map(consumed_queues)
+        .collect();
+    routed
+        .iter()
+        .filter(|q| !consumed.contains(q))
+        .cloned()
+        .collect()
+}
+
+/// The addresses instance `n` of `spec` binds, with its environment over
+/// prodserver's, as the default probe reads them: `HOST:PORT` (wildcards
+/// on loopback) or `unix:PATH`.
+pub fn listen_addresses(
+    spec: &ProcessSpec,
+    n: u32,
+    inherited: &BTreeMap<String, String>,
+) -> Vec<String> {
+    use crate::health::defaults::Listen;
+    let spec = spec.for_instance(n);
+    let lookup = |key: &str| spec.env.get(key).or_else(|| inherited.get(key)).cloned();
+    let world = crate::health::World {
+        env: &lookup,
+        file_exists: &|p: &Path| spec.cwd.join(p).exists(),
+    };
+    crate::health::defaults::listen_addresses(&spec, &world)
+        .into_iter()
+        .map(|l| match l {
+            Listen::Tcp(t) => t.to_string(),
+            Listen::Unix(path) => format!("unix:{}", spec.cwd.join(path).display()),
+        })
+        .collect()
+}
+
+/// Where in config `text` process `name` writes its bind address (see
+/// [`bind_span`]), or with `key`, that key's value (else the name):
+/// for `check`'s warnings about the host, found after loading.
+pub fn span_in(text: &str, name: &str, key: Option<&str>) -> Option<Range<usize>> {
+    let doc = DeTable::parse(text).ok()?;
+    let processes = doc.get_ref().get("processes")?;
+    let DeValue::Table(entries) = processes.get_ref() else {
+        return None;
+    };
+    let table = Table {
+        path: "processes".into(),
+        span: processes.span(),
+        entries,
+    };
+    match key {
+        None => Some(bind_span(&table, name)),
+        Some(key) => match entries.get(name).map(|v| v.get_ref()) {
+            Some(DeValue::Table(p)) => p
+                .get(key)
+                .map(|v| v.span())
+                .or_else(|| table.key_span(name)),
+            _ => table.key_span(name),
+        },
+    }
+}
+
+/// Where a process's bind address is written: its bind/host/port/listen
+/// argument, else its `args`, else its name.
+fn bind_span(processes: &Table, name: &str) -> Range<usize> {
+    let Some(DeValue::Table(t)) = processes.get(name).map(|v| v.get_ref()) else {
+        return processes.key_span(name).unwrap_or(0..0);
+    };
+    let args = t.get("args");
+    if let Some(DeValue::Table(a)) = args.map(|v| v.get_ref()) {
+        for key in [
+            "bind",
+            "b",
+            "listen",
+            "host",
+            "port",
+            "p",
+            "uds",
+            "unix-socket",
+            "u",
+        ] {
+            if let Some(v) = a.get(key) {
+                return v.span();
+            }
+        }
+    }
+    args.map(|v| v.span())
+        .or_else(|| processes.key_span(name))
+        .unwrap_or(0..0)
+}
+
+/// Longest project or process name: names key lock files and the
+/// per-instance notify sockets under the runtime directory, and a unix
+/// socket path is limited to 108 bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Most instances of one process: each is a supervised process with its
+/// own log pipes, notify socket and timers.
+pub const MAX_INSTANCES: u32 = 1000;
+
+/// Smallest `max_memory_per_child`.
+pub const MIN_MEMORY_PER_CHILD: u64 = 1 << 20;
+
+/// Signals refused as `stop_signal`: by default they are ignored (CHLD,
+/// URG, WINCH), continue (CONT) or suspend (STOP, TSTP, TTIN, TTOU) a
+/// process instead of ending it, or, for PIPE, are ignored by Python
+/// programs; every stop would wait out `stop_timeout` and end in SIGKILL.
+pub const STOP_SIGNALS_REFUSED: &[i32] = &[
+    libc::SIGCHLD,
+    libc::SIGCONT,
+    libc::SIGSTOP,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGURG,
+    libc::SIGWINCH,
+    libc::SIGPIPE,
+];
+
+/// A multi-line library message (the regex crate's points at the pattern
+/// with a caret over three lines) as one line: the diagnostic already
+/// shows where.
+fn one_line(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let Some(first) = lines.next() else {
+        return String::new();
+    };
+    if let Some(err) = message
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("error: "))
+    {
+        let head = first
+            .trim_end_matches(':')
+            .trim_end_matches("regex parse error")
+            .trim_end();
+        let head = head.trim_end_matches(':');
+        return if head.is_empty() {
+            err.to_string()
+        } else {
+            format!("{head}: {err}")
+        };
+    }
+    std::iter::once(first)
+        .chain(lines)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// As `start` looks a user up: by name, else a numeric uid (which needs a
+/// `group` when it has no passwd entry). Errors are (message, hint).
+fn lookup_user(user: &str, has_group: bool) -> Result<(), (String, String)> {
+    if user.is_empty() {
+        return Err((
+            "`user` is empty".into(),
+            "name a user (e.g. \"www-data\"), or remove the key".into(),
+        ));
+    }
+    let lookup_err = |e: nix::Error| {
+        (
+            format!("cannot look up user {user:?}: {e}"),
+            "check the user database (NSS)".to_string(),
+        )
+    };
+    if nix::unistd::User::from_name(user)
+        .map_err(lookup_err)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let Ok(uid) = user.parse::<u32>() else {
+        return Err((
+            format!("user {user:?} does not exist on this host"),
+            format!("create it (e.g. `useradd --system {user}`) or fix `user`"),
+        ));
+    };
+    let known = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .map_err(lookup_err)?
+        .is_some();
+    if known || has_group {
+        Ok(())
+    } else {
+        Err((
+            format!("uid {uid} has no entry in the user database, so its primary group is unknown"),
+            "set `group` as well".into(),
+        ))
+    }
+}
+
+fn lookup_group(group: &str) -> Result<(), (String, String)> {
+    if group.is_empty() {
+        return Err((
+            "`group` is empty".into(),
+            "name a group (e.g. \"www-data\"), or remove the key".into(),
+        ));
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(_)) => Ok(()),
+        // A numeric gid needs no entry in /etc/group to be valid.
+        Ok(None) if group.parse::<u32>().is_ok() => Ok(()),
+        Ok(None) => Err((
+            format!("group {group:?} does not exist on this host"),
+            format!("create it (e.g. `groupadd --system {group}`) or fix `group`"),
+        )),
+        Err(e) => Err((
+            format!("cannot look up group {group:?}: {e}"),
+            "check the group database (NSS)".into(),
+        )),
     }
 }
 

@@ -12,7 +12,10 @@ pub mod schema;
 pub mod units;
 
 pub use diagnostic::{Diagnostic, Severity, Sources};
-pub use load::{load, load_str, signal_from_name, LoadError, LoadOptions, Loaded};
+pub use load::{
+    listen_addresses, load, load_str, signal_from_name, span_in, unconsumed_queues, LoadError,
+    LoadOptions, Loaded,
+};
 pub use read::did_you_mean as read_suggest;
 #[cfg(test)]
 mod tests;

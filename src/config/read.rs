@@ -16,6 +16,8 @@ pub type Value<'i> = Spanned<DeValue<'i>>;
 pub struct Reader {
     pub file: FileId,
     pub diagnostics: Vec<Diagnostic>,
+    /// prodserver's own environment, for `${NAME}` in string values.
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 /// One TOML table being read: knows its dotted path for messages.
@@ -57,10 +59,24 @@ impl<'t, 'i> Table<'t, 'i> {
 }
 
 impl Reader {
-    pub fn new(file: FileId) -> Self {
+    pub fn new(file: FileId, vars: std::collections::BTreeMap<String, String>) -> Self {
         Reader {
             file,
             diagnostics: Vec::new(),
+            vars,
+        }
+    }
+
+    /// `${NAME}`, `${NAME:-default}` and `$$` in a string value, as in
+    /// `env` values: every string of the file is expanded the same way, so
+    /// no key silently passes `${...}` on literally.
+    pub fn expand(&mut self, span: Range<usize>, path: &str, text: &str) -> Option<String> {
+        match super::interpolate::expand(text, &self.vars) {
+            Ok(value) => Some(value),
+            Err((message, hint)) => {
+                self.error(span, format!("`{path}`: {message}"), hint);
+                None
+            }
         }
     }
 
@@ -139,7 +155,7 @@ impl Reader {
 
     pub fn as_string(&mut self, value: &Value, path: &str, example: &str) -> Option<String> {
         match value.get_ref() {
-            DeValue::String(s) => Some(s.to_string()),
+            DeValue::String(s) => self.expand(value.span(), path, s),
             other => {
                 self.type_error(
                     value,
@@ -234,17 +250,19 @@ impl Reader {
         let hint =
             format!("write a number with a unit (ms, s, m, h), e.g. `{path} = \"{example}\"`");
         match value.get_ref() {
-            DeValue::String(s) => match units::parse_duration(s) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.error(
-                        value.span(),
-                        format!("bad duration for `{path}`: {e}"),
-                        hint,
-                    );
-                    None
+            DeValue::String(s) => {
+                match units::parse_duration(&self.expand(value.span(), &path, s)?) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        self.error(
+                            value.span(),
+                            format!("bad duration for `{path}`: {e}"),
+                            hint,
+                        );
+                        None
+                    }
                 }
-            },
+            }
             other => {
                 self.type_error(value, &path, "a duration string", other, &hint);
                 None
@@ -259,7 +277,7 @@ impl Reader {
             "write a number with a binary unit (KiB, MiB, GiB; K/M/G mean the same), e.g. `{path} = \"{example}\"`"
         );
         match value.get_ref() {
-            DeValue::String(s) => match units::parse_size(s) {
+            DeValue::String(s) => match units::parse_size(&self.expand(value.span(), &path, s)?) {
                 Ok(n) => Some(n),
                 Err(e) => {
                     self.error(value.span(), format!("bad size for `{path}`: {e}"), hint);
@@ -299,7 +317,10 @@ impl Reader {
         let mut ok = true;
         for item in items.iter() {
             match item.get_ref() {
-                DeValue::String(s) => out.push(Spanned::new(item.span(), s.to_string())),
+                DeValue::String(s) => match self.expand(item.span(), path, s) {
+                    Some(s) => out.push(Spanned::new(item.span(), s)),
+                    None => ok = false,
+                },
                 other => {
                     ok = false;
                     self.type_error(

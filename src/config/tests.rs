@@ -414,3 +414,324 @@ fn health_path_belongs_to_web_backends_default_probe() {
     assert!(e.message.contains("must be a URL path"), "{e:?}");
     assert!(load(&format!("{WEB}health = {{ path = \"/healthz/\" }}\n")).is_ok());
 }
+
+/// The single error of a file, asserting its line and column.
+fn error_at(text: &str, line: usize, col: usize) -> Found {
+    let e = error(text);
+    assert_eq!((e.line, e.col), (line, col), "{e:#?}");
+    assert!(!e.hint.is_empty(), "{e:#?}");
+    e
+}
+
+#[test]
+fn durations_are_bounded_and_months_refused() {
+    let e = error_at(
+        &format!("{WEB}health = {{ log = \"x\", start_timeout = \"300000000000y\" }}\n"),
+        4,
+        39,
+    );
+    assert!(e.message.contains("maximum of 1 year"), "{e:?}");
+    let e = error_at(
+        &format!("{WEB}[processes.web.health]\nlog = \"x\"\ninterval = \"500000000000y\"\n"),
+        6,
+        12,
+    );
+    assert!(e.message.contains("processes.web.health.interval"), "{e:?}");
+    let e = error_at(&format!("{WEB}stop_timeout = \"5M\"\n"), 4, 16);
+    assert!(e.message.contains("`5m` or `5min`"), "{e:?}");
+    let e = error_at(&format!("{WEB}backoff = \"5M\"\n"), 4, 11);
+    assert!(e.message.contains("months"), "{e:?}");
+    // Sizes keep M = MiB.
+    let loaded = load(&format!("{WEB}max_memory_per_child = \"5M\"\n")).expect("loads");
+    assert_eq!(
+        loaded.plan.processes[0].limits.max_memory_per_child,
+        Some(5 << 20)
+    );
+}
+
+#[test]
+fn instances_are_bounded() {
+    let e = error_at(&format!("{WEB}instances = 100000000\n"), 4, 13);
+    assert!(e.message.contains("maximum of 1000"), "{e:?}");
+    assert!(load(&format!(
+        "{WEB}instances = 1000\nargs = {{ bind = \"127.0.0.1:{{instance}}\" }}\n"
+    ))
+    .is_ok());
+}
+
+#[test]
+fn users_and_groups_must_exist() {
+    let e = error_at(&format!("{WEB}user = \"no-such-user-prodserver\"\n"), 4, 8);
+    assert!(e.message.contains("does not exist"), "{e:?}");
+    assert!(e.hint.contains("useradd"), "{e:?}");
+    let e = error_at(&format!("{WEB}user = \"\"\n"), 4, 8);
+    assert!(e.message.contains("empty"), "{e:?}");
+    let e = error_at(
+        &format!("{WEB}group = \"no-such-group-prodserver\"\n"),
+        4,
+        9,
+    );
+    assert!(e.message.contains("does not exist"), "{e:?}");
+    let e = error_at(&format!("{WEB}user = \"4242424\"\n"), 4, 8);
+    assert!(e.hint.contains("group"), "{e:?}");
+    assert!(load(&format!("{WEB}user = \"4242424\"\ngroup = \"4242424\"\n")).is_ok());
+    assert!(load(&format!("{WEB}user = \"root\"\n")).is_ok());
+}
+
+#[test]
+fn names_are_bounded() {
+    let long = "a".repeat(5000);
+    let e = error_at(&format!("[prodserver]\nname = \"{long}\"\n{WEB}"), 2, 8);
+    assert!(e.message.contains("more than 64"), "{e:?}");
+    let e = error_at(
+        &format!("[processes.{long}]\nbackend = \"command\"\ncommand = \"true\"\n"),
+        1,
+        12,
+    );
+    assert!(e.message.contains("more than 64"), "{e:?}");
+    assert!(load(&format!(
+        "[prodserver]\nname = \"{}\"\n{WEB}",
+        "a".repeat(64)
+    ))
+    .is_ok());
+}
+
+#[test]
+fn strings_the_kernel_would_refuse_at_exec() {
+    let big = "x".repeat(super::load::MAX_ARG_STRLEN);
+    let e = error_at(&format!("{WEB}env = {{ BIG = \"{big}\" }}\n"), 4, 15);
+    assert!(e.message.contains("environment variable BIG"), "{e:?}");
+    let e = error_at(&format!("{WEB}args = {{ name = \"{big}\" }}\n"), 4, 8);
+    assert!(e.message.contains("kernel refuses"), "{e:?}");
+    // Many strings each under the limit, together over ARG_MAX.
+    let part = "y".repeat(100_000);
+    let count = super::load::arg_max() / 100_000 + 2;
+    let vars: Vec<String> = (0..count).map(|i| format!("V{i} = \"{part}\"")).collect();
+    let e = error(&format!("{WEB}env = {{ {} }}\n", vars.join(", ")));
+    assert!(e.message.contains("ARG_MAX"), "{e:?}");
+}
+
+#[test]
+fn stop_signals_that_do_not_stop_are_refused() {
+    for sig in [
+        "CHLD", "WINCH", "CONT", "STOP", "PIPE", "URG", "TSTP", "TTIN", "TTOU", "SIGCHLD", "17",
+    ] {
+        let e = error_at(&format!("{WEB}stop_signal = \"{sig}\"\n"), 4, 15);
+        assert!(
+            e.message.contains("cannot be a stop signal"),
+            "{sig}: {e:?}"
+        );
+    }
+    for sig in ["TERM", "INT", "QUIT", "HUP", "KILL", "USR1"] {
+        assert!(
+            load(&format!("{WEB}stop_signal = \"{sig}\"\n")).is_ok(),
+            "{sig}"
+        );
+    }
+}
+
+#[test]
+fn values_that_could_never_work_are_refused_with_the_reason() {
+    let cases: &[(&str, (usize, usize), &str)] = &[
+        (
+            "health = { log = \"x\", start_timeout = \"0s\" }",
+            (4, 39),
+            "longer than zero",
+        ),
+        (
+            "health = { log = \"x\", interval = \"0s\" }",
+            (4, 34),
+            "longer than zero",
+        ),
+        (
+            "health = { log = \"x\", timeout = \"0s\" }",
+            (4, 33),
+            "longer than zero",
+        ),
+        ("health = { exec = [\"\"] }", (4, 19), "non-empty command"),
+        ("health = { exec = \"\" }", (4, 19), "non-empty command"),
+        (
+            "health = { http = \"http://127.0.0.1:1/\", status = 99999 }",
+            (4, 51),
+            "not an HTTP status",
+        ),
+        (
+            "health = { http = \"http://127.0.0.1:1/\", status = 600 }",
+            (4, 51),
+            "not an HTTP status",
+        ),
+        ("restart_window = \"0s\"", (4, 18), "longer than zero"),
+        ("max_memory_per_child = \"1B\"", (4, 24), "minimum of 1MiB"),
+    ];
+    for (line, at, what) in cases {
+        let e = error(&format!("{WEB}{line}\n"));
+        assert_eq!((e.line, e.col), *at, "{line}: {e:#?}");
+        assert!(e.message.contains(what), "{line}: {e:#?}");
+        assert!(!e.hint.is_empty());
+    }
+}
+
+#[test]
+fn cwd_that_is_a_file_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("afile"), "").expect("write");
+    let found = load_in(dir.path(), &format!("{WEB}cwd = \"afile\"\n"))
+        .err()
+        .expect("errors");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].severity, Severity::Error);
+    assert_eq!((found[0].line, found[0].col), (4, 7));
+    assert!(found[0].message.contains("is not a directory"), "{found:?}");
+}
+
+#[test]
+fn health_is_planned_as_start_plans_it() {
+    let e = error_at(
+        "[processes.web]\nbackend = \"gunicorn\"\napp = \"a:b\"\nargs = { bind = \"unix:/tmp/x.sock\" }\nhealth = { path = \"/x\" }\n",
+        5,
+        1,
+    );
+    assert!(e.message.contains("unix socket"), "{e:?}");
+}
+
+#[test]
+fn a_non_utf8_file_is_located_at_its_first_bad_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("prodserver.toml");
+    std::fs::write(&path, b"[processes.web]\nbackend = \"comm\xe9nd\"\n").expect("write");
+    let e = super::load(&path, &opts()).err().expect("error");
+    let found: Vec<Found> = e.diagnostics.iter().map(|d| found(&e.sources, d)).collect();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!((found[0].line, found[0].col), (2, 16));
+    assert!(found[0].message.contains("not valid UTF-8"), "{found:?}");
+    assert!(!found[0].message.contains(&*path.display().to_string()));
+}
+
+#[test]
+fn a_regex_error_is_one_line() {
+    let e = error(&format!("{WEB}health = {{ log = \"(unclosed\" }}\n"));
+    assert!(!e.message.contains('\n'), "{e:?}");
+    assert!(e.message.contains("unclosed group"), "{e:?}");
+}
+
+#[test]
+fn variables_expand_in_every_string() {
+    let mut o = opts();
+    o.env.insert("PORT".into(), "9001".into());
+    o.env.insert("APP".into(), "shop.wsgi:application".into());
+    let text = "[processes.web]\nbackend = \"gunicorn\"\napp = \"${APP}\"\nprogram = \"${BIN:-/usr/bin}/gunicorn\"\nargs = { bind = \"127.0.0.1:${PORT}\", name = \"$$x\" }\ncwd = \"${HOME:-/tmp}\"\nhealth = { http = \"http://127.0.0.1:${PORT}/\" }\n\
+                [processes.job]\nbackend = \"command\"\ncommand = \"echo ${PORT} '${UNSET:-a b}'\"\n";
+    let loaded = load_str(&root().join("prodserver.toml"), text.into(), &o).expect("loads");
+    let web = &loaded.plan.processes[0];
+    assert_eq!(web.argv[0], "/usr/bin/gunicorn");
+    assert!(
+        web.argv.contains(&"--bind=127.0.0.1:9001".to_string()),
+        "{:?}",
+        web.argv
+    );
+    assert!(
+        web.argv.contains(&"--name=$x".to_string()),
+        "{:?}",
+        web.argv
+    );
+    assert!(web.argv.contains(&"shop.wsgi:application".to_string()));
+    assert_eq!(web.cwd, Path::new("/tmp"));
+    let desc =
+        crate::health::describe(&crate::health::plan_for_instance(web, 1, &o.env).expect("plan"));
+    assert!(desc.contains("127.0.0.1:9001"), "{desc}");
+    assert_eq!(loaded.plan.processes[1].argv, ["echo", "9001", "a b"]);
+    let e = error_at(&format!("{WEB}args = {{ bind = \"${{NOPE}}\" }}\n"), 4, 17);
+    assert!(e.message.contains("NOPE is not set"), "{e:?}");
+}
+
+#[test]
+fn two_binds_of_one_address_are_refused() {
+    // uvicorn's default 127.0.0.1:8000 is inside gunicorn's 0.0.0.0:8000.
+    let e = error_at(
+        &format!("{WEB}args = {{ bind = \"0.0.0.0:8000\" }}\n[processes.api]\nbackend = \"uvicorn\"\napp = \"a:b\"\n"),
+        5,
+        12,
+    );
+    assert_eq!(e.message, "`api` binds 127.0.0.1:8000, as `web` does");
+    let e = error_at(
+        &format!("{WEB}instances = 2\nargs = {{ bind = \"127.0.0.1:8000\" }}\n"),
+        5,
+        17,
+    );
+    assert_eq!(
+        e.message,
+        "`web` instance 2 binds 127.0.0.1:8000, as `web` instance 1 does"
+    );
+    assert!(e.hint.contains("{instance}"), "{e:?}");
+    let e = error_at(
+        "[processes.a]\nbackend = \"daphne\"\napp = \"a:b\"\nargs = { u = \"/tmp/s\" }\n[processes.b]\nbackend = \"gunicorn\"\napp = \"a:b\"\nargs = { bind = \"unix:/tmp/s\" }\n",
+        8,
+        17,
+    );
+    assert!(e.message.contains("unix:/tmp/s"), "{e:?}");
+    // Per-instance ports, a health URL (not a bind), and distinct ports pass.
+    assert!(load(&format!(
+        "{WEB}instances = 2\nargs = {{ bind = \"127.0.0.1:800{{instance}}\" }}\n"
+    ))
+    .is_ok());
+    assert!(load(&format!("{WEB}[processes.w]\nbackend = \"waitress\"\napp = \"a:b\"\nhealth = {{ http = \"http://127.0.0.1:8000/\" }}\n")).is_ok());
+    assert!(load(&format!(
+        "{WEB}[processes.d]\nbackend = \"daphne\"\napp = \"a:b\"\nargs = {{ p = 8001 }}\n"
+    ))
+    .is_ok());
+}
+
+#[test]
+fn queues_in_args_are_refused() {
+    for key in ["queues", "Q"] {
+        let text = format!("[prodserver]\nqueues = [\"a\", \"b\"]\n[processes.w]\nbackend = \"celery-worker\"\napp = \"shop\"\nargs = {{ {key} = \"a,b\" }}\n");
+        let all = errors(&text);
+        let e = all
+            .iter()
+            .find(|e| e.message.contains("gives its queues in"))
+            .unwrap_or_else(|| panic!("{all:#?}"));
+        assert_eq!((e.line, e.col), (6, 11 + key.len() + 1 + 1), "{e:?}");
+        assert!(e.hint.contains("`queues` key"), "{e:?}");
+    }
+}
+
+#[test]
+fn uvicorn_with_a_wsgi_app_warns() {
+    for app in ["shop.wsgi:application", "wsgi:app"] {
+        let text = format!("[processes.web]\nbackend = \"uvicorn\"\napp = \"{app}\"\n");
+        let loaded = load(&text).expect("loads");
+        let w = &loaded.warnings;
+        assert_eq!(w.len(), 1, "{app}");
+        assert_eq!(w[0].severity, Severity::Warning);
+        assert_eq!(
+            loaded
+                .sources
+                .line_col(0, w[0].span.clone().expect("span").start),
+            (3, 7)
+        );
+        assert!(w[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("interface = \"wsgi\""));
+    }
+    let text = "[processes.web]\nbackend = \"uvicorn\"\napp = \"shop.wsgi:application\"\nargs = { interface = \"wsgi\" }\n";
+    assert!(load(text).expect("loads").warnings.is_empty());
+    let text = "[processes.web]\nbackend = \"uvicorn\"\napp = \"shop.asgi:application\"\n";
+    assert!(load(text).expect("loads").warnings.is_empty());
+}
+
+#[test]
+fn queues_without_a_consumer_among_the_selected() {
+    let text = "[prodserver]\nqueues = [\"celery\", \"emails\"]\n\
+                [processes.w1]\nbackend = \"celery-worker\"\napp = \"shop\"\n\
+                [processes.w2]\nbackend = \"celery-worker\"\napp = \"shop\"\nqueues = [\"emails\"]\n\
+                [processes.web]\nbackend = \"command\"\ncommand = \"true\"\n";
+    let plan = load(text).expect("loads").plan;
+    assert_eq!(
+        super::unconsumed_queues(&plan, &[0, 1, 2]),
+        Vec::<String>::new()
+    );
+    assert_eq!(super::unconsumed_queues(&plan, &[0]), ["emails"]);
+    assert_eq!(super::unconsumed_queues(&plan, &[2]), ["celery", "emails"]);
+}

@@ -8,7 +8,14 @@
 
 use std::time::Duration;
 
-/// Parses `250ms`, `30s`, `5m`, `1h 30m`. The unit is required.
+/// The longest duration a file may give. Every duration is a timeout, a
+/// period or a delay that the supervisor adds to "now"; past a year none of
+/// them means anything, and far past it the addition overflows.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `250ms`, `30s`, `5m`, `1h 30m`. The unit is required, and at most
+/// [`MAX_DURATION`]. `M` is refused: humantime reads `5M` as five months,
+/// which nobody writing a timeout means.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t.is_empty() {
@@ -17,7 +24,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if t.chars().all(|c| c.is_ascii_digit()) {
         return Err(format!("\"{t}\" has no unit"));
     }
-    humantime::parse_duration(t).map_err(|e| format!("\"{t}\" is not a duration ({e})"))
+    if let Some(number) = months_unit(t) {
+        return Err(format!(
+            "\"{t}\": `M` would mean months; did you mean `{number}m` or `{number}min` (minutes)?"
+        ));
+    }
+    let d = humantime::parse_duration(t).map_err(|e| format!("\"{t}\" is not a duration ({e})"))?;
+    if d > MAX_DURATION {
+        return Err(format!("\"{t}\" is longer than the maximum of 1 year"));
+    }
+    Ok(d)
+}
+
+/// The number before a bare `M` unit (`5M`, `1h 5M`), if any.
+fn months_unit(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b != b'M' || bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic) {
+            continue;
+        }
+        let start = text[..i]
+            .trim_end()
+            .rfind(|c: char| !c.is_ascii_digit())
+            .map_or(0, |j| j + 1);
+        let number = text[start..i].trim();
+        if !number.is_empty() && number.bytes().all(|c| c.is_ascii_digit()) {
+            return Some(number);
+        }
+    }
+    None
 }
 
 /// Parses `300MiB`, `1G`, `512M`, `64KiB` into bytes. The unit is required.
@@ -77,6 +112,19 @@ mod tests {
             .contains("not a duration"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-5s").is_err());
+    }
+
+    #[test]
+    fn durations_are_bounded_and_months_refused() {
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+        let e = parse_duration("300000000000y").unwrap_err();
+        assert!(e.contains("maximum of 1 year"), "{e}");
+        assert!(parse_duration("366d").unwrap_err().contains("maximum"));
+        let e = parse_duration("5M").unwrap_err();
+        assert!(e.contains("`5m` or `5min`"), "{e}");
+        assert!(parse_duration("1h 30M").unwrap_err().contains("`30m`"));
+        assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2months").map(|_| ()), Ok(()));
     }
 
     #[test]

@@ -190,6 +190,94 @@ pub fn web_path_plan(
     Ok((plan, note))
 }
 
+/// Where a server listens, as read for its default probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// Wildcard addresses on loopback, as probed.
+    Tcp(Target),
+    Unix(String),
+}
+
+/// Every address a web server (gunicorn, uvicorn, granian, daphne,
+/// waitress) binds, read from its argv and environment the way the
+/// default probe reads them; empty for other backends and when prodserver
+/// cannot tell (a gunicorn config file, an inherited fd). `check` uses it
+/// to refuse two processes or instances binding the same address.
+pub fn listen_addresses(spec: &ProcessSpec, world: &World) -> Vec<Listen> {
+    let args = args_of(spec);
+    let last = |long: &str, short: Option<&str>| option_values(args, long, short).pop();
+    let tcp = |bind: &str| gunicorn_bind(bind).ok().map(Listen::Tcp);
+    match spec.backend {
+        BackendKind::Gunicorn => {
+            let env_args: Vec<String> = (world.env)("GUNICORN_CMD_ARGS")
+                .and_then(|s| shell_words::split(&s).ok())
+                .unwrap_or_default();
+            let mut binds = option_values(args, "bind", Some("b"));
+            if binds.is_empty() {
+                binds = option_values(&env_args, "bind", Some("b"));
+            }
+            if binds.is_empty() {
+                return gunicorn_address(spec, world)
+                    .map(|a| vec![Listen::Tcp(a.target)])
+                    .unwrap_or_default();
+            }
+            binds
+                .iter()
+                .filter_map(|b| match b.strip_prefix("unix:") {
+                    Some(path) => Some(Listen::Unix(path.to_owned())),
+                    None => tcp(b),
+                })
+                .collect()
+        }
+        BackendKind::Uvicorn | BackendKind::Granian => {
+            if let Some(path) = last("uds", None) {
+                return vec![Listen::Unix(path)];
+            }
+            let prefix = if spec.backend == BackendKind::Uvicorn {
+                "UVICORN"
+            } else {
+                "GRANIAN"
+            };
+            host_port(spec, world, prefix, &["uds", "fd"])
+                .map(|a| vec![Listen::Tcp(a.target)])
+                .unwrap_or_default()
+        }
+        BackendKind::Daphne => {
+            if let Some(path) = last("unix-socket", Some("u")) {
+                return vec![Listen::Unix(path)];
+            }
+            if has_option(args, "endpoint")
+                || has_option(args, "fd")
+                || last("endpoint", Some("e")).is_some()
+            {
+                return Vec::new();
+            }
+            let host = last("bind", Some("b")).unwrap_or_else(|| "127.0.0.1".to_owned());
+            let port = last("port", Some("p")).unwrap_or_else(|| "8000".to_owned());
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            loopback_target(host, &port)
+                .map(|t| vec![Listen::Tcp(t)])
+                .unwrap_or_default()
+        }
+        BackendKind::Waitress => {
+            if let Some(path) = last("unix-socket", None) {
+                return vec![Listen::Unix(path)];
+            }
+            let listen = option_values(args, "listen", None);
+            if !listen.is_empty() {
+                return listen.iter().filter_map(|l| tcp(l)).collect();
+            }
+            let host = last("host", None).unwrap_or_else(|| "0.0.0.0".to_owned());
+            let port = last("port", None).unwrap_or_else(|| "8080".to_owned());
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            loopback_target(host, &port)
+                .map(|t| vec![Listen::Tcp(t)])
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// A web server's address, and whether it speaks TLS there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Address {
