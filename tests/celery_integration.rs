@@ -454,7 +454,7 @@ args = {{ pool = "gevent", without-mingle = true, without-gossip = true, logleve
 env = {{ SPIN_SECONDS = "6", SPIN_MARKER = "{}" }}
 # The integration pings every second (a third of WATCHDOG_USEC, at least 1 s).
 health = {{ notify = true, watchdog = "2s" }}
-stop_timeout = "2s"
+stop_timeout = "30s"
 "#,
         venv.display(),
         done.display()
