@@ -383,7 +383,7 @@ env_file = "global.env"
 
 [processes.show]
 backend = "command"
-command = ["sh", "-c", "echo LAYER=$LAYER ONLY_GLOBAL=$ONLY_GLOBAL FILE=$FILE P=$PRODSERVER_PROCESS I=$PRODSERVER_INSTANCE N=${NOTIFY_SOCKET-unset} L=${LISTEN_FDS-unset} W=${WATCHDOG_USEC-unset} INHERITED=$INHERITED"]
+command = ["sh", "-c", "echo LAYER=$LAYER ONLY_GLOBAL=$ONLY_GLOBAL FILE=$FILE P=$PRODSERVER_PROCESS I=$PRODSERVER_INSTANCE N=$${NOTIFY_SOCKET-unset} L=$${LISTEN_FDS-unset} W=$${WATCHDOG_USEC-unset} INHERITED=$INHERITED"]
 restart = "never"
 env = { LAYER = "process" }
 "#,

@@ -1,10 +1,13 @@
-//! `${NAME}` and `${NAME:-default}` in `env` values, expanded from
+//! `${NAME}` and `${NAME:-default}` in the file's strings, expanded from
 //! prodserver's own environment when the file is loaded. This is how a file
 //! gives a default that the platform may override
 //! (`CELERYD_CONCURRENCY = "${CELERYD_CONCURRENCY:-2}"`), since a plain
-//! value in the file always wins over the inherited one. `$$` is a literal
-//! `$`; any other `$` is kept as it is. An unset variable without a default
-//! is an error rather than a silent empty string.
+//! value in the file always wins over the inherited one. An unset variable
+//! without a default is an error rather than a silent empty string.
+//!
+//! Only `${` starts an expansion, and `$${` is a literal `${`. Every other
+//! `$` is kept as written, so the shell in `command = ["sh", "-c", ...]`
+//! still gets its `$$`, `$!`, `$1` and `$NAME`.
 
 use std::collections::BTreeMap;
 
@@ -15,14 +18,14 @@ pub fn expand(text: &str, env: &BTreeMap<String, String>) -> Result<String, (Str
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(end) = body.find('}') else {
                 return Err((
                     format!("unterminated `${{` in \"{text}\""),
-                    "close it: `${NAME}` or `${NAME:-default}`; write `$$` for a literal $".into(),
+                    "close it: `${NAME}` or `${NAME:-default}`; write `$${` for a literal `${`".into(),
                 ));
             };
             let inner = &body[..end];
@@ -42,7 +45,7 @@ pub fn expand(text: &str, env: &BTreeMap<String, String>) -> Result<String, (Str
                 (None, None) => {
                     return Err((
                         format!("{name} is not set in prodserver's environment"),
-                        format!("set it, or give a default: `${{{name}:-value}}`"),
+                        format!("set it, or give a default: `${{{name}:-value}}`; to leave it to a shell in the command, write `$${{{name}}}`"),
                     ))
                 }
             }
@@ -74,10 +77,12 @@ mod tests {
         assert_eq!(expand("${UNSET:-2}", &env()), Ok("2".into()));
         assert_eq!(expand("${EMPTY:-fallback}", &env()), Ok("fallback".into()));
         assert_eq!(expand("${SET:-2}", &env()), Ok("yes".into()));
+        // A shell's own dollars pass untouched; `$${` escapes an expansion.
         assert_eq!(
-            expand("$$HOME and $5 and $", &env()),
-            Ok("$HOME and $5 and $".into())
+            expand("$$ $! $HOME and $5 and $", &env()),
+            Ok("$$ $! $HOME and $5 and $".into())
         );
+        assert_eq!(expand("$${SET} ${SET}", &env()), Ok("${SET} yes".into()));
         assert_eq!(expand("plain", &env()), Ok("plain".into()));
     }
 

@@ -619,7 +619,7 @@ fn variables_expand_in_every_string() {
     let mut o = opts();
     o.env.insert("PORT".into(), "9001".into());
     o.env.insert("APP".into(), "shop.wsgi:application".into());
-    let text = "[processes.web]\nbackend = \"gunicorn\"\napp = \"${APP}\"\nprogram = \"${BIN:-/usr/bin}/gunicorn\"\nargs = { bind = \"127.0.0.1:${PORT}\", name = \"$$x\" }\ncwd = \"${HOME:-/tmp}\"\nhealth = { http = \"http://127.0.0.1:${PORT}/\" }\n\
+    let text = "[processes.web]\nbackend = \"gunicorn\"\napp = \"${APP}\"\nprogram = \"${BIN:-/usr/bin}/gunicorn\"\nargs = { bind = \"127.0.0.1:${PORT}\", name = \"$${X} $$\" }\ncwd = \"${HOME:-/tmp}\"\nhealth = { http = \"http://127.0.0.1:${PORT}/\" }\n\
                 [processes.job]\nbackend = \"command\"\ncommand = \"echo ${PORT} '${UNSET:-a b}'\"\n";
     let loaded = load_str(&root().join("prodserver.toml"), text.into(), &o).expect("loads");
     let web = &loaded.plan.processes[0];
@@ -630,7 +630,7 @@ fn variables_expand_in_every_string() {
         web.argv
     );
     assert!(
-        web.argv.contains(&"--name=$x".to_string()),
+        web.argv.contains(&"--name=${X} $$".to_string()),
         "{:?}",
         web.argv
     );
