@@ -28,7 +28,17 @@ command = ["true"]
 oneshot = true
 "#,
     );
-    let (code, out) = p.run(&["start", "job"], T);
+    // One pipe for stdout and stderr, so the order of lines is the order
+    // prodserver wrote them in.
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", "exec \"$0\" start job 2>&1", BIN])
+        .current_dir(p.path())
+        .env("XDG_RUNTIME_DIR", p.runtime_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("PRODSERVER_CONFIG");
+    let mut running = support::Running::spawn(sh);
+    let code = running.wait_exit(T);
+    let out = running.output();
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     let warning = lines
