@@ -254,7 +254,7 @@ fn term_ignoring_child_is_killed_with_its_whole_group_after_stop_timeout() {
         r#"
 [processes.stubborn]
 backend = "command"
-command = ["sh", "-c", "trap '' TERM; sleep 600 & echo $! >> pids; sleep 600 & echo $! >> pids; echo $$ >> pids; echo ready; wait"]
+command = ["sh", "-c", "trap '' TERM; sleep 600 & echo $! >> pids; sleep 600 & echo $! >> pids; echo $$$$ >> pids; echo ready; wait"]
 stop_timeout = "500ms"
 "#,
     );
@@ -375,7 +375,7 @@ env_file = "global.env"
 
 [processes.show]
 backend = "command"
-command = ["sh", "-c", "echo LAYER=$LAYER ONLY_GLOBAL=$ONLY_GLOBAL FILE=$FILE P=$PRODSERVER_PROCESS I=$PRODSERVER_INSTANCE N=${NOTIFY_SOCKET-unset} L=${LISTEN_FDS-unset} W=${WATCHDOG_USEC-unset} INHERITED=$INHERITED"]
+command = ["sh", "-c", "echo LAYER=$LAYER ONLY_GLOBAL=$ONLY_GLOBAL FILE=$FILE P=$PRODSERVER_PROCESS I=$PRODSERVER_INSTANCE N=$${NOTIFY_SOCKET-unset} L=$${LISTEN_FDS-unset} W=$${WATCHDOG_USEC-unset} INHERITED=$INHERITED"]
 restart = "never"
 env = { LAYER = "process" }
 "#,

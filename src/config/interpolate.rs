@@ -1,4 +1,5 @@
-//! `${NAME}` and `${NAME:-default}` in `env` values, expanded from
+//! `${NAME}` and `${NAME:-default}` in every string value (`env`, `args`,
+//! `command`, `health`...), expanded from
 //! prodserver's own environment when the file is loaded. This is how a file
 //! gives a default that the platform may override
 //! (`CELERYD_CONCURRENCY = "${CELERYD_CONCURRENCY:-2}"`), since a plain
@@ -33,7 +34,7 @@ pub fn expand(text: &str, env: &BTreeMap<String, String>) -> Result<String, (Str
             if !super::read::valid_env_name(name) {
                 return Err((
                     format!("`${{{inner}}}` does not name a variable"),
-                    "write `${NAME}` or `${NAME:-default}` with letters, digits and _".into(),
+                    "write `${NAME}` or `${NAME:-default}` with letters, digits and _; for a shell's own `${...}` in a command, write `$${...}`".into(),
                 ));
             }
             match (env.get(name).filter(|v| !v.is_empty()), default) {
