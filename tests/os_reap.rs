@@ -60,6 +60,20 @@ async fn orphans_are_adopted_and_reaped_by_pid() {
         "a live orphan cannot be reaped"
     );
 
+    // Only once `cat` has the FIFO open does closing our end give it EOF;
+    // before that, its open() would wait for a writer forever.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            std::fs::read_dir(format!("/proc/{orphan}/fd"))
+                .map(|fds| {
+                    fds.flatten()
+                        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == fifo))
+                })
+                .unwrap_or(false)
+        }),
+        "cat never opened the FIFO: {:?}",
+        stat(orphan)
+    );
     drop(holder);
 
     let mut reaped = Vec::new();
