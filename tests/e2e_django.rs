@@ -457,7 +457,9 @@ queues = ["hung"]
 concurrency = 1
 # The integration pings at a third of WATCHDOG_USEC.
 health = {{ notify = true, watchdog = "3s" }}
-stop_timeout = "2s"
+# Long enough for the final warm shutdown (a kill would make the exit code
+# 1); the hung incarnation is killed after it.
+stop_timeout = "10s"
 "#
         ),
     );
