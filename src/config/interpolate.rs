@@ -25,7 +25,8 @@ pub fn expand(text: &str, env: &BTreeMap<String, String>) -> Result<String, (Str
             let Some(end) = body.find('}') else {
                 return Err((
                     format!("unterminated `${{` in \"{text}\""),
-                    "close it: `${NAME}` or `${NAME:-default}`; write `$${` for a literal `${`".into(),
+                    "close it: `${NAME}` or `${NAME:-default}`; write `$${` for a literal `${`"
+                        .into(),
                 ));
             };
             let inner = &body[..end];

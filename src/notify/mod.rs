@@ -148,7 +148,7 @@ pub fn prepare_dir(runtime_dir: &Path) -> io::Result<RunDir> {
     // Creating a folder and locking it are two steps; a sweep in between
     // would see an unlocked folder and remove it. The guard makes the pair
     // atomic to sweepers, who take it too.
-    let guard = open_lock(&dir.join(DIR_LOCK))?;
+    let guard = crate::os::lock::open_lock_file(&dir.join(DIR_LOCK))?;
     let _guard = Flock::lock(guard, FlockArg::LockExclusive).map_err(|(_, e)| {
         io::Error::new(io::Error::from(e).kind(), format!("lock {dir:?}: {e}"))
     })?;
@@ -163,7 +163,7 @@ pub fn prepare_dir(runtime_dir: &Path) -> io::Result<RunDir> {
         }
         // mkdir applies the umask.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o711))?;
-        let lock = open_lock(&path.join(RUN_LOCK))
+        let lock = crate::os::lock::open_lock_file(&path.join(RUN_LOCK))
             .and_then(|f| {
                 Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e.into())
             })
@@ -176,20 +176,6 @@ pub fn prepare_dir(runtime_dir: &Path) -> io::Result<RunDir> {
             _lock: lock,
         })));
     }
-}
-
-/// Opens (creating, mode 0600) a lock file, refusing a planted symlink.
-/// Close-on-exec: a child inheriting it would keep the lock after we died.
-fn open_lock(path: &Path) -> io::Result<File> {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {path:?}: {e}")))
 }
 
 /// What the sweep does with one run folder.

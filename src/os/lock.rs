@@ -142,21 +142,27 @@ impl Drop for SingletonLock {
 ///
 /// The descriptor is close-on-exec: a child inheriting it would keep the
 /// lock after prodserver died.
+/// Opens (creating, mode 0600) a lock file without truncating it (that
+/// would erase the holder's pid before we hold the lock). std adds
+/// O_CLOEXEC, so a child never keeps a lock after we die; O_NOFOLLOW
+/// refuses a planted symlink.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open lock file {path:?}: {e}")))
+}
+
 pub fn try_lock(dir: &Path, project: &str, process: &str) -> io::Result<LockOutcome> {
     check_name("project", project)?;
     check_name("process", process)?;
     let path = dir.join(format!("{project}.{process}.lock"));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        // Truncating before we hold the lock would erase the holder's pid.
-        .truncate(false)
-        .mode(0o600)
-        // std already adds O_CLOEXEC; O_NOFOLLOW refuses a planted symlink.
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open lock file {path:?}: {e}")))?;
+    let file = open_lock_file(&path)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(file) => {
             file.set_len(0)?;

@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::logs::writer::thousands;
+
 const PERIOD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
@@ -63,19 +65,6 @@ impl OrphanTally {
     }
 }
 
-/// `1234567` → `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,13 +99,5 @@ mod tests {
         );
         // After a quiet second, reported at once again.
         assert!(t.reaped(t0 + 3 * PERIOD, 8, "z".into()).is_some());
-    }
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
     }
 }
