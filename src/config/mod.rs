@@ -14,7 +14,7 @@ pub mod units;
 pub use diagnostic::{Diagnostic, Severity, Sources};
 pub use load::{
     listen_addresses, load, load_str, signal_from_name, span_in, unconsumed_queues, LoadError,
-    LoadOptions, Loaded,
+    LoadOptions, Loaded, MAX_INSTANCES,
 };
 pub use read::did_you_mean as read_suggest;
 #[cfg(test)]

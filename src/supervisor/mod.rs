@@ -17,11 +17,13 @@
 //! - [`summary`] to decide when prodserver is done and with which exit code.
 
 pub mod backoff;
+pub mod core;
 pub mod engine;
 pub mod gate;
 pub mod instance;
 mod observe;
 pub mod order;
 pub mod orphans;
+pub mod rollout;
 pub mod signal_policy;
 pub mod summary;

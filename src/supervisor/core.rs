@@ -1,0 +1,1022 @@
+//! The supervisor core: every supervisor-wide decision, as a pure state
+//! machine.
+//!
+//! Theory of operation. The core owns one record per instance, keyed by a
+//! stable [`InstanceId`] (process name + instance number, never a position
+//! in a vector), and decides everything that concerns more than one
+//! instance: dependency gates (re-evaluated whenever something changes,
+//! including an operator's start), stop waves, the shutdown goal, fatality
+//! (a failed oneshot or critical process), rollouts, operator requests and
+//! the exit code. Its one entry point is [`Core::handle`]: an [`Input`]
+//! (child exited, spawned, probe verdict, timer, signal, request) at a
+//! given time in, a list of [`Command`]s (spawn, signal, kill group, arm
+//! timer, note, log, reply, exit) out. The event loop only carries out the
+//! commands and feeds back what happened; it decides nothing.
+//!
+//! Reports about a spawn carry the generation the core handed out with the
+//! `Spawn` command, so a late report about a previous incarnation is
+//! recognised and dropped here, where a test can see it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Instant;
+
+use super::gate::{self, Gate, ProcessView};
+use super::instance::{Action, Event, ExitStatus, Instance, InstanceConfig, Note, Phase};
+use super::order;
+use super::rollout::{self, Mode, Rollout, Step};
+use super::signal_policy::{SignalMeaning, StopCause};
+use super::summary::{self, Ending, InstanceEnd, Verdict};
+use crate::plan::{Plan, ProcessId};
+
+/// One instance, by name: `web.2`. Survives scale and reload.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InstanceId {
+    pub process: String,
+    pub number: u32,
+}
+
+impl InstanceId {
+    pub fn new(process: &str, number: u32) -> InstanceId {
+        InstanceId {
+            process: process.to_string(),
+            number,
+        }
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.process, self.number)
+    }
+}
+
+/// What the run is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// `start`: run until stopped (or until everything ended by itself).
+    UntilStopped,
+    /// Until every selected process is ready (or done), then stop: what
+    /// `smoke` needs.
+    UntilReady,
+}
+
+/// Identifies a request, so its reply finds its way back.
+pub type Ticket = u64;
+
+/// What an operator can ask of a running supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Rolling restart of a process, or of one of its instances.
+    Restart {
+        process: String,
+        instance: Option<u32>,
+    },
+    /// Stop a process; the supervisor keeps running.
+    Stop { process: String },
+    /// Start a stopped (or never started) process, once its gate opens.
+    Start { process: String },
+    /// Run `instances` copies, keeping the others' ids and pids.
+    Scale { process: String, instances: u32 },
+    /// A snapshot of every instance.
+    Status,
+}
+
+/// The answer to a request, sent once it is *done*.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Done,
+    Failed(String),
+    Status(Vec<InstanceStatus>),
+}
+
+/// One line of `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub id: InstanceId,
+    pub state: &'static str,
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    pub last_restart: Option<String>,
+    pub last_exit: Option<ExitStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The spawn of `generation` produced a process.
+    Spawned {
+        id: InstanceId,
+        generation: u64,
+        pid: i32,
+    },
+    SpawnFailed {
+        id: InstanceId,
+        generation: u64,
+        permanent: bool,
+        message: String,
+    },
+    Exited {
+        id: InstanceId,
+        generation: u64,
+        status: ExitStatus,
+    },
+    /// A health verdict about the incarnation of `generation`.
+    Health {
+        id: InstanceId,
+        generation: u64,
+        event: Event,
+    },
+    /// The instance's timer fired.
+    Timer {
+        id: InstanceId,
+    },
+    /// The answer to a `TryLock`/`Spawn` of a singleton.
+    Lock {
+        id: InstanceId,
+        event: Event,
+    },
+    Signal(SignalMeaning),
+    Request {
+        ticket: Ticket,
+        request: Request,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Spawn the instance (a singleton takes its lock first and answers
+    /// with `Input::Lock` if it is held); report with this generation.
+    Spawn {
+        id: InstanceId,
+        generation: u64,
+    },
+    Signal {
+        id: InstanceId,
+        pid: i32,
+        signal: i32,
+    },
+    KillGroup {
+        id: InstanceId,
+        pgid: i32,
+    },
+    SetTimer {
+        id: InstanceId,
+        at: Instant,
+    },
+    ClearTimer {
+        id: InstanceId,
+    },
+    TryLock {
+        id: InstanceId,
+    },
+    /// The instance ended: drop its singleton lock and health state.
+    Release {
+        id: InstanceId,
+    },
+    /// Something happened to one instance (the loop words it).
+    Note {
+        id: InstanceId,
+        note: Note,
+    },
+    /// A supervisor-wide line.
+    Log(String),
+    Reply {
+        ticket: Ticket,
+        reply: Reply,
+    },
+    /// Everything is done: exit with this verdict.
+    Exit(Verdict),
+}
+
+#[derive(Debug)]
+struct Record {
+    fsm: Instance,
+    generation: u64,
+    last_exit: Option<ExitStatus>,
+    /// Being removed by a scale-down: dropped once terminal.
+    retiring: bool,
+}
+
+#[derive(Debug)]
+struct Shutdown {
+    waves: Vec<Vec<ProcessId>>,
+    current: usize,
+    ending: Ending,
+    failed_before: BTreeSet<InstanceId>,
+}
+
+/// A request that is answered once a condition holds.
+#[derive(Debug)]
+enum Waiter {
+    /// Every instance of the process is terminal.
+    Stopped { ticket: Ticket, process: ProcessId },
+    /// Every instance of the process is ready or completed (or one failed).
+    Ready { ticket: Ticket, process: ProcessId },
+}
+
+#[derive(Debug)]
+struct Rolling {
+    rollout: Rollout,
+    ticket: Option<Ticket>,
+    /// Generation of the instance being rolled when its step began.
+    since_generation: u64,
+}
+
+pub struct Core {
+    plan: Plan,
+    selected: Vec<bool>,
+    /// Told to run (by the schedule or an operator).
+    started: Vec<bool>,
+    /// Stopped by an operator: its dependents wait instead of failing, and
+    /// its stop does not end the run.
+    held_down: Vec<bool>,
+    records: BTreeMap<InstanceId, Record>,
+    rollouts: BTreeMap<ProcessId, Rolling>,
+    waiters: Vec<Waiter>,
+    shutdown: Option<Shutdown>,
+    goal: Goal,
+    exited: bool,
+}
+
+impl Core {
+    /// A core for `plan`, running the `selected` processes.
+    pub fn new(plan: Plan, selected: &[ProcessId], goal: Goal) -> Core {
+        let n = plan.processes.len();
+        let mut sel = vec![false; n];
+        for &id in selected {
+            sel[id] = true;
+        }
+        let mut records = BTreeMap::new();
+        for (pid, spec) in plan.processes.iter().enumerate() {
+            if !sel[pid] {
+                continue;
+            }
+            for number in 1..=spec.instances {
+                records.insert(
+                    InstanceId::new(&spec.name, number),
+                    Record::new(InstanceConfig::from(spec)),
+                );
+            }
+        }
+        Core {
+            plan,
+            selected: sel,
+            started: vec![false; n],
+            held_down: vec![false; n],
+            records,
+            rollouts: BTreeMap::new(),
+            waiters: Vec::new(),
+            shutdown: None,
+            goal,
+            exited: false,
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The instances, in a stable order.
+    pub fn ids(&self) -> impl Iterator<Item = &InstanceId> {
+        self.records.keys()
+    }
+
+    pub fn phase(&self, id: &InstanceId) -> Option<&Phase> {
+        self.records.get(id).map(|r| r.fsm.phase())
+    }
+
+    pub fn instance(&self, id: &InstanceId) -> Option<&Instance> {
+        self.records.get(id).map(|r| &r.fsm)
+    }
+
+    pub fn generation(&self, id: &InstanceId) -> Option<u64> {
+        self.records.get(id).map(|r| r.generation)
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.shutdown.is_some()
+    }
+
+    fn process_id(&self, name: &str) -> Option<ProcessId> {
+        self.plan.processes.iter().position(|p| p.name == name)
+    }
+
+    fn ids_of(&self, process: ProcessId) -> Vec<InstanceId> {
+        let name = &self.plan.processes[process].name;
+        self.records
+            .keys()
+            .filter(|id| &id.process == name)
+            .cloned()
+            .collect()
+    }
+
+    /// Starts the run: every process whose gate is open starts.
+    pub fn begin(&mut self, now: Instant, jitter: f64) -> Vec<Command> {
+        let mut out = Vec::new();
+        self.settle(now, jitter, &mut out);
+        out
+    }
+
+    /// Feeds one input; returns what the loop must do, in order.
+    /// `jitter` in `[0, 1)` is used when a restart delay is drawn.
+    pub fn handle(&mut self, now: Instant, input: Input, jitter: f64) -> Vec<Command> {
+        let mut out = Vec::new();
+        if self.exited {
+            return out;
+        }
+        match input {
+            Input::Spawned {
+                id,
+                generation,
+                pid,
+            } => {
+                if self.current(&id, generation) {
+                    self.feed(now, &id, Event::Spawned { pid }, jitter, &mut out);
+                }
+            }
+            Input::SpawnFailed {
+                id,
+                generation,
+                permanent,
+                message,
+            } => {
+                if self.current(&id, generation) {
+                    let event = Event::SpawnFailed { permanent, message };
+                    self.feed(now, &id, event, jitter, &mut out);
+                }
+            }
+            Input::Exited {
+                id,
+                generation,
+                status,
+            } => {
+                if self.current(&id, generation) {
+                    if let Some(r) = self.records.get_mut(&id) {
+                        r.last_exit = Some(status);
+                    }
+                    self.feed(now, &id, Event::Exited { status }, jitter, &mut out);
+                }
+            }
+            Input::Health {
+                id,
+                generation,
+                event,
+            } => {
+                if self.current(&id, generation) {
+                    self.feed(now, &id, event, jitter, &mut out);
+                }
+            }
+            Input::Timer { id } => self.feed(now, &id, Event::TimerFired, jitter, &mut out),
+            Input::Lock { id, event } => self.feed(now, &id, event, jitter, &mut out),
+            Input::Signal(meaning) => self.on_signal(now, meaning, jitter, &mut out),
+            Input::Request { ticket, request } => {
+                self.on_request(now, ticket, request, jitter, &mut out)
+            }
+        }
+        self.settle(now, jitter, &mut out);
+        out
+    }
+
+    /// A report about the current incarnation (not a late one).
+    fn current(&self, id: &InstanceId, generation: u64) -> bool {
+        self.records
+            .get(id)
+            .is_some_and(|r| r.generation == generation)
+    }
+
+    /// Feeds `event` to one instance and turns its actions into commands.
+    fn feed(
+        &mut self,
+        now: Instant,
+        id: &InstanceId,
+        event: Event,
+        jitter: f64,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(r) = self.records.get_mut(id) else {
+            return;
+        };
+        let was_terminal = r.fsm.is_terminal();
+        for action in r.fsm.handle(now, event, jitter) {
+            out.push(match action {
+                Action::Spawn => {
+                    r.generation += 1;
+                    Command::Spawn {
+                        id: id.clone(),
+                        generation: r.generation,
+                    }
+                }
+                Action::Signal { pid, signal } => Command::Signal {
+                    id: id.clone(),
+                    pid,
+                    signal,
+                },
+                Action::KillGroup { pgid } => Command::KillGroup {
+                    id: id.clone(),
+                    pgid,
+                },
+                Action::SetTimer(at) => Command::SetTimer { id: id.clone(), at },
+                Action::ClearTimer => Command::ClearTimer { id: id.clone() },
+                Action::TryLock => Command::TryLock { id: id.clone() },
+                Action::Note(note) => Command::Note {
+                    id: id.clone(),
+                    note,
+                },
+            });
+        }
+        if !was_terminal && r.fsm.is_terminal() {
+            out.push(Command::Release { id: id.clone() });
+        }
+    }
+
+    fn on_signal(
+        &mut self,
+        now: Instant,
+        meaning: SignalMeaning,
+        jitter: f64,
+        out: &mut Vec<Command>,
+    ) {
+        match meaning {
+            SignalMeaning::Stop { cause } => {
+                if self.shutdown.is_some() {
+                    let what = match cause {
+                        StopCause::Interrupt => "SIGINT again".to_string(),
+                        StopCause::Terminate(sig) => {
+                            format!("{} again", crate::os::signal_name(sig))
+                        }
+                        // The terminal is gone: nobody asks twice.
+                        StopCause::Hangup => return,
+                    };
+                    out.push(Command::Log(format!(
+                        "{what}: killing what is left without waiting"
+                    )));
+                    let ids: Vec<InstanceId> = self.records.keys().cloned().collect();
+                    for id in ids {
+                        self.feed(now, &id, Event::StopNow, jitter, out);
+                    }
+                } else {
+                    self.begin_shutdown(now, Ending::Requested, &cause.describe(), jitter, out);
+                }
+            }
+            SignalMeaning::Reload => out.push(Command::Log(
+                "SIGHUP received: reload is not available yet, carrying on with the running configuration"
+                    .into(),
+            )),
+            SignalMeaning::Status => {
+                out.push(Command::Log("status (SIGUSR1):".into()));
+                for s in self.status() {
+                    let pid = s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                    let n = s.restarts;
+                    let restarts = if n == 1 { "1 restart".to_string() } else { format!("{n} restarts") };
+                    out.push(Command::Log(format!("  {}: {}{pid}, {restarts}", s.id, s.state)));
+                }
+            }
+            SignalMeaning::Ignore => {}
+        }
+    }
+
+    /// Every instance's state, for `status`.
+    pub fn status(&self) -> Vec<InstanceStatus> {
+        self.records
+            .iter()
+            .map(|(id, r)| {
+                let process = self.process_id(&id.process).unwrap_or(0);
+                InstanceStatus {
+                    id: id.clone(),
+                    state: if self.started[process] || r.fsm.is_terminal() {
+                        r.fsm.phase().name()
+                    } else {
+                        "not started"
+                    },
+                    pid: r.fsm.pid(),
+                    restarts: r.fsm.all_restarts(),
+                    last_restart: r.fsm.last_restart().map(str::to_string),
+                    last_exit: r.last_exit,
+                }
+            })
+            .collect()
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        request: Request,
+        jitter: f64,
+        out: &mut Vec<Command>,
+    ) {
+        let reply = |out: &mut Vec<Command>, reply| out.push(Command::Reply { ticket, reply });
+        if let Request::Status = request {
+            return reply(out, Reply::Status(self.status()));
+        }
+        if self.shutdown.is_some() {
+            return reply(out, Reply::Failed("prodserver is stopping".into()));
+        }
+        let name = match &request {
+            Request::Restart { process, .. }
+            | Request::Stop { process }
+            | Request::Start { process }
+            | Request::Scale { process, .. } => process.clone(),
+            Request::Status => unreachable_status(),
+        };
+        let Some(process) = self.process_id(&name).filter(|p| self.selected[*p]) else {
+            return reply(
+                out,
+                Reply::Failed(format!("no process named {name} runs here")),
+            );
+        };
+        match request {
+            Request::Restart { instance, .. } => {
+                if self.rollouts.contains_key(&process) {
+                    return reply(
+                        out,
+                        Reply::Failed(format!("{name} is already being restarted")),
+                    );
+                }
+                let numbers: Vec<u32> = match instance {
+                    Some(n) if self.records.contains_key(&InstanceId::new(&name, n)) => vec![n],
+                    Some(n) => {
+                        return reply(out, Reply::Failed(format!("{name} has no instance {n}")))
+                    }
+                    None => self.ids_of(process).iter().map(|id| id.number).collect(),
+                };
+                self.started[process] = true;
+                self.held_down[process] = false;
+                let (rollout, step) = Rollout::start(Mode::Replace, numbers);
+                self.rollouts.insert(
+                    process,
+                    Rolling {
+                        rollout,
+                        ticket: Some(ticket),
+                        since_generation: 0,
+                    },
+                );
+                self.take_step(now, process, step, jitter, out);
+            }
+            Request::Stop { .. } => {
+                self.held_down[process] = true;
+                self.rollouts.remove(&process);
+                for id in self.ids_of(process) {
+                    self.feed(now, &id, Event::Stop, jitter, out);
+                }
+                self.waiters.push(Waiter::Stopped { ticket, process });
+            }
+            Request::Start { .. } => {
+                self.held_down[process] = false;
+                // The schedule starts it once its gate opens.
+                self.started[process] = false;
+                self.waiters.push(Waiter::Ready { ticket, process });
+            }
+            Request::Scale { instances, .. } => {
+                if instances == 0 || instances > crate::config::MAX_INSTANCES {
+                    return reply(
+                        out,
+                        Reply::Failed(format!(
+                            "instances must be between 1 and {}",
+                            crate::config::MAX_INSTANCES
+                        )),
+                    );
+                }
+                let spec = &self.plan.processes[process];
+                let cfg = InstanceConfig::from(spec);
+                let current = self.ids_of(process);
+                for number in 1..=instances {
+                    let id = InstanceId::new(&name, number);
+                    if !self.records.contains_key(&id) {
+                        self.records.insert(id.clone(), Record::new(cfg.clone()));
+                        if self.started[process] {
+                            self.feed(now, &id, Event::Start, jitter, out);
+                        }
+                    }
+                }
+                for id in current.iter().filter(|id| id.number > instances) {
+                    if let Some(r) = self.records.get_mut(id) {
+                        r.retiring = true;
+                    }
+                    if let Some(rolling) = self.rollouts.get_mut(&process) {
+                        rolling.rollout.forget(id.number);
+                    }
+                    self.feed(now, id, Event::Stop, jitter, out);
+                }
+                self.plan.processes[process].instances = instances;
+                self.waiters.push(Waiter::Ready { ticket, process });
+            }
+            Request::Status => {}
+        }
+    }
+
+    fn take_step(
+        &mut self,
+        now: Instant,
+        process: ProcessId,
+        step: Step,
+        jitter: f64,
+        out: &mut Vec<Command>,
+    ) {
+        let name = self.plan.processes[process].name.clone();
+        match step {
+            Step::Restart(n) => {
+                let id = InstanceId::new(&name, n);
+                let generation = self.records.get(&id).map_or(0, |r| r.generation);
+                if let Some(rolling) = self.rollouts.get_mut(&process) {
+                    rolling.since_generation = generation;
+                }
+                let terminal = self.records.get(&id).is_some_and(|r| r.fsm.is_terminal());
+                let event = if terminal {
+                    Event::Start
+                } else {
+                    Event::Restart {
+                        reason: "restart requested".into(),
+                    }
+                };
+                self.feed(now, &id, event, jitter, out);
+            }
+            // Surge needs held sockets, which come later: a surge rollout is
+            // never started yet.
+            Step::StartSuccessor(_) | Step::RetirePredecessor(_) => {}
+            Step::Done => {
+                if let Some(rolling) = self.rollouts.remove(&process) {
+                    if let Some(ticket) = rolling.ticket {
+                        out.push(Command::Reply {
+                            ticket,
+                            reply: Reply::Done,
+                        });
+                    }
+                }
+            }
+            Step::Aborted { instance, reason } => {
+                if let Some(rolling) = self.rollouts.remove(&process) {
+                    if let Some(ticket) = rolling.ticket {
+                        out.push(Command::Reply {
+                            ticket,
+                            reply: Reply::Failed(format!("{name}.{instance} {reason}")),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Supervisor-wide consequences, until nothing changes any more.
+    fn settle(&mut self, now: Instant, jitter: f64, out: &mut Vec<Command>) {
+        loop {
+            let before = out.len();
+            self.fatality(now, jitter, out);
+            self.progress_rollouts(now, jitter, out);
+            self.schedule(now, jitter, out);
+            self.drop_retired();
+            self.answer_waiters(out);
+            self.reach_goal(now, jitter, out);
+            self.advance_shutdown(now, jitter, out);
+            if out.len() == before {
+                break;
+            }
+        }
+        if let Some(verdict) = self.finished() {
+            self.exited = true;
+            out.push(Command::Exit(verdict));
+        }
+    }
+
+    /// A failed oneshot or critical process stops everything.
+    fn fatality(&mut self, now: Instant, jitter: f64, out: &mut Vec<Command>) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let fatal = self.records.iter().find_map(|(id, r)| {
+            let spec = &self.plan.processes[self.process_id(&id.process)?];
+            let failed = matches!(r.fsm.phase(), Phase::Failed { .. });
+            (failed && (spec.oneshot || spec.critical)).then(|| {
+                let what = if spec.oneshot {
+                    "oneshot"
+                } else {
+                    "critical process"
+                };
+                (id.clone(), format!("{what} {id} failed"))
+            })
+        });
+        if let Some((_, why)) = fatal {
+            let announce = format!("{why}: stopping everything");
+            self.begin_shutdown(now, Ending::Fatal(why), &announce, jitter, out);
+        }
+    }
+
+    fn view(&self, process: ProcessId) -> ProcessView {
+        let mut v = ProcessView::of(self.ids_of(process).iter().filter_map(|id| self.phase(id)));
+        if self.held_down[process] {
+            // Stopped by an operator: its dependents wait for a start
+            // instead of failing.
+            v.stopped = 0;
+        }
+        v
+    }
+
+    fn schedule(&mut self, now: Instant, jitter: f64, out: &mut Vec<Command>) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        for process in 0..self.plan.processes.len() {
+            if !self.selected[process] || self.started[process] || self.held_down[process] {
+                continue;
+            }
+            let deps = self.plan.processes[process].depends_on.clone();
+            match gate::dependencies_met(&deps, |p| self.view(p)) {
+                Gate::Open => {
+                    self.started[process] = true;
+                    for id in self.ids_of(process) {
+                        self.feed(now, &id, Event::Start, jitter, out);
+                    }
+                }
+                Gate::Wait { .. } => {}
+                Gate::Blocked { dependency, reason } => {
+                    self.started[process] = true;
+                    let reason = format!(
+                        "dependency {} {reason}",
+                        self.plan.processes[dependency].name
+                    );
+                    for id in self.ids_of(process) {
+                        let event = Event::Blocked {
+                            reason: reason.clone(),
+                        };
+                        self.feed(now, &id, event, jitter, out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn progress_rollouts(&mut self, now: Instant, jitter: f64, out: &mut Vec<Command>) {
+        let processes: Vec<ProcessId> = self.rollouts.keys().copied().collect();
+        for process in processes {
+            let Some(rolling) = self.rollouts.get(&process) else {
+                continue;
+            };
+            let Some(n) = rolling.rollout.current() else {
+                continue;
+            };
+            let id = InstanceId::new(&self.plan.processes[process].name, n);
+            let outcome = match self.records.get(&id) {
+                None => Some(rollout::Outcome::Failed(n, "was removed".into())),
+                Some(r) if r.generation > rolling.since_generation => match r.fsm.phase() {
+                    Phase::Running { ready: true, .. } | Phase::Completed => {
+                        Some(rollout::Outcome::Ready(n))
+                    }
+                    Phase::Failed { .. } | Phase::Backoff { .. } | Phase::Stopped => {
+                        let why = r
+                            .last_exit
+                            .map(|s| s.describe())
+                            .unwrap_or_else(|| "did not start".into());
+                        Some(rollout::Outcome::Failed(n, why))
+                    }
+                    _ => None,
+                },
+                Some(r) if matches!(r.fsm.phase(), Phase::Failed { .. }) => {
+                    Some(rollout::Outcome::Failed(n, "failed".into()))
+                }
+                Some(_) => None,
+            };
+            let Some(outcome) = outcome else { continue };
+            let step = self
+                .rollouts
+                .get_mut(&process)
+                .and_then(|r| r.rollout.on(outcome));
+            if let Some(step) = step {
+                self.take_step(now, process, step, jitter, out);
+            }
+        }
+    }
+
+    fn answer_waiters(&mut self, out: &mut Vec<Command>) {
+        let mut keep = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
+            let (ticket, process, stop) = match w {
+                Waiter::Stopped { ticket, process } => (ticket, process, true),
+                Waiter::Ready { ticket, process } => (ticket, process, false),
+            };
+            let phases: Vec<&Phase> = self
+                .ids_of(process)
+                .iter()
+                .filter(|id| !self.records[*id].retiring)
+                .filter_map(|id| self.phase(id))
+                .collect();
+            let retiring_left = self
+                .ids_of(process)
+                .iter()
+                .any(|id| self.records[id].retiring);
+            let reply = if stop {
+                phases
+                    .iter()
+                    .all(|p| p.is_terminal())
+                    .then_some(Reply::Done)
+            } else if let Some(Phase::Failed { reason }) =
+                phases.iter().find(|p| matches!(p, Phase::Failed { .. }))
+            {
+                Some(Reply::Failed(format!(
+                    "{}: {reason:?}",
+                    self.plan.processes[process].name
+                )))
+            } else {
+                let ready = phases
+                    .iter()
+                    .all(|p| matches!(p, Phase::Running { ready: true, .. } | Phase::Completed));
+                (ready && !retiring_left).then_some(Reply::Done)
+            };
+            match reply {
+                Some(reply) => out.push(Command::Reply { ticket, reply }),
+                None => keep.push(if stop {
+                    Waiter::Stopped { ticket, process }
+                } else {
+                    Waiter::Ready { ticket, process }
+                }),
+            }
+        }
+        self.waiters = keep;
+    }
+
+    fn drop_retired(&mut self) {
+        self.records
+            .retain(|_, r| !(r.retiring && r.fsm.is_terminal()));
+    }
+
+    fn begin_shutdown(
+        &mut self,
+        now: Instant,
+        ending: Ending,
+        announce: &str,
+        jitter: f64,
+        out: &mut Vec<Command>,
+    ) {
+        if let Some(sd) = &mut self.shutdown {
+            if matches!(ending, Ending::Fatal(_)) && !matches!(sd.ending, Ending::Fatal(_)) {
+                sd.ending = ending;
+            }
+            return;
+        }
+        out.push(Command::Log(announce.to_string()));
+        let failed_before = self
+            .records
+            .iter()
+            .filter(|(_, r)| matches!(r.fsm.phase(), Phase::Failed { .. }))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let waves = order::stop_waves(&self.plan)
+            .into_iter()
+            .map(|w| {
+                w.into_iter()
+                    .filter(|p| self.selected[*p])
+                    .collect::<Vec<_>>()
+            })
+            .filter(|w| !w.is_empty())
+            .collect();
+        self.shutdown = Some(Shutdown {
+            waves,
+            current: 0,
+            ending,
+            failed_before,
+        });
+        self.rollouts.clear();
+        for w in std::mem::take(&mut self.waiters) {
+            let ticket = match w {
+                Waiter::Stopped { ticket, .. } | Waiter::Ready { ticket, .. } => ticket,
+            };
+            out.push(Command::Reply {
+                ticket,
+                reply: Reply::Failed("prodserver is stopping".into()),
+            });
+        }
+        // Held: an instance that ends before its wave stays down. Those with
+        // no process (pending, in backoff) have nothing to stop.
+        let ids: Vec<InstanceId> = self.records.keys().cloned().collect();
+        for id in ids {
+            self.feed(now, &id, Event::Hold, jitter, out);
+            let running = matches!(
+                self.phase(&id),
+                Some(Phase::Running { .. } | Phase::Stopping { .. } | Phase::Spawning { .. })
+            );
+            if !running {
+                self.feed(now, &id, Event::Stop, jitter, out);
+            }
+        }
+        self.stop_wave(now, 0, jitter, out);
+    }
+
+    fn stop_wave(&mut self, now: Instant, wave: usize, jitter: f64, out: &mut Vec<Command>) {
+        let Some(processes) = self
+            .shutdown
+            .as_ref()
+            .and_then(|sd| sd.waves.get(wave).cloned())
+        else {
+            return;
+        };
+        for process in processes {
+            for id in self.ids_of(process) {
+                if !self.records[&id].fsm.is_terminal() {
+                    self.feed(now, &id, Event::Stop, jitter, out);
+                }
+            }
+        }
+    }
+
+    fn advance_shutdown(&mut self, now: Instant, jitter: f64, out: &mut Vec<Command>) {
+        loop {
+            let Some(sd) = &self.shutdown else { return };
+            let Some(wave) = sd.waves.get(sd.current).cloned() else {
+                return;
+            };
+            let done = wave
+                .iter()
+                .flat_map(|p| self.ids_of(*p))
+                .all(|id| self.records[&id].fsm.is_terminal());
+            if !done {
+                return;
+            }
+            let next = sd.current + 1;
+            if let Some(sd) = &mut self.shutdown {
+                sd.current = next;
+            }
+            self.stop_wave(now, next, jitter, out);
+        }
+    }
+
+    /// `UntilReady`: once every selected instance is ready (or done), the
+    /// run has proved what it was for, and stops.
+    fn reach_goal(&mut self, now: Instant, jitter: f64, out: &mut Vec<Command>) {
+        if self.goal != Goal::UntilReady || self.shutdown.is_some() {
+            return;
+        }
+        let ready = self.records.iter().all(|(id, r)| {
+            let p = self.process_id(&id.process).unwrap_or(0);
+            self.started[p]
+                && matches!(
+                    r.fsm.phase(),
+                    Phase::Running { ready: true, .. } | Phase::Completed
+                )
+        });
+        if ready {
+            self.begin_shutdown(
+                now,
+                Ending::Requested,
+                "every process is ready: stopping",
+                jitter,
+                out,
+            );
+        }
+    }
+
+    /// The verdict, once the run is over.
+    fn finished(&self) -> Option<Verdict> {
+        let all_terminal = self.records.values().all(|r| r.fsm.is_terminal());
+        let ending = match &self.shutdown {
+            Some(sd) if all_terminal => sd.ending.clone(),
+            Some(_) => return None,
+            None => {
+                // Everything ended by itself: nothing runs, nothing can
+                // start, and no operator is holding anything down.
+                let ended = all_terminal
+                    && (0..self.plan.processes.len())
+                        .all(|p| !self.selected[p] || (self.started[p] && !self.held_down[p]))
+                    && self.rollouts.is_empty()
+                    && self.waiters.is_empty();
+                if !ended {
+                    return None;
+                }
+                Ending::OnItsOwn
+            }
+        };
+        let failed_before = self.shutdown.as_ref().map(|sd| &sd.failed_before);
+        let ends: Vec<InstanceEnd<'_>> = self
+            .records
+            .iter()
+            .map(|(id, r)| InstanceEnd {
+                name: id.to_string(),
+                phase: r.fsm.phase(),
+                started: self
+                    .process_id(&id.process)
+                    .is_some_and(|p| self.started[p]),
+                failed_before_stop: failed_before.is_some_and(|f| f.contains(id)),
+                stop: r.fsm.stop_outcome(),
+            })
+            .collect();
+        Some(summary::verdict(&ending, &ends))
+    }
+}
+
+impl Record {
+    fn new(cfg: InstanceConfig) -> Record {
+        Record {
+            fsm: Instance::new(cfg),
+            generation: 0,
+            last_exit: None,
+            retiring: false,
+        }
+    }
+}
+
+fn unreachable_status() -> String {
+    // Status is answered before the process name is looked at.
+    String::new()
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

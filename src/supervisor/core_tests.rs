@@ -1,0 +1,562 @@
+//! The core with exact command lists: no processes, no clock.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::config::{load_str, LoadOptions};
+
+const J: f64 = 0.5;
+
+fn plan(text: &str) -> Plan {
+    let dir = std::env::temp_dir();
+    let opts = LoadOptions {
+        env: [("PATH".to_string(), "/usr/bin:/bin".to_string())].into(),
+        runtime_dir: dir.join("prodserver-core-tests"),
+    };
+    load_str(&dir.join("prodserver.toml"), text.to_string(), &opts)
+        .unwrap_or_else(|e| panic!("{:?}", e.diagnostics))
+        .plan
+}
+
+fn core(text: &str) -> Core {
+    let p = plan(text);
+    let all: Vec<ProcessId> = (0..p.processes.len()).collect();
+    Core::new(p, &all, Goal::UntilStopped)
+}
+
+fn id(s: &str) -> InstanceId {
+    let (p, n) = s.rsplit_once('.').unwrap();
+    InstanceId::new(p, n.parse().unwrap())
+}
+
+fn spawn(s: &str, generation: u64) -> Command {
+    Command::Spawn {
+        id: id(s),
+        generation,
+    }
+}
+
+fn note(s: &str, note: Note) -> Command {
+    Command::Note { id: id(s), note }
+}
+
+/// Only the commands that act on processes (spawn, signal, kill) and
+/// replies/exits: notes and timers are checked where they matter.
+fn acts(cmds: &[Command]) -> Vec<Command> {
+    cmds.iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Command::Spawn { .. }
+                    | Command::Signal { .. }
+                    | Command::KillGroup { .. }
+                    | Command::Reply { .. }
+                    | Command::Exit(_)
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+/// Reports the spawn of `s` (its current generation) as pid `pid`.
+fn spawned(c: &mut Core, t: Instant, s: &str, pid: i32) -> Vec<Command> {
+    let generation = c.generation(&id(s)).unwrap();
+    c.handle(
+        t,
+        Input::Spawned {
+            id: id(s),
+            generation,
+            pid,
+        },
+        J,
+    )
+}
+
+fn exited(c: &mut Core, t: Instant, s: &str, status: ExitStatus) -> Vec<Command> {
+    let generation = c.generation(&id(s)).unwrap();
+    c.handle(
+        t,
+        Input::Exited {
+            id: id(s),
+            generation,
+            status,
+        },
+        J,
+    )
+}
+
+fn ready(c: &mut Core, t: Instant, s: &str) -> Vec<Command> {
+    let generation = c.generation(&id(s)).unwrap();
+    c.handle(
+        t,
+        Input::Health {
+            id: id(s),
+            generation,
+            event: Event::Ready,
+        },
+        J,
+    )
+}
+
+fn request(c: &mut Core, t: Instant, ticket: Ticket, request: Request) -> Vec<Command> {
+    c.handle(t, Input::Request { ticket, request }, J)
+}
+
+fn term() -> Input {
+    Input::Signal(SignalMeaning::Stop {
+        cause: StopCause::Terminate(libc::SIGTERM),
+    })
+}
+
+const STACK: &str = r#"
+[processes.migrate]
+backend = "command"
+command = ["true"]
+oneshot = true
+
+[processes.worker]
+backend = "command"
+command = ["sleep", "100"]
+depends_on = { migrate = "completed" }
+
+[processes.web]
+backend = "command"
+command = ["sleep", "100"]
+depends_on = { worker = "started" }
+"#;
+
+#[test]
+fn gates_open_in_order() {
+    let t = Instant::now();
+    let mut c = core(STACK);
+    assert_eq!(acts(&c.begin(t, J)), vec![spawn("migrate.1", 1)]);
+    assert_eq!(acts(&spawned(&mut c, t, "migrate.1", 10)), vec![]);
+    let out = exited(&mut c, t, "migrate.1", ExitStatus::Code(0));
+    assert_eq!(
+        acts(&out),
+        vec![
+            Command::KillGroup {
+                id: id("migrate.1"),
+                pgid: 10
+            },
+            spawn("worker.1", 1)
+        ]
+    );
+    assert!(out.contains(&note("migrate.1", Note::Completed)));
+    assert!(out.contains(&Command::Release {
+        id: id("migrate.1")
+    }));
+    assert_eq!(
+        acts(&spawned(&mut c, t, "worker.1", 11)),
+        vec![spawn("web.1", 1)]
+    );
+}
+
+fn running_stack(t: Instant) -> Core {
+    let mut c = core(STACK);
+    c.begin(t, J);
+    spawned(&mut c, t, "migrate.1", 10);
+    exited(&mut c, t, "migrate.1", ExitStatus::Code(0));
+    spawned(&mut c, t, "worker.1", 11);
+    spawned(&mut c, t, "web.1", 12);
+    c
+}
+
+#[test]
+fn a_late_report_about_a_previous_incarnation_is_ignored() {
+    let t = Instant::now();
+    let mut c = running_stack(t);
+    // worker.1 crashes and is respawned (generation 2) ...
+    exited(&mut c, t, "worker.1", ExitStatus::Code(1));
+    let at = t + Duration::from_secs(5);
+    let out = c.handle(at, Input::Timer { id: id("worker.1") }, J);
+    assert_eq!(acts(&out), vec![spawn("worker.1", 2)]);
+    spawned(&mut c, at, "worker.1", 21);
+    // ... then an exit report of generation 1 arrives: nothing happens.
+    let late = c.handle(
+        at,
+        Input::Exited {
+            id: id("worker.1"),
+            generation: 1,
+            status: ExitStatus::Code(1),
+        },
+        J,
+    );
+    assert_eq!(late, vec![]);
+    assert!(matches!(
+        c.phase(&id("worker.1")),
+        Some(Phase::Running { pid: 21, .. })
+    ));
+}
+
+#[test]
+fn no_respawn_after_a_stop_request_and_waves_in_order() {
+    let t = Instant::now();
+    let mut c = running_stack(t);
+    let out = c.handle(t, term(), J);
+    // web (the dependent) stops first; the worker waits for its wave.
+    assert_eq!(
+        acts(&out),
+        vec![Command::Signal {
+            id: id("web.1"),
+            pid: 12,
+            signal: libc::SIGTERM
+        }]
+    );
+    // The worker crashes before its wave: it stays down.
+    let out = exited(&mut c, t, "worker.1", ExitStatus::Code(1));
+    assert_eq!(
+        acts(&out),
+        vec![Command::KillGroup {
+            id: id("worker.1"),
+            pgid: 11
+        }]
+    );
+    assert!(out.contains(&note("worker.1", Note::Stopped)));
+    let out = exited(&mut c, t, "web.1", ExitStatus::Signal(libc::SIGTERM));
+    let Some(Command::Exit(v)) = out.last() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(v.code, 1);
+    assert_eq!(v.reason, "worker.1 exited with code 1 while stopping");
+}
+
+#[test]
+fn a_failed_oneshot_stops_everything_with_exit_one() {
+    let t = Instant::now();
+    let mut c = core(STACK);
+    c.begin(t, J);
+    spawned(&mut c, t, "migrate.1", 10);
+    let out = exited(&mut c, t, "migrate.1", ExitStatus::Code(2));
+    assert!(out.contains(&Command::Log(
+        "oneshot migrate.1 failed: stopping everything".into()
+    )));
+    let Some(Command::Exit(v)) = out.last() else {
+        panic!("{out:?}")
+    };
+    assert_eq!((v.code, v.reason.as_str()), (1, "oneshot migrate.1 failed"));
+}
+
+const PAIR: &str = r#"
+[processes.db]
+backend = "command"
+command = ["sleep", "100"]
+health = { notify = true }
+
+[processes.app]
+backend = "command"
+command = ["sleep", "100"]
+depends_on = { db = "healthy" }
+"#;
+
+#[test]
+fn gates_run_again_when_an_operator_starts_a_dependency() {
+    let t = Instant::now();
+    let mut c = core(PAIR);
+    assert_eq!(acts(&c.begin(t, J)), vec![spawn("db.1", 1)]);
+    spawned(&mut c, t, "db.1", 10);
+    // Stopped by an operator before it was ready: app waits, not fails.
+    let out = request(
+        &mut c,
+        t,
+        7,
+        Request::Stop {
+            process: "db".into(),
+        },
+    );
+    assert_eq!(
+        acts(&out),
+        vec![Command::Signal {
+            id: id("db.1"),
+            pid: 10,
+            signal: libc::SIGTERM
+        }]
+    );
+    let out = exited(&mut c, t, "db.1", ExitStatus::Signal(libc::SIGTERM));
+    assert_eq!(
+        acts(&out),
+        vec![
+            Command::KillGroup {
+                id: id("db.1"),
+                pgid: 10
+            },
+            Command::Reply {
+                ticket: 7,
+                reply: Reply::Done
+            }
+        ]
+    );
+    assert_eq!(c.phase(&id("app.1")), Some(&Phase::Pending));
+    // Started again: db spawns; once ready, app's gate opens.
+    assert_eq!(
+        acts(&request(
+            &mut c,
+            t,
+            8,
+            Request::Start {
+                process: "db".into()
+            }
+        )),
+        vec![spawn("db.1", 2)]
+    );
+    spawned(&mut c, t, "db.1", 20);
+    assert_eq!(
+        acts(&ready(&mut c, t, "db.1")),
+        vec![
+            spawn("app.1", 1),
+            Command::Reply {
+                ticket: 8,
+                reply: Reply::Done
+            }
+        ]
+    );
+}
+
+#[test]
+fn stopping_every_process_keeps_the_supervisor_alive() {
+    let t = Instant::now();
+    let mut c = core(PAIR);
+    c.begin(t, J);
+    spawned(&mut c, t, "db.1", 10);
+    ready(&mut c, t, "db.1");
+    spawned(&mut c, t, "app.1", 11);
+    request(
+        &mut c,
+        t,
+        1,
+        Request::Stop {
+            process: "app".into(),
+        },
+    );
+    request(
+        &mut c,
+        t,
+        2,
+        Request::Stop {
+            process: "db".into(),
+        },
+    );
+    let a = exited(&mut c, t, "app.1", ExitStatus::Signal(libc::SIGTERM));
+    let b = exited(&mut c, t, "db.1", ExitStatus::Signal(libc::SIGTERM));
+    assert!(!a.iter().chain(&b).any(|c| matches!(c, Command::Exit(_))));
+    assert!(!c.is_stopping());
+}
+
+const WEB2: &str = r#"
+[processes.web]
+backend = "command"
+command = ["sleep", "100"]
+instances = 2
+health = { notify = true }
+"#;
+
+fn running_web2(t: Instant) -> Core {
+    let mut c = core(WEB2);
+    c.begin(t, J);
+    spawned(&mut c, t, "web.1", 11);
+    spawned(&mut c, t, "web.2", 12);
+    ready(&mut c, t, "web.1");
+    ready(&mut c, t, "web.2");
+    c
+}
+
+#[test]
+fn a_rollout_restarts_one_instance_at_a_time_after_readiness() {
+    let t = Instant::now();
+    let mut c = running_web2(t);
+    let restart = Request::Restart {
+        process: "web".into(),
+        instance: None,
+    };
+    let out = request(&mut c, t, 5, restart.clone());
+    assert_eq!(
+        acts(&out),
+        vec![Command::Signal {
+            id: id("web.1"),
+            pid: 11,
+            signal: libc::SIGTERM
+        }]
+    );
+    // A second restart of the same process is refused while one runs.
+    assert_eq!(
+        acts(&request(&mut c, t, 6, restart)),
+        vec![Command::Reply {
+            ticket: 6,
+            reply: Reply::Failed("web is already being restarted".into())
+        }]
+    );
+    let out = exited(&mut c, t, "web.1", ExitStatus::Signal(libc::SIGTERM));
+    assert_eq!(
+        acts(&out),
+        vec![
+            Command::KillGroup {
+                id: id("web.1"),
+                pgid: 11
+            },
+            spawn("web.1", 2)
+        ]
+    );
+    // web.2 keeps serving until web.1's replacement is ready.
+    assert_eq!(acts(&spawned(&mut c, t, "web.1", 21)), vec![]);
+    assert_eq!(
+        acts(&ready(&mut c, t, "web.1")),
+        vec![Command::Signal {
+            id: id("web.2"),
+            pid: 12,
+            signal: libc::SIGTERM
+        }]
+    );
+    exited(&mut c, t, "web.2", ExitStatus::Signal(libc::SIGTERM));
+    spawned(&mut c, t, "web.2", 22);
+    assert_eq!(
+        acts(&ready(&mut c, t, "web.2")),
+        vec![Command::Reply {
+            ticket: 5,
+            reply: Reply::Done
+        }]
+    );
+    // Requested restarts are not crashes.
+    assert_eq!(c.instance(&id("web.1")).unwrap().restarts(), 0);
+    assert_eq!(c.instance(&id("web.1")).unwrap().all_restarts(), 1);
+}
+
+#[test]
+fn a_rollout_whose_replacement_fails_replies_with_the_reason() {
+    let t = Instant::now();
+    let mut c = running_web2(t);
+    request(
+        &mut c,
+        t,
+        5,
+        Request::Restart {
+            process: "web".into(),
+            instance: None,
+        },
+    );
+    exited(&mut c, t, "web.1", ExitStatus::Signal(libc::SIGTERM));
+    spawned(&mut c, t, "web.1", 21);
+    let out = exited(&mut c, t, "web.1", ExitStatus::Code(3));
+    assert!(out.contains(&Command::Reply {
+        ticket: 5,
+        reply: Reply::Failed("web.1 exited with code 3".into())
+    }));
+    // web.2 was never touched.
+    assert!(matches!(
+        c.phase(&id("web.2")),
+        Some(Phase::Running { pid: 12, .. })
+    ));
+}
+
+#[test]
+fn scaling_keeps_the_other_instances_ids_and_pids() {
+    let t = Instant::now();
+    let mut c = running_web2(t);
+    let out = request(
+        &mut c,
+        t,
+        1,
+        Request::Scale {
+            process: "web".into(),
+            instances: 3,
+        },
+    );
+    assert_eq!(acts(&out), vec![spawn("web.3", 1)]);
+    spawned(&mut c, t, "web.3", 13);
+    assert_eq!(
+        acts(&ready(&mut c, t, "web.3")),
+        vec![Command::Reply {
+            ticket: 1,
+            reply: Reply::Done
+        }]
+    );
+    let out = request(
+        &mut c,
+        t,
+        2,
+        Request::Scale {
+            process: "web".into(),
+            instances: 1,
+        },
+    );
+    assert_eq!(
+        acts(&out),
+        vec![
+            Command::Signal {
+                id: id("web.2"),
+                pid: 12,
+                signal: libc::SIGTERM
+            },
+            Command::Signal {
+                id: id("web.3"),
+                pid: 13,
+                signal: libc::SIGTERM
+            }
+        ]
+    );
+    exited(&mut c, t, "web.2", ExitStatus::Signal(libc::SIGTERM));
+    let out = exited(&mut c, t, "web.3", ExitStatus::Signal(libc::SIGTERM));
+    assert!(out.contains(&Command::Reply {
+        ticket: 2,
+        reply: Reply::Done
+    }));
+    assert_eq!(c.ids().cloned().collect::<Vec<_>>(), vec![id("web.1")]);
+    assert!(matches!(
+        c.phase(&id("web.1")),
+        Some(Phase::Running { pid: 11, .. })
+    ));
+}
+
+#[test]
+fn until_ready_stops_once_everything_is_ready() {
+    let t = Instant::now();
+    let p = plan(PAIR);
+    let mut c = Core::new(p, &[0, 1], Goal::UntilReady);
+    c.begin(t, J);
+    spawned(&mut c, t, "db.1", 10);
+    ready(&mut c, t, "db.1");
+    spawned(&mut c, t, "app.1", 11);
+    // Without a health check the loop reports readiness at the spawn.
+    let out = ready(&mut c, t, "app.1");
+    assert!(
+        out.contains(&Command::Log("every process is ready: stopping".into())),
+        "{out:?}"
+    );
+    assert!(acts(&out).contains(&Command::Signal {
+        id: id("app.1"),
+        pid: 11,
+        signal: libc::SIGTERM
+    }));
+}
+
+#[test]
+fn requests_for_unknown_processes_fail_and_status_answers_at_once() {
+    let t = Instant::now();
+    let mut c = running_web2(t);
+    assert_eq!(
+        acts(&request(
+            &mut c,
+            t,
+            1,
+            Request::Stop {
+                process: "nope".into()
+            }
+        )),
+        vec![Command::Reply {
+            ticket: 1,
+            reply: Reply::Failed("no process named nope runs here".into())
+        }]
+    );
+    let out = request(&mut c, t, 2, Request::Status);
+    let [Command::Reply {
+        ticket: 2,
+        reply: Reply::Status(s),
+    }] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(s.len(), 2);
+    assert_eq!(
+        (s[0].id.to_string(), s[0].state, s[0].pid),
+        ("web.1".into(), "ready", Some(11))
+    );
+}
