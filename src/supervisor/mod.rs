@@ -24,6 +24,7 @@ pub mod instance;
 mod observe;
 pub mod order;
 pub mod orphans;
+pub mod reload;
 pub mod rollout;
 pub mod signal_policy;
 pub mod summary;
