@@ -179,6 +179,7 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
         runtime_dir: settings.runtime_dir,
         health,
         notify_dir,
+        goal: crate::supervisor::core::Goal::UntilStopped,
     };
     let code = runtime.block_on(Engine::new(plan, opts, keeper, logs.clone()).run());
     // The children have stopped, but their pumps may still be passing on

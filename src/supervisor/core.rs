@@ -297,6 +297,16 @@ impl Core {
         self.shutdown.is_some()
     }
 
+    fn started_process_of(&self, id: &InstanceId) -> bool {
+        self.process_id(&id.process)
+            .is_some_and(|p| self.started[p])
+    }
+
+    /// Ended, or never started: nothing of it is left to stop.
+    fn settled(&self, id: &InstanceId) -> bool {
+        !self.started_process_of(id) || self.records[id].fsm.is_terminal()
+    }
+
     fn process_id(&self, name: &str) -> Option<ProcessId> {
         self.plan.processes.iter().position(|p| p.name == name)
     }
@@ -483,7 +493,7 @@ impl Core {
                 let process = self.process_id(&id.process).unwrap_or(0);
                 InstanceStatus {
                     id: id.clone(),
-                    state: if self.started[process] || r.fsm.is_terminal() {
+                    state: if self.started[process] {
                         r.fsm.phase().name()
                     } else {
                         "not started"
@@ -888,6 +898,10 @@ impl Core {
         // no process (pending, in backoff) have nothing to stop.
         let ids: Vec<InstanceId> = self.records.keys().cloned().collect();
         for id in ids {
+            // Never started: nothing to stop, and nothing to say.
+            if !self.started_process_of(&id) {
+                continue;
+            }
             self.feed(now, &id, Event::Hold, jitter, out);
             let running = matches!(
                 self.phase(&id),
@@ -910,7 +924,7 @@ impl Core {
         };
         for process in processes {
             for id in self.ids_of(process) {
-                if !self.records[&id].fsm.is_terminal() {
+                if !self.settled(&id) {
                     self.feed(now, &id, Event::Stop, jitter, out);
                 }
             }
@@ -926,7 +940,7 @@ impl Core {
             let done = wave
                 .iter()
                 .flat_map(|p| self.ids_of(*p))
-                .all(|id| self.records[&id].fsm.is_terminal());
+                .all(|id| self.settled(&id));
             if !done {
                 return;
             }
@@ -967,7 +981,7 @@ impl Core {
     fn finished(&self) -> Option<Verdict> {
         let all_terminal = self.records.values().all(|r| r.fsm.is_terminal());
         let ending = match &self.shutdown {
-            Some(sd) if all_terminal => sd.ending.clone(),
+            Some(sd) if self.records.keys().all(|id| self.settled(id)) => sd.ending.clone(),
             Some(_) => return None,
             None => {
                 // Everything ended by itself: nothing runs, nothing can

@@ -1,36 +1,33 @@
 //! The event loop: the one impure part of the supervisor.
 //!
-//! Theory of operation. Every instance is a pure state machine
-//! ([`Instance`]) that turns events into actions. This loop owns all of
-//! them, waits for the next thing to happen (a child exit, a timer, a
-//! signal), feeds it to the instance concerned and carries out the actions
-//! it returns: spawning through `os::spawn`, signalling, arming timers,
-//! logging. Decisions (restart or not, how long to wait, in which order to
-//! stop) never happen here; this file only connects the state machines to
-//! the world, so the `select!` stays small.
+//! Theory of operation. Every decision lives in the pure [`Core`]: this
+//! loop waits for the next thing to happen (a signal, an operator's
+//! request, a child exit, a probe result, a timer), hands it to the core
+//! as an [`Input`] and carries out the [`Command`]s it returns: spawning
+//! through `os::spawn`, signalling, arming timers, logging, replying. Its
+//! own state is I/O only, one [`Io`] record per instance, keyed by the
+//! same stable [`InstanceId`] as the core's records: pid, timer, singleton
+//! lock, health tracker, notify socket.
 //!
 //! Children are watched by one small task each, which awaits the exit and
-//! then reports it over a channel. An exit report needs no generation: an
-//! instance spawns again only after its exit was reported, so no report
-//! can outlive its incarnation. Probe and log-match reports can (a probe
-//! in flight when the process restarts), and carry the spawn's generation.
+//! then reports it tagged with the spawn's generation; probe and log-match
+//! reports carry it too. The core drops reports about a previous
+//! incarnation.
+//!
+//! Priority: signals, then operator requests, then child events and
+//! timers (`biased` select).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::signal_policy::{self, SignalMeaning, StopCause};
-
-use super::gate::{self, Gate, ProcessView};
-use super::instance::{
-    Action, Event, ExitStatus, FailReason, Instance, InstanceConfig, Note, Phase,
-};
+use super::core::{Command, Core, Goal, Input, InstanceId, Reply, Request, Ticket};
+use super::instance::{Event, ExitStatus, FailReason, Instance, Note};
 use super::observe::SlotHealth;
-use super::order;
 use super::orphans::OrphanTally;
-use super::summary::{self, Ending, InstanceEnd};
+use super::signal_policy::{self, SignalMeaning};
 use crate::config::units::format_duration;
 use crate::exit;
 use crate::health::probe::ExecPids;
@@ -39,6 +36,12 @@ use crate::logs::{Logs, Stream};
 use crate::notify::{Message, Sender};
 use crate::os::{self, Credentials, Keeper, LockOutcome, SingletonLock, SpawnRequest};
 use crate::plan::{Plan, ProcessId};
+
+/// Whether a note needs more than its line.
+enum NoteKind {
+    Failed,
+    Other,
+}
 
 /// How often records for a keeper that does not read are retried.
 const KEEPER_RETRY: Duration = Duration::from_millis(100);
@@ -57,69 +60,81 @@ pub struct RunOptions {
     pub health: Vec<Vec<Option<HealthPlan>>>,
     /// Where instances' notify sockets live; `None`: no NOTIFY_SOCKET.
     pub notify_dir: Option<crate::notify::RunDir>,
+    /// What the run is for.
+    pub goal: Goal,
 }
 
-/// Reports from the tasks that watch children, probes and sockets; each
-/// names its slot (and, where a late report could mislead, the spawn's
-/// generation).
+/// Reports from the tasks that watch children, probes and sockets.
 pub(super) enum Msg {
     Exited {
-        slot: usize,
+        id: InstanceId,
+        generation: u64,
         status: ExitStatus,
     },
     Probe {
-        slot: usize,
+        id: InstanceId,
         generation: u64,
         result: crate::health::Outcome,
     },
     /// Checked against the sender's process tree instead of a generation.
     Notify {
-        slot: usize,
+        id: InstanceId,
         messages: Vec<Message>,
         sender: Sender,
     },
     LogMatch {
-        slot: usize,
+        id: InstanceId,
         generation: u64,
     },
 }
 
-pub(super) struct Slot {
+/// The I/O side of one instance.
+pub(super) struct Io {
     pub process: ProcessId,
-    /// 1-based instance number.
-    pub number: u32,
-    pub fsm: Instance,
+    /// Unique for the run, never reused: names the notify socket.
+    pub key: usize,
     pub timer: Option<Instant>,
     pub pid: Option<i32>,
-    /// Bumped at every spawn; reports about a spawn carry it.
+    /// The generation of the current (or last) spawn.
     pub generation: u64,
     pub lock: Option<SingletonLock>,
-    pub last_exit: Option<ExitStatus>,
     pub health: SlotHealth,
 }
 
-struct Shutdown {
-    waves: Vec<Vec<ProcessId>>,
-    /// Index of the wave being stopped.
-    current: usize,
-    ending: Ending,
-    /// Slots that were FAILED when the stop was requested.
-    failed_before: Vec<bool>,
+/// A handle to steer a running engine: each request is answered once it
+/// is done (a restart once the replacements are ready, or with the
+/// reason they failed).
+#[derive(Clone)]
+pub struct Control {
+    tx: mpsc::UnboundedSender<(Request, oneshot::Sender<Reply>)>,
+}
+
+impl Control {
+    /// Sends `request` and waits for its reply; `None` once the engine
+    /// has ended.
+    pub async fn request(&self, request: Request) -> Option<Reply> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send((request, tx)).ok()?;
+        rx.await.ok()
+    }
 }
 
 pub struct Engine {
-    pub(super) plan: Plan,
+    pub(super) core: Core,
     pub(super) opts: RunOptions,
-    pub(super) slots: Vec<Slot>,
-    /// Per process: whether its instances were told to start.
-    started: Vec<bool>,
-    selected: Vec<bool>,
+    pub(super) io: BTreeMap<InstanceId, Io>,
+    next_key: usize,
     keeper: Keeper,
     logs: Logs,
     pub(super) tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
-    pub(super) queue: VecDeque<(usize, Event)>,
-    shutdown: Option<Shutdown>,
+    control_tx: mpsc::UnboundedSender<(Request, oneshot::Sender<Reply>)>,
+    control_rx: mpsc::UnboundedReceiver<(Request, oneshot::Sender<Reply>)>,
+    replies: HashMap<Ticket, oneshot::Sender<Reply>>,
+    next_ticket: Ticket,
+    /// Inputs for the core, produced while carrying out its commands.
+    pub(super) pending: VecDeque<Input>,
+    verdict: Option<summary_verdict::Verdict>,
     /// Exec probes in flight: children of ours that orphan reaping must
     /// leave to tokio.
     pub(super) exec_pids: ExecPids,
@@ -128,53 +143,77 @@ pub struct Engine {
     orphans: OrphanTally,
 }
 
+mod summary_verdict {
+    pub use crate::supervisor::summary::Verdict;
+}
+
 impl Engine {
     pub fn new(plan: Plan, opts: RunOptions, keeper: Keeper, logs: Logs) -> Engine {
-        let mut selected = vec![false; plan.processes.len()];
-        for id in &opts.selected {
-            selected[*id] = true;
-        }
-        let mut slots = Vec::new();
-        for (id, spec) in plan.processes.iter().enumerate() {
-            if !selected[id] {
-                continue;
-            }
-            for number in 1..=spec.instances {
-                slots.push(Slot {
-                    process: id,
-                    number,
-                    fsm: Instance::new(InstanceConfig::from(spec)),
-                    timer: None,
-                    pid: None,
-                    generation: 0,
-                    lock: None,
-                    last_exit: None,
-                    health: SlotHealth::default(),
-                });
-            }
-        }
+        let core = Core::new(plan, &opts.selected, opts.goal);
         let (tx, rx) = mpsc::unbounded_channel();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
         let exec_pids = ExecPids::with_keeper(keeper.clone());
-        Engine {
-            started: vec![false; plan.processes.len()],
-            selected,
-            plan,
+        let mut engine = Engine {
+            core,
             opts,
-            slots,
+            io: BTreeMap::new(),
+            next_key: 0,
             keeper,
             logs,
             tx,
             rx,
-            queue: VecDeque::new(),
-            shutdown: None,
+            control_tx,
+            control_rx,
+            replies: HashMap::new(),
+            next_ticket: 0,
+            pending: VecDeque::new(),
+            verdict: None,
             exec_pids,
             terminal: os::Terminal::controlling(),
             orphans: OrphanTally::default(),
+        };
+        let ids: Vec<InstanceId> = engine.core.ids().cloned().collect();
+        for id in ids {
+            engine.ensure_io(&id);
+        }
+        engine
+    }
+
+    /// A handle for requests while the engine runs.
+    pub fn control(&self) -> Control {
+        Control {
+            tx: self.control_tx.clone(),
         }
     }
 
-    /// Runs until every process has ended or everything was stopped;
-    /// returns prodserver's exit code.
+    pub(super) fn ensure_io(&mut self, id: &InstanceId) -> &mut Io {
+        if !self.io.contains_key(id) {
+            let process = self
+                .core
+                .plan()
+                .processes
+                .iter()
+                .position(|p| p.name == id.process)
+                .unwrap_or(0);
+            let key = self.next_key;
+            self.next_key += 1;
+            self.io.insert(
+                id.clone(),
+                Io {
+                    process,
+                    key,
+                    timer: None,
+                    pid: None,
+                    generation: 0,
+                    lock: None,
+                    health: SlotHealth::default(),
+                },
+            );
+        }
+        self.io.get_mut(id).expect("inserted above")
+    }
+
+    /// Runs until the core says the run is over; returns the exit code.
     pub async fn run(mut self) -> i32 {
         let (mut signals, mut sigchld) = match (listen_to_signals(), signal(SignalKind::child())) {
             (Ok(s), Ok(c)) => (s, c),
@@ -184,22 +223,10 @@ impl Engine {
                 return exit::INTERNAL;
             }
         };
-        loop {
-            // A failure that stops everything must be seen before any
-            // dependent is scheduled; and starting one process can open
-            // another's gate: settle fully before waiting for the world.
-            self.drain();
-            self.settle();
-            while self.schedule() {
-                self.drain();
-                self.settle();
-            }
-            self.advance_shutdown();
-            self.drain();
-            self.settle();
-            if self.finished() {
-                break;
-            }
+        let cmds = self.core.begin(Instant::now(), jitter01());
+        self.execute_all(cmds);
+        self.drain();
+        while self.verdict.is_none() {
             // A keeper that does not read (stopped) gets its records later:
             // the loop never blocks on it.
             let keeper_retry = self
@@ -207,8 +234,8 @@ impl Engine {
                 .has_pending()
                 .then(|| Instant::now() + KEEPER_RETRY);
             let next = self
-                .slots
-                .iter()
+                .io
+                .values()
                 .flat_map(|s| [s.timer, s.health.timer])
                 .chain([keeper_retry, self.orphans.due()])
                 .flatten()
@@ -222,6 +249,12 @@ impl Engine {
             tokio::select! {
                 biased;
                 Some(sig) = signals.recv() => self.on_signal(sig),
+                Some((request, reply)) = self.control_rx.recv() => {
+                    let ticket = self.next_ticket;
+                    self.next_ticket += 1;
+                    self.replies.insert(ticket, reply);
+                    self.pending.push_back(Input::Request { ticket, request });
+                }
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
                 _ = sigchld.recv() => {
                     self.check_keeper();
@@ -229,188 +262,117 @@ impl Engine {
                 }
                 _ = sleep => self.on_timers(),
             }
+            self.drain();
         }
         self.finish()
     }
 
-    fn finished(&self) -> bool {
-        let all_terminal = self
-            .slots
-            .iter()
-            .all(|s| s.fsm.is_terminal() || !self.started[s.process]);
-        match &self.shutdown {
-            Some(_) => all_terminal,
-            None => {
-                // Everything ended on its own: nothing runs and nothing can
-                // start any more.
-                all_terminal && self.slots.iter().all(|s| self.started[s.process])
-            }
+    /// Feeds pending inputs to the core and carries out what it says,
+    /// until nothing is left (carrying out a spawn produces its report).
+    fn drain(&mut self) {
+        while let Some(input) = self.pending.pop_front() {
+            let cmds = self.core.handle(Instant::now(), input, jitter01());
+            self.execute_all(cmds);
         }
     }
 
-    /// Starts every process whose dependencies are met; true if it
-    /// started (or gave up on) any.
-    fn schedule(&mut self) -> bool {
-        if self.shutdown.is_some() {
-            return false;
+    fn execute_all(&mut self, cmds: Vec<Command>) {
+        for c in cmds {
+            self.execute(c);
         }
-        let mut progressed = false;
-        for id in 0..self.plan.processes.len() {
-            if !self.selected[id] || self.started[id] {
-                continue;
-            }
-            let deps = self.plan.processes[id].depends_on.clone();
-            match gate::dependencies_met(&deps, |p| self.view(p)) {
-                Gate::Open => {
-                    progressed = true;
-                    self.started[id] = true;
-                    for slot in self.slot_range(id) {
-                        self.start_slot(slot);
-                    }
-                }
-                Gate::Wait { .. } => {}
-                Gate::Blocked { dependency, reason } => {
-                    // It can never start: fail its instances, so prodserver
-                    // does not wait forever (and exits 1 once all ended).
-                    progressed = true;
-                    self.started[id] = true;
-                    let reason = format!(
-                        "dependency {} {reason}",
-                        self.plan.processes[dependency].name
-                    );
-                    for slot in self.slot_range(id) {
-                        self.queue.push_back((
-                            slot,
-                            Event::Blocked {
-                                reason: reason.clone(),
-                            },
-                        ));
-                    }
+    }
+
+    fn execute(&mut self, command: Command) {
+        match command {
+            Command::Spawn { id, generation } => self.spawn(&id, generation),
+            Command::Signal { id, pid, signal } => {
+                if let Err(e) = os::send(pid, signal) {
+                    self.note_text(&id, format!("cannot signal pid {pid}: {e}"));
                 }
             }
+            Command::KillGroup { id, pgid } => {
+                if let Err(e) = os::kill_group(pgid) {
+                    self.note_text(&id, format!("cannot kill group {pgid}: {e}"));
+                }
+            }
+            Command::SetTimer { id, at } => self.ensure_io(&id).timer = Some(at),
+            Command::ClearTimer { id } => self.ensure_io(&id).timer = None,
+            Command::TryLock { id } => {
+                let event = match self.lock_singleton(&id) {
+                    Ok(()) => Event::LockAcquired,
+                    Err(held) => held,
+                };
+                self.pending.push_back(Input::Lock { id, event });
+            }
+            Command::Release { id } => {
+                if let Some(io) = self.io.get_mut(&id) {
+                    io.lock = None;
+                }
+            }
+            Command::Note { id, note } => self.note(&id, note),
+            Command::Log(text) => self.logs.project_event(&text),
+            Command::Reply { ticket, reply } => {
+                if let Some(tx) = self.replies.remove(&ticket) {
+                    let _ = tx.send(reply);
+                }
+            }
+            Command::Exit(verdict) => self.verdict = Some(verdict),
         }
-        progressed
-    }
-
-    fn view(&self, process: ProcessId) -> ProcessView {
-        ProcessView::of(
-            self.slots
-                .iter()
-                .filter(|s| s.process == process)
-                .map(|s| s.fsm.phase()),
-        )
-    }
-
-    fn slot_range(&self, process: ProcessId) -> Vec<usize> {
-        (0..self.slots.len())
-            .filter(|i| self.slots[*i].process == process)
-            .collect()
-    }
-
-    fn start_slot(&mut self, slot: usize) {
-        self.queue.push_back((slot, Event::Start));
     }
 
     /// Takes (or keeps) a singleton's host-wide lock; `Err` carries the
     /// event to feed when someone else holds it.
-    fn lock_singleton(&mut self, slot: usize) -> Result<(), Event> {
-        if self.slots[slot].lock.is_some() {
+    fn lock_singleton(&mut self, id: &InstanceId) -> Result<(), Event> {
+        if self.ensure_io(id).lock.is_some() {
             return Ok(());
         }
-        let spec = &self.plan.processes[self.slots[slot].process];
-        match os::try_lock(&self.opts.runtime_dir, &self.plan.name, &spec.name) {
+        let project = self.core.plan().name.clone();
+        match os::try_lock(&self.opts.runtime_dir, &project, &id.process) {
             Ok(LockOutcome::Acquired(lock)) => {
-                self.slots[slot].lock = Some(lock);
+                self.ensure_io(id).lock = Some(lock);
                 Ok(())
             }
             Ok(LockOutcome::Held { pid }) => Err(Event::LockHeld { pid }),
             Err(e) => {
-                let name = spec.name.clone();
-                let number = self.slots[slot].number;
-                self.logs.event(
-                    &name,
-                    number,
-                    None,
-                    &format!("cannot take the singleton lock: {e}"),
-                );
+                self.note_text(id, format!("cannot take the singleton lock: {e}"));
                 Err(Event::LockHeld { pid: None })
             }
         }
     }
 
-    /// Feeds queued events to their instances and applies the actions,
-    /// until nothing is left: an action may produce further events (a
-    /// spawn reports Spawned or SpawnFailed).
-    fn drain(&mut self) {
-        while let Some((slot, event)) = self.queue.pop_front() {
-            let jitter = jitter01();
-            let actions = self.slots[slot].fsm.handle(Instant::now(), event, jitter);
-            for action in actions {
-                self.apply(slot, action);
-            }
-        }
-    }
-
-    fn apply(&mut self, slot: usize, action: Action) {
-        match action {
-            Action::Spawn => self.spawn(slot),
-            Action::Signal { pid, signal } => {
-                if let Err(e) = os::send(pid, signal) {
-                    self.note_text(slot, format!("cannot signal pid {pid}: {e}"));
-                }
-            }
-            Action::KillGroup { pgid } => {
-                if let Err(e) = os::kill_group(pgid) {
-                    self.note_text(slot, format!("cannot kill group {pgid}: {e}"));
-                }
-            }
-            Action::SetTimer(at) => self.slots[slot].timer = Some(at),
-            Action::ClearTimer => self.slots[slot].timer = None,
-            Action::TryLock => {
-                let event = match self.lock_singleton(slot) {
-                    Ok(()) => Event::LockAcquired,
-                    Err(held) => held,
-                };
-                self.queue.push_back((slot, event));
-            }
-            Action::Note(note) => self.note(slot, note),
-        }
-    }
-
-    fn spawn(&mut self, slot: usize) {
-        if self.plan.processes[self.slots[slot].process].singleton {
-            if let Err(held) = self.lock_singleton(slot) {
-                self.queue.push_back((slot, held));
+    fn spawn(&mut self, id: &InstanceId, generation: u64) {
+        let process = self.ensure_io(id).process;
+        if self.core.plan().processes[process].singleton {
+            if let Err(held) = self.lock_singleton(id) {
+                self.pending.push_back(Input::Lock {
+                    id: id.clone(),
+                    event: held,
+                });
                 return;
             }
         }
-        let mut env = self.child_env(slot);
-        env.extend(self.notify_env(slot));
-        let s = &self.slots[slot];
-        let spec = &self.plan.processes[s.process];
+        let mut env = self.child_env(id);
+        env.extend(self.notify_env(id));
+        let spec = &self.core.plan().processes[process];
         let request = SpawnRequest {
-            argv: spec.for_instance(s.number).argv,
+            argv: spec.for_instance(id.number).argv,
             env,
             cwd: spec.cwd.clone(),
-            creds: self.opts.credentials[s.process].clone(),
+            creds: self.opts.credentials[process].clone(),
         };
+        self.ensure_io(id).generation = generation;
         match os::spawn(&request) {
             Ok(spawned) => {
                 let pid = spawned.pid;
                 let mut child = spawned.child;
                 Self::keeper_result(&self.logs, self.keeper.register(pid));
-                let slot_ref = &mut self.slots[slot];
-                slot_ref.pid = Some(pid);
-                slot_ref.generation += 1;
-                let generation = slot_ref.generation;
-                let name = spec.name.clone();
-                let number = slot_ref.number;
-                let hook = self.log_hook(slot, generation);
+                self.ensure_io(id).pid = Some(pid);
+                let hook = self.log_hook(id, generation);
                 let mut pumps = Vec::with_capacity(2);
                 if let Some(out) = child.stdout.take() {
                     pumps.push(tokio::spawn(self.logs.pump_with_hook(
-                        name.clone(),
-                        number,
+                        id.process.clone(),
+                        id.number,
                         pid as u32,
                         Stream::Stdout,
                         out,
@@ -419,8 +381,8 @@ impl Engine {
                 }
                 if let Some(err) = child.stderr.take() {
                     pumps.push(tokio::spawn(self.logs.pump_with_hook(
-                        name.clone(),
-                        number,
+                        id.process.clone(),
+                        id.number,
                         pid as u32,
                         Stream::Stderr,
                         err,
@@ -429,6 +391,7 @@ impl Engine {
                 }
                 let tx = self.tx.clone();
                 let logs = self.logs.clone();
+                let report_id = id.clone();
                 tokio::spawn(async move {
                     let status = match child.wait().await {
                         Ok(status) => exit_status(status),
@@ -446,114 +409,95 @@ impl Engine {
                         logs.barrier().await;
                     };
                     let _ = tokio::time::timeout(Duration::from_millis(300), drained).await;
-                    let _ = tx.send(Msg::Exited { slot, status });
+                    let _ = tx.send(Msg::Exited {
+                        id: report_id,
+                        generation,
+                        status,
+                    });
                 });
-                self.queue.push_back((slot, Event::Spawned { pid }));
-                self.start_health(slot, Instant::now());
+                self.pending.push_back(Input::Spawned {
+                    id: id.clone(),
+                    generation,
+                    pid,
+                });
+                self.start_health(id, Instant::now());
             }
             Err(e) => {
-                let event = Event::SpawnFailed {
+                self.pending.push_back(Input::SpawnFailed {
+                    id: id.clone(),
+                    generation,
                     permanent: e.is_permanent(),
                     message: e.to_string(),
-                };
-                self.queue.push_back((slot, event));
+                });
             }
         }
     }
 
-    /// The environment of a slot's child (and of its exec probes), in the
-    /// documented precedence; `{instance}` expanded.
-    pub(super) fn child_env(&self, slot: usize) -> Vec<(String, String)> {
-        let s = &self.slots[slot];
-        let spec = self.plan.processes[s.process].for_instance(s.number);
+    /// The environment of an instance's child (and of its exec probes), in
+    /// the documented precedence; `{instance}` expanded.
+    pub(super) fn child_env(&self, id: &InstanceId) -> Vec<(String, String)> {
+        let process = self.io.get(id).map_or(0, |io| io.process);
+        let spec = self.core.plan().processes[process].for_instance(id.number);
         let mut env: BTreeMap<String, String> = self.opts.base_env.iter().cloned().collect();
         env.extend(spec.env);
         env.insert("PRODSERVER_PROCESS".into(), spec.name);
-        env.insert("PRODSERVER_INSTANCE".into(), s.number.to_string());
+        env.insert("PRODSERVER_INSTANCE".into(), id.number.to_string());
         env.into_iter().collect()
     }
 
-    /// The slot's health plan, if it has one.
-    pub(super) fn health_plan(&self, slot: usize) -> Option<&HealthPlan> {
-        let s = &self.slots[slot];
-        self.opts.health[s.process]
-            .get(s.number as usize - 1)
+    /// The instance's health plan, if it has one.
+    pub(super) fn health_plan(&self, id: &InstanceId) -> Option<&HealthPlan> {
+        let process = self.io.get(id)?.process;
+        self.opts.health[process]
+            .get(id.number as usize - 1)
             .and_then(Option::as_ref)
+    }
+
+    /// The generation of the instance's current spawn.
+    pub(super) fn generation(&self, id: &InstanceId) -> u64 {
+        self.io.get(id).map_or(0, |io| io.generation)
     }
 
     fn on_msg(&mut self, msg: Msg) {
         match msg {
             Msg::Probe {
-                slot,
+                id,
                 generation,
                 result,
-            } => self.on_probe(slot, generation, result),
+            } => self.on_probe(&id, generation, result),
             Msg::Notify {
-                slot,
+                id,
                 messages,
                 sender,
-            } => self.on_notify(slot, messages, sender),
-            Msg::LogMatch { slot, generation } => self.on_log_match(slot, generation),
-            Msg::Exited { slot, status } => {
-                let s = &mut self.slots[slot];
-                let pid = s.pid;
-                s.last_exit = Some(status);
-                self.stop_health(slot, true);
+            } => self.on_notify(&id, messages, sender),
+            Msg::LogMatch { id, generation } => self.on_log_match(&id, generation),
+            Msg::Exited {
+                id,
+                generation,
+                status,
+            } => {
+                let current = self.generation(&id) == generation;
+                let pid = self.io.get(&id).and_then(|io| io.pid);
+                if current {
+                    self.stop_health(&id, true);
+                }
                 // The pid stays known while the exit is reported, so the
                 // event carries it; a restart may replace it meanwhile.
-                self.queue.push_back((slot, Event::Exited { status }));
+                self.pending.push_back(Input::Exited {
+                    id: id.clone(),
+                    generation,
+                    status,
+                });
                 self.drain();
-                if let Some(pid) = pid {
-                    if self.slots[slot].pid == Some(pid) {
-                        self.slots[slot].pid = None;
+                if let (true, Some(pid)) = (current, pid) {
+                    if let Some(io) = self.io.get_mut(&id) {
+                        if io.pid == Some(pid) {
+                            io.pid = None;
+                        }
                     }
                     Self::keeper_result(&self.logs, self.keeper.unregister(pid));
                 }
             }
-        }
-    }
-
-    /// Whole-supervisor consequences of instances' fates, whatever made
-    /// them final: an exit, a program that cannot be executed, a dependency
-    /// that failed. A failed oneshot or critical process stops everything;
-    /// a finished singleton releases its lock.
-    fn settle(&mut self) {
-        for slot in 0..self.slots.len() {
-            if !self.slots[slot].fsm.is_terminal() {
-                continue;
-            }
-            self.slots[slot].lock = None;
-            let s = &self.slots[slot];
-            let spec = &self.plan.processes[s.process];
-            let fatal =
-                matches!(s.fsm.phase(), Phase::Failed { .. }) && (spec.oneshot || spec.critical);
-            if !fatal || self.shutdown.is_some() {
-                continue;
-            }
-            let name = format!("{}.{}", spec.name, s.number);
-            let what = if spec.oneshot {
-                "oneshot"
-            } else {
-                "critical process"
-            };
-            let lines = self.logs.last_lines(&spec.name, s.number);
-            if !lines.is_empty() {
-                self.logs.event(
-                    &spec.name,
-                    s.number,
-                    None,
-                    &format!("last {} lines of output:", lines.len()),
-                );
-                for line in lines {
-                    self.logs
-                        .event(&spec.name, s.number, None, &format!("  {line}"));
-                }
-            }
-            let why = format!("{what} {name} failed");
-            self.begin_shutdown(
-                Ending::Fatal(why.clone()),
-                &format!("{why}: stopping everything"),
-            );
         }
     }
 
@@ -598,167 +542,35 @@ impl Engine {
             Self::keeper_result(&self.logs, flushed);
         }
         self.health_timers_due(now);
-        for slot in 0..self.slots.len() {
-            if self.slots[slot].timer.is_some_and(|t| t <= now) {
-                self.slots[slot].timer = None;
-                self.queue.push_back((slot, Event::TimerFired));
+        let due: Vec<InstanceId> = self
+            .io
+            .iter()
+            .filter(|(_, io)| io.timer.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            if let Some(io) = self.io.get_mut(&id) {
+                io.timer = None;
             }
+            self.pending.push_back(Input::Timer { id });
         }
-        self.drain();
     }
 
     fn on_signal(&mut self, sig: i32) {
         let hung_up = self.terminal.as_ref().is_some_and(|t| t.hung_up());
-        match signal_policy::meaning(sig, hung_up) {
-            SignalMeaning::Stop { cause } => self.on_stop_request(cause),
-            SignalMeaning::Reload => self.logs.project_event(
-                "SIGHUP received: reload is not available yet, carrying on with the running configuration",
-            ),
-            SignalMeaning::Status => self.log_status(),
-            SignalMeaning::Ignore => self.logs.project_event(&format!(
+        let meaning = signal_policy::meaning(sig, hung_up);
+        if meaning == SignalMeaning::Ignore {
+            self.logs.project_event(&format!(
                 "{} received: ignored (it has no meaning for prodserver)",
                 os::signal_name(sig)
-            )),
-        }
-    }
-
-    fn on_stop_request(&mut self, cause: StopCause) {
-        if self.shutdown.is_some() {
-            let what = match cause {
-                StopCause::Interrupt => "SIGINT again".to_string(),
-                StopCause::Terminate(sig) => format!("{} again", os::signal_name(sig)),
-                // The terminal is gone: nobody is asking twice, keep waiting.
-                StopCause::Hangup => return,
-            };
-            self.logs
-                .project_event(&format!("{what}: killing what is left without waiting"));
-            for slot in 0..self.slots.len() {
-                if !self.slots[slot].fsm.is_terminal() {
-                    self.queue.push_back((slot, Event::StopNow));
-                }
-            }
-            self.drain();
-            return;
-        }
-        self.begin_shutdown(Ending::Requested, &cause.describe());
-    }
-
-    /// SIGUSR1: every instance's state, in the log stream.
-    fn log_status(&mut self) {
-        self.logs.project_event("status (SIGUSR1):");
-        let now = Instant::now();
-        for s in &self.slots {
-            let spec = &self.plan.processes[s.process];
-            let state = if !self.started[s.process] {
-                "not started".to_string()
-            } else {
-                match s.fsm.phase() {
-                    Phase::Running { pid, since, .. } => format!(
-                        "{} (pid {pid}, up {})",
-                        s.fsm.phase().name(),
-                        format_duration(Duration::from_secs(
-                            now.saturating_duration_since(*since).as_secs()
-                        ))
-                    ),
-                    phase => phase.name().to_string(),
-                }
-            };
-            self.logs.project_event(&format!(
-                "  {}.{}: {state}, {}",
-                spec.name,
-                s.number,
-                restarts_text(&s.fsm)
             ));
-        }
-    }
-
-    /// `announce` says what happened and that everything stops.
-    fn begin_shutdown(&mut self, ending: Ending, announce: &str) {
-        if let Some(sd) = &mut self.shutdown {
-            // A failure during a requested stop still makes the exit a failure.
-            if matches!(ending, Ending::Fatal(_)) && !matches!(sd.ending, Ending::Fatal(_)) {
-                sd.ending = ending;
-            }
             return;
         }
-        self.logs.project_event(announce);
-        let failed_before = self
-            .slots
-            .iter()
-            .map(|s| matches!(s.fsm.phase(), Phase::Failed { .. }))
-            .collect();
-        let waves: Vec<Vec<ProcessId>> = order::stop_waves(&self.plan)
-            .into_iter()
-            .map(|w| {
-                w.into_iter()
-                    .filter(|p| self.selected[*p])
-                    .collect::<Vec<_>>()
-            })
-            .filter(|w| !w.is_empty())
-            .collect();
-        // Instances that never started, or wait in backoff, have nothing to
-        // stop: settle them now so they don't hold up the waves. The others
-        // are held: one that crashes before its wave stays down.
-        for slot in 0..self.slots.len() {
-            if !self.started[self.slots[slot].process] {
-                continue;
-            }
-            self.queue.push_back((slot, Event::Hold));
-            if !matches!(
-                self.slots[slot].fsm.phase(),
-                Phase::Running { .. } | Phase::Stopping { .. } | Phase::Spawning { .. }
-            ) {
-                self.queue.push_back((slot, Event::Stop));
-            }
-        }
-        self.shutdown = Some(Shutdown {
-            waves,
-            current: 0,
-            ending,
-            failed_before,
-        });
-        self.stop_wave(0);
-        self.drain();
-    }
-
-    fn stop_wave(&mut self, wave: usize) {
-        let Some(sd) = &self.shutdown else { return };
-        let Some(processes) = sd.waves.get(wave).cloned() else {
-            return;
-        };
-        for slot in 0..self.slots.len() {
-            let s = &self.slots[slot];
-            if processes.contains(&s.process) && self.started[s.process] && !s.fsm.is_terminal() {
-                self.queue.push_back((slot, Event::Stop));
-            }
-        }
-    }
-
-    /// Moves to the next stop wave once the current one has fully stopped.
-    fn advance_shutdown(&mut self) {
-        loop {
-            let Some(sd) = &self.shutdown else { return };
-            let Some(wave) = sd.waves.get(sd.current) else {
-                return;
-            };
-            let done = self
-                .slots
-                .iter()
-                .filter(|s| wave.contains(&s.process))
-                .all(|s| s.fsm.is_terminal() || !self.started[s.process]);
-            if !done {
-                return;
-            }
-            let next = sd.current + 1;
-            if let Some(sd) = &mut self.shutdown {
-                sd.current = next;
-            }
-            self.stop_wave(next);
-        }
+        self.pending.push_back(Input::Signal(meaning));
     }
 
     fn reap_orphans(&mut self) {
-        let known: Vec<i32> = self.slots.iter().filter_map(|s| s.pid).collect();
+        let known: Vec<i32> = self.io.values().filter_map(|s| s.pid).collect();
         let exec = self.exec_pids.clone();
         let now = Instant::now();
         for (pid, status) in os::reap_orphans(&|pid| known.contains(&pid) || exec.contains(pid)) {
@@ -768,11 +580,16 @@ impl Engine {
         }
     }
 
-    fn note(&mut self, slot: usize, note: Note) {
+    fn note(&mut self, id: &InstanceId, note: Note) {
         let tone = tone_of(&note);
-        let has_health = self.health_plan(slot).is_some();
+        let note_kind = if matches!(note, Note::Failed { .. }) {
+            NoteKind::Failed
+        } else {
+            NoteKind::Other
+        };
+        let has_health = self.health_plan(id).is_some();
         if matches!(note, Note::Stopping { .. } | Note::KilledOnRequest) {
-            self.stop_health(slot, false);
+            self.stop_health(id, false);
         }
         let text = match note {
             // Without a health check, readiness is the spawn: don't say it twice.
@@ -797,7 +614,9 @@ impl Engine {
                         ExitStatus::Code(c) => format!("exited with code {c}"),
                         ExitStatus::Signal(sig) => format!("killed by {}", os::signal_name(sig)),
                     };
-                    let policy = self.plan.processes[self.slots[slot].process].restart.name();
+                    let policy = self.core.plan().processes[self.io[id].process]
+                        .restart
+                        .name();
                     format!("FAILED: {how} and restart is \"{policy}\"")
                 }
                 FailReason::TooManyRestarts { max, window } => {
@@ -825,23 +644,36 @@ impl Engine {
                 None => "waiting for the singleton lock".into(),
             },
         };
-        self.note_toned(slot, text, tone);
+        let fatal = matches!(note_kind, NoteKind::Failed) && {
+            let spec = &self.core.plan().processes[self.io[id].process];
+            spec.oneshot || spec.critical
+        };
+        self.note_toned(id, text, tone);
+        if fatal {
+            // Why it failed is usually in its last words.
+            let lines = self.logs.last_lines(&id.process, id.number);
+            if !lines.is_empty() {
+                self.note_text(id, format!("last {} lines of output:", lines.len()));
+                for line in lines {
+                    self.note_text(id, format!("  {line}"));
+                }
+            }
+        }
     }
 
-    pub(super) fn note_text(&mut self, slot: usize, text: String) {
-        self.note_toned(slot, text, crate::logs::Tone::Plain);
+    pub(super) fn note_text(&mut self, id: &InstanceId, text: String) {
+        self.note_toned(id, text, crate::logs::Tone::Plain);
     }
 
-    fn note_toned(&mut self, slot: usize, text: String, tone: crate::logs::Tone) {
-        let s = &self.slots[slot];
-        let name = self.plan.processes[s.process].name.clone();
+    fn note_toned(&mut self, id: &InstanceId, text: String, tone: crate::logs::Tone) {
+        let pid = self.io.get(id).and_then(|io| io.pid);
         self.logs
-            .toned_event(&name, s.number, s.pid.map(|p| p as u32), &text, tone);
+            .toned_event(&id.process, id.number, pid.map(|p| p as u32), &text, tone);
     }
 
     /// Kills whatever is left, prints the exit summary, returns the code.
     fn finish(mut self) -> i32 {
-        let known: Vec<i32> = self.slots.iter().filter_map(|s| s.pid).collect();
+        let known: Vec<i32> = self.io.values().filter_map(|s| s.pid).collect();
         for pid in os::live_orphans(&|pid| known.contains(&pid)) {
             let _ = os::kill_group(pid);
             let _ = os::send(pid, libc::SIGKILL);
@@ -850,51 +682,36 @@ impl Engine {
         if let Some(line) = self.orphans.flush(Instant::now(), true) {
             self.logs.project_event(&line);
         }
-        let ending = match &self.shutdown {
-            Some(sd) => sd.ending.clone(),
-            None => Ending::OnItsOwn,
-        };
-        let ends: Vec<InstanceEnd<'_>> = self
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| InstanceEnd {
-                name: format!("{}.{}", self.plan.processes[s.process].name, s.number),
-                phase: s.fsm.phase(),
-                started: self.started[s.process],
-                failed_before_stop: self.shutdown.as_ref().is_some_and(|sd| sd.failed_before[i]),
-                stop: s.fsm.stop_outcome(),
-            })
-            .collect();
-        let verdict = summary::verdict(&ending, &ends);
+        let verdict = self.verdict.clone().unwrap_or(summary_verdict::Verdict {
+            code: exit::INTERNAL,
+            reason: "the run ended without a verdict".into(),
+        });
         let mut lines = vec![("exit summary:".to_string(), crate::logs::Tone::Plain)];
-        for s in &self.slots {
-            let spec = &self.plan.processes[s.process];
-            let state = if self.started[s.process] {
-                s.fsm.phase().name()
-            } else {
-                "not started"
+        let status = self.core.status();
+        for s in &status {
+            let Some(fsm) = self.core.instance(&s.id) else {
+                continue;
             };
             let last = match s.last_exit {
                 Some(status) => format!(", last {}", status.describe()),
                 None => String::new(),
             };
-            let tasks = match s.health.tasks_done {
+            let tasks = match self.io.get(&s.id).map_or(0, |io| io.health.tasks_done) {
                 0 => String::new(),
                 1 => ", 1 task done".to_string(),
                 n => format!(", {n} tasks done"),
             };
-            let tone = if state == "failed" {
+            let tone = if s.state == "failed" {
                 crate::logs::Tone::Bad
             } else {
                 crate::logs::Tone::Plain
             };
             lines.push((
                 format!(
-                    "  {}.{}: {state}, {}{tasks}{last}",
-                    spec.name,
-                    s.number,
-                    restarts_text(&s.fsm)
+                    "  {}: {}, {}{tasks}{last}",
+                    s.id,
+                    s.state,
+                    restarts_text(fsm)
                 ),
                 tone,
             ));
@@ -911,9 +728,8 @@ impl Engine {
         for (line, tone) in &lines {
             self.logs.toned_project_event(line, *tone);
         }
-        let code = verdict.code;
         let _ = self.keeper.shutdown();
-        code
+        verdict.code
     }
 }
 

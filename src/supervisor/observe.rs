@@ -15,6 +15,7 @@
 
 use std::time::Instant;
 
+use super::core::{Input, InstanceId};
 use super::engine::{Engine, Msg};
 use super::instance::Event;
 use crate::health::{owner, probe, Check, Outcome, Tracker, Verdict};
@@ -27,7 +28,7 @@ use crate::os::SpawnRequest;
 pub(super) struct SlotHealth {
     pub tracker: Option<Tracker>,
     pub timer: Option<Instant>,
-    /// The notify socket's receiving task, kept for the slot's lifetime.
+    /// The notify socket's receiving task, kept for the instance's lifetime.
     pub notify_task: Option<tokio::task::JoinHandle<()>>,
     /// `NOTIFY_SOCKET` (and `WATCHDOG_USEC`) for the child.
     pub notify_env: Vec<(String, String)>,
@@ -41,35 +42,37 @@ pub(super) struct SlotHealth {
 }
 
 impl Engine {
-    /// The notify environment of a slot, binding its socket on first use.
-    pub(super) fn notify_env(&mut self, slot: usize) -> Vec<(String, String)> {
-        if self.slots[slot].health.notify_task.is_some() {
-            return self.slots[slot].health.notify_env.clone();
+    /// The notify environment of an instance, binding its socket on first use.
+    pub(super) fn notify_env(&mut self, id: &InstanceId) -> Vec<(String, String)> {
+        if self.io_mut(id).health.notify_task.is_some() {
+            return self.io_mut(id).health.notify_env.clone();
         }
         let Some(dir) = self.opts.notify_dir.clone() else {
             return Vec::new();
         };
-        let process = self.slots[slot].process;
+        let process = self.io_ref(id).map_or(0, |io| io.process);
         let owner = self.opts.credentials[process]
             .as_ref()
             .map(|c| (c.uid, c.gid));
-        let socket = match NotifySocket::for_instance(&dir, slot, owner) {
+        let key = self.io_mut(id).key;
+        let socket = match NotifySocket::for_instance(&dir, key, owner) {
             Ok(socket) => socket,
             Err(e) => {
-                self.note_text(slot, format!("cannot create its NOTIFY_SOCKET: {e}"));
+                self.note_text(id, format!("cannot create its NOTIFY_SOCKET: {e}"));
                 return Vec::new();
             }
         };
-        let watchdog = self.health_plan(slot).and_then(|h| h.settings.watchdog);
+        let watchdog = self.health_plan(id).and_then(|h| h.settings.watchdog);
         let env = notify::child_env(&socket, watchdog);
         let tx = self.tx.clone();
+        let report_id = id.clone();
         let task = tokio::spawn(async move {
             loop {
                 match socket.recv().await {
                     Ok((messages, sender)) => {
                         if tx
                             .send(Msg::Notify {
-                                slot,
+                                id: report_id.clone(),
                                 messages,
                                 sender,
                             })
@@ -84,19 +87,23 @@ impl Engine {
                 }
             }
         });
-        let h = &mut self.slots[slot].health;
+        let h = &mut self.io_mut(id).health;
         h.notify_task = Some(task);
         h.notify_env = env.clone();
         env
     }
 
     /// The log hook for a spawn whose readiness is a matching output line.
-    pub(super) fn log_hook(&self, slot: usize, generation: u64) -> Option<LineHook> {
-        match self.health_plan(slot).map(|h| &h.check) {
+    pub(super) fn log_hook(&self, id: &InstanceId, generation: u64) -> Option<LineHook> {
+        match self.health_plan(id).map(|h| &h.check) {
             Some(Check::Log(regex)) => {
                 let tx = self.tx.clone();
+                let id = id.clone();
                 Some(crate::health::log::line_hook(regex.clone(), move || {
-                    let _ = tx.send(Msg::LogMatch { slot, generation });
+                    let _ = tx.send(Msg::LogMatch {
+                        id: id.clone(),
+                        generation,
+                    });
                 }))
             }
             _ => None,
@@ -104,28 +111,28 @@ impl Engine {
     }
 
     /// Called once a spawn succeeded: start tracking its health.
-    pub(super) fn start_health(&mut self, slot: usize, now: Instant) {
-        let settings = self.health_plan(slot).map(|plan| plan.settings.clone());
-        let h = &mut self.slots[slot].health;
+    pub(super) fn start_health(&mut self, id: &InstanceId, now: Instant) {
+        let settings = self.health_plan(id).map(|plan| plan.settings.clone());
+        let h = &mut self.io_mut(id).health;
         h.status = None;
         h.held_reported = None;
         match settings {
             None => {
                 h.tracker = None;
                 h.timer = None;
-                self.queue.push_back((slot, Event::Ready));
+                self.health_event(id, Event::Ready);
             }
             Some(settings) => {
                 let (tracker, verdict) = Tracker::new(settings, now);
                 h.tracker = Some(tracker);
-                self.verdict(slot, verdict);
+                self.verdict(id, verdict);
             }
         }
     }
 
     /// The process exited or is being stopped: no more verdicts.
-    pub(super) fn stop_health(&mut self, slot: usize, exited: bool) {
-        let h = &mut self.slots[slot].health;
+    pub(super) fn stop_health(&mut self, id: &InstanceId, exited: bool) {
+        let h = &mut self.io_mut(id).health;
         if let Some(t) = &mut h.tracker {
             t.stopping();
         }
@@ -136,24 +143,31 @@ impl Engine {
     }
 
     pub(super) fn health_timers_due(&mut self, now: Instant) {
-        for slot in 0..self.slots.len() {
-            if self.slots[slot].health.timer.is_some_and(|t| t <= now) {
-                self.slots[slot].health.timer = None;
-                let verdict = self.slots[slot]
+        let due: Vec<InstanceId> = self
+            .io
+            .iter()
+            .filter(|(_, io)| io.health.timer.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &due {
+            {
+                self.io_mut(id).health.timer = None;
+                let verdict = self
+                    .io_mut(id)
                     .health
                     .tracker
                     .as_mut()
                     .and_then(|t| t.on_timer(now));
-                self.verdict(slot, verdict);
+                self.verdict(id, verdict);
             }
         }
     }
 
-    pub(super) fn on_probe(&mut self, slot: usize, generation: u64, outcome: Outcome) {
-        if self.slots[slot].generation != generation {
+    pub(super) fn on_probe(&mut self, id: &InstanceId, generation: u64, outcome: Outcome) {
+        if self.generation(id) != generation {
             return;
         }
-        let h = &self.slots[slot].health;
+        let h = &self.io_mut(id).health;
         let judged = h.tracker.as_ref().is_some_and(|t| !t.is_done());
         let held = match &outcome {
             Outcome::HeldByOther(reason) if judged => Some(reason.clone()),
@@ -165,50 +179,51 @@ impl Engine {
             .as_ref()
             .filter(|r| h.held_reported.as_ref() != Some(r))
         {
-            self.note_text(slot, reason.clone());
+            self.note_text(id, reason.clone());
         }
-        self.slots[slot].health.held_reported = held;
+        self.io_mut(id).health.held_reported = held;
         let result = match outcome {
             Outcome::Pass => Ok(()),
             Outcome::Fail(reason) | Outcome::HeldByOther(reason) => Err(reason),
         };
-        self.feed_tracker(slot, |t, now| t.probe_result(now, result));
+        self.feed_tracker(id, |t, now| t.probe_result(now, result));
     }
 
-    pub(super) fn on_log_match(&mut self, slot: usize, generation: u64) {
-        if self.slots[slot].generation == generation {
-            self.feed_tracker(slot, |t, now| t.ready_message(now));
+    pub(super) fn on_log_match(&mut self, id: &InstanceId, generation: u64) {
+        if self.generation(id) == generation {
+            self.feed_tracker(id, |t, now| t.ready_message(now));
         }
     }
 
-    /// Gives the slot's tracker (if any) an observation and carries out
+    /// Gives the instance's tracker (if any) an observation and carries out
     /// its verdict.
     fn feed_tracker(
         &mut self,
-        slot: usize,
+        id: &InstanceId,
         f: impl FnOnce(&mut Tracker, Instant) -> Option<Verdict>,
     ) {
         let now = Instant::now();
-        let verdict = self.slots[slot]
+        let verdict = self
+            .io_mut(id)
             .health
             .tracker
             .as_mut()
             .and_then(|t| f(t, now));
-        self.verdict(slot, verdict);
+        self.verdict(id, verdict);
     }
 
-    /// A datagram on a slot's notify socket. Only the instance's own
+    /// A datagram on an instance's notify socket. Only the instance's own
     /// process tree may speak for it: anyone else able to reach the socket
     /// could otherwise mark it ready or keep a hung one alive.
-    pub(super) fn on_notify(&mut self, slot: usize, messages: Vec<Message>, sender: Sender) {
-        let Some(pid) = self.slots[slot].pid else {
+    pub(super) fn on_notify(&mut self, id: &InstanceId, messages: Vec<Message>, sender: Sender) {
+        let Some(pid) = self.io_ref(id).and_then(|io| io.pid) else {
             return;
         };
         if !notify::sender_belongs(sender.pid, pid) {
-            if !self.slots[slot].health.stranger_reported {
-                self.slots[slot].health.stranger_reported = true;
+            if !self.io_mut(id).health.stranger_reported {
+                self.io_mut(id).health.stranger_reported = true;
                 self.note_text(
-                    slot,
+                    id,
                     format!(
                         "ignored a notification from pid {}, which is not in its process tree",
                         sender.pid
@@ -219,7 +234,7 @@ impl Engine {
         }
         let now = Instant::now();
         for message in messages {
-            let tracker = self.slots[slot].health.tracker.as_mut();
+            let tracker = self.io_mut(id).health.tracker.as_mut();
             let verdict = match (message, tracker) {
                 (Message::Ready, Some(t)) => t.ready_message(now),
                 (Message::Watchdog, Some(t)) => {
@@ -229,73 +244,71 @@ impl Engine {
                 (Message::WatchdogTrigger, Some(t)) => t.watchdog_trigger(now),
                 (Message::Stopping, Some(t)) => {
                     t.stopping();
-                    self.note_text(slot, "stopping (STOPPING=1)".into());
+                    self.note_text(id, "stopping (STOPPING=1)".into());
                     None
                 }
                 (Message::Status(text), _) => {
-                    if self.slots[slot].health.status.as_deref() != Some(text.as_str()) {
-                        self.note_text(slot, format!("status: {text}"));
-                        self.slots[slot].health.status = Some(text);
+                    if self.io_mut(id).health.status.as_deref() != Some(text.as_str()) {
+                        self.note_text(id, format!("status: {text}"));
+                        self.io_mut(id).health.status = Some(text);
                     }
                     None
                 }
                 (Message::TasksDone(n), _) => {
-                    let h = &mut self.slots[slot].health;
+                    let h = &mut self.io_mut(id).health;
                     h.tasks_done = h.tasks_done.saturating_add(n);
                     None
                 }
                 _ => None,
             };
-            self.verdict(slot, verdict);
+            self.verdict(id, verdict);
         }
     }
 
     /// Carries out a tracker verdict and re-arms the health timer.
-    fn verdict(&mut self, slot: usize, verdict: Option<Verdict>) {
+    fn verdict(&mut self, id: &InstanceId, verdict: Option<Verdict>) {
         match verdict {
             None => {}
-            Some(Verdict::RunProbe) => self.run_probe(slot),
-            Some(Verdict::Ready) => self.queue.push_back((slot, Event::Ready)),
+            Some(Verdict::RunProbe) => self.run_probe(id),
+            Some(Verdict::Ready) => self.health_event(id, Event::Ready),
             Some(Verdict::Failing { reason }) => {
-                self.note_text(slot, format!("health check failed: {reason}"))
+                self.note_text(id, format!("health check failed: {reason}"))
             }
             Some(Verdict::Recovered { after }) => self.note_text(
-                slot,
+                id,
                 format!("health check passes again after {after} failures"),
             ),
             Some(Verdict::Unhealthy { reason }) => {
-                self.queue.push_back((slot, Event::Unhealthy { reason }))
+                self.health_event(id, Event::Unhealthy { reason })
             }
             Some(Verdict::StartTimeout { reason }) => {
-                self.queue.push_back((slot, Event::StartTimeout { reason }))
+                self.health_event(id, Event::StartTimeout { reason })
             }
         }
-        let h = &mut self.slots[slot].health;
+        let h = &mut self.io_mut(id).health;
         h.timer = h.tracker.as_ref().and_then(Tracker::next_deadline);
     }
 
-    fn run_probe(&mut self, slot: usize) {
-        let process = self.slots[slot].process;
-        let generation = self.slots[slot].generation;
-        let Some(plan) = self.health_plan(slot) else {
+    fn run_probe(&mut self, id: &InstanceId) {
+        let process = self.io_ref(id).map_or(0, |io| io.process);
+        let generation = self.generation(id);
+        let Some(plan) = self.health_plan(id) else {
             return;
         };
         let timeout = plan.timeout;
         let tx = self.tx.clone();
+        let report_id = id.clone();
         let report = move |result| {
             let _ = tx.send(Msg::Probe {
-                slot,
+                id: report_id,
                 generation,
                 result,
             });
         };
         // A network probe passes only if the instance's own listener
         // answered (see `health::owner`).
-        let pid = self.slots[slot].pid;
-        let label = format!(
-            "{}.{}",
-            self.plan.processes[process].name, self.slots[slot].number
-        );
+        let pid = self.io_ref(id).and_then(|io| io.pid);
+        let label = id.to_string();
         match &plan.check {
             Check::Http(p) => {
                 let p = p.clone();
@@ -312,8 +325,8 @@ impl Engine {
             Check::Exec(argv) => {
                 let request = SpawnRequest {
                     argv: argv.clone(),
-                    env: self.child_env(slot),
-                    cwd: self.plan.processes[process].cwd.clone(),
+                    env: self.child_env(id),
+                    cwd: self.core.plan().processes[process].cwd.clone(),
                     creds: self.opts.credentials[process].clone(),
                 };
                 let pids = self.exec_pids.clone();
@@ -327,5 +340,23 @@ impl Engine {
             // Readiness by message: nothing to run.
             Check::None | Check::Notify | Check::Log(_) => {}
         }
+    }
+
+    /// A health verdict for the core, about the current spawn.
+    fn health_event(&mut self, id: &InstanceId, event: Event) {
+        let generation = self.generation(id);
+        self.pending.push_back(Input::Health {
+            id: id.clone(),
+            generation,
+            event,
+        });
+    }
+
+    pub(super) fn io_ref(&self, id: &InstanceId) -> Option<&super::engine::Io> {
+        self.io.get(id)
+    }
+
+    pub(super) fn io_mut(&mut self, id: &InstanceId) -> &mut super::engine::Io {
+        self.ensure_io(id)
     }
 }
