@@ -210,6 +210,9 @@ pub struct Stat {
     pub state: u8,
     pub ppid: i32,
     pub pgrp: i32,
+    /// When the process started, in clock ticks after boot: with the pid,
+    /// it names one process, whereas a pid alone may be reused.
+    pub start: u64,
 }
 
 /// A live process's [`Stat`]; `None` once it is gone.
@@ -225,7 +228,14 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
     let state = *fields.next()?.as_bytes().first()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
-    Some(Stat { state, ppid, pgrp })
+    // Field 22 of the line; pgrp was field 5.
+    let start = fields.nth(16)?.parse().ok()?;
+    Some(Stat {
+        state,
+        ppid,
+        pgrp,
+        start,
+    })
 }
 
 /// `pid`'s command name (at most 15 bytes, as the kernel keeps it).
@@ -271,12 +281,20 @@ mod tests {
     #[test]
     fn stat_lines_with_awkward_comm() {
         assert_eq!(
-            parse_stat("4242 (a) b (c)) Z 17 4200 4200 0 -1 4194564"),
+            parse_stat(
+                "4242 (a) b (c)) Z 17 4200 4200 0 -1 4194564 0 0 0 0 0 0 0 0 20 0 1 0 987654 0 0"
+            ),
             Some(Stat {
                 state: b'Z',
                 ppid: 17,
-                pgrp: 4200
+                pgrp: 4200,
+                start: 987654,
             })
+        );
+        assert_eq!(
+            parse_stat("4242 (a) Z 17 4200 4200 0 -1 4194564"),
+            None,
+            "cut short before the start time"
         );
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S"), None);
