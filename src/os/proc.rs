@@ -238,6 +238,13 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
     })
 }
 
+/// How many threads this process has, from /proc/self/task.
+pub fn threads_of_self() -> io::Result<usize> {
+    let dir = "/proc/self/task";
+    let entries = fs::read_dir(dir).map_err(|e| io::Error::new(e.kind(), format!("{dir}: {e}")))?;
+    Ok(entries.count())
+}
+
 /// `pid`'s command name (at most 15 bytes, as the kernel keeps it).
 pub fn comm(pid: i32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/comm"))
