@@ -50,26 +50,35 @@ fn start_supervisor(registration: Registration) -> Harness {
         CString::new("-c").unwrap(),
         CString::new("sleep 300 & sleep 300").unwrap(),
     ];
-    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    let (supervisor, report) =
+        fork_reporting(|report| supervisor_main(report, &sh, &argv, registration));
+    let mut buf = [0u8; 8];
+    let n = nix::unistd::read(&report, &mut buf).unwrap();
+    assert_eq!(n, 8, "the forked supervisor failed before reporting");
+    Harness {
+        supervisor,
+        keeper: i32::from_ne_bytes(buf[..4].try_into().unwrap()),
+        pgid: i32::from_ne_bytes(buf[4..].try_into().unwrap()),
+    }
+}
 
-    // SAFETY: the child only makes system calls and uses the keeper API
-    // (whose fork happens in this single-threaded child); it never returns.
+/// Forks a child of this test process, single-threaded as prodserver is
+/// when it starts the keeper, to run `child` with the write end of a pipe
+/// and exit with the code it returns; returns its pid and the read end.
+fn fork_reporting(child: impl FnOnce(&OwnedFd) -> i32) -> (Pid, OwnedFd) {
+    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    // SAFETY: `child` runs test code only (allocation is safe after fork
+    // with the C libraries we build against, and the keeper's own fork
+    // happens in this single-threaded child); the child leaves by _exit or
+    // a signal, never returning into the test harness.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
             drop(report_r);
-            supervisor_main(&report_w, &sh, &argv, registration)
+            let code = child(&report_w);
+            // SAFETY: as above.
+            unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => {
-            drop(report_w);
-            let mut buf = [0u8; 8];
-            let n = nix::unistd::read(&report_r, &mut buf).unwrap();
-            assert_eq!(n, 8, "the forked supervisor failed before reporting");
-            Harness {
-                supervisor: child,
-                keeper: i32::from_ne_bytes(buf[..4].try_into().unwrap()),
-                pgid: i32::from_ne_bytes(buf[4..].try_into().unwrap()),
-            }
-        }
+        ForkResult::Parent { child } => (child, report_r),
     }
 }
 
@@ -131,40 +140,27 @@ fn supervisor_main(
 /// single thread, as prodserver has when it starts the keeper. A panic in
 /// the child fails the test with its message.
 fn in_forked_child(body: impl FnOnce()) {
-    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).unwrap();
-    // SAFETY: the child runs `body` (test code: allocation is safe after
-    // fork with the C libraries we build against) and leaves by _exit,
-    // never returning into the test harness.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            drop(report_r);
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
-            let code = match outcome {
-                Ok(()) => 0,
-                Err(payload) => {
-                    let msg = payload
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "a panic without a message".to_owned());
-                    let _ = nix::unistd::write(&report_w, msg.as_bytes());
-                    1
-                }
-            };
-            // SAFETY: leaving the forked child without running the test
-            // harness's exit code.
-            unsafe { libc::_exit(code) }
+    let (child, report) = fork_reporting(|report| {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+        match outcome {
+            Ok(()) => 0,
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                let _ = nix::unistd::write(report, msg.as_bytes());
+                1
+            }
         }
-        ForkResult::Parent { child } => {
-            drop(report_w);
-            let mut msg = String::new();
-            std::fs::File::from(report_r)
-                .read_to_string(&mut msg)
-                .unwrap();
-            let status = waitpid(child, None).unwrap();
-            assert_eq!(status, WaitStatus::Exited(child, 0), "{msg}");
-        }
-    }
+    });
+    let mut msg = String::new();
+    std::fs::File::from(report)
+        .read_to_string(&mut msg)
+        .unwrap();
+    let status = waitpid(child, None).unwrap();
+    assert_eq!(status, WaitStatus::Exited(child, 0), "{msg}");
 }
 
 fn sleeps_in_group(pgid: i32) -> usize {

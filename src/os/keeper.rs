@@ -130,15 +130,20 @@ fn single_threaded(threads: usize) -> io::Result<()> {
     )))
 }
 
-fn fork_keeper(capacity: usize) -> io::Result<(OwnedFd, i32)> {
-    let (ours, theirs) = socketpair(
+/// A socket pair for prodserver and its keeper (see the module doc).
+fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
-        // Children must never hold our end: the keeper would not see EOF
-        // while any of them lives.
+        // Children must never hold prodserver's end: the keeper would not
+        // see EOF while any of them lives.
         SockFlag::SOCK_CLOEXEC,
-    )?;
+    )?)
+}
+
+fn fork_keeper(capacity: usize) -> io::Result<(OwnedFd, i32)> {
+    let (ours, theirs) = channel()?;
     // Allocated before fork, so the keeper does not allocate until it
     // tracks more groups than this.
     let groups: Vec<i32> = Vec::with_capacity(capacity);
@@ -294,12 +299,7 @@ impl Keeper {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         // Close our end: the keeper reads EOF and exits.
-        let (closed, _) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
+        let (closed, _) = channel()?;
         drop(std::mem::replace(&mut inner.sock, closed));
         drop(inner);
         let result = wait_bounded(pid);
