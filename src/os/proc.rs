@@ -275,10 +275,20 @@ pub fn tree_holds(root: i32, inodes: &[u64]) -> bool {
 /// no readable process holds it (its holder belongs to another user we
 /// may not inspect, or has just closed it).
 pub fn socket_holder(inodes: &[u64]) -> Option<i32> {
-    let dir = fs::read_dir("/proc").ok()?;
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    all_pids()
+        .into_iter()
         .find(|&pid| socket_inodes(pid).is_ok_and(|held| held.iter().any(|i| inodes.contains(i))))
+}
+
+/// Every pid in /proc: a scan of the whole host, for the rare cases with
+/// no narrower list. Empty when /proc cannot be read.
+pub fn all_pids() -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
