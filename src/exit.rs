@@ -1,4 +1,5 @@
-//! prodserver's exit codes (the README's table mirrors this).
+//! prodserver's exit codes (the README's table mirrors this). A failure
+//! to start maps to one through [`crate::error::Error::exit_code`] only.
 
 /// Everything succeeded, or everything stopped on request.
 pub const OK: i32 = 0;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use prodserver::notify::{self, sender_belongs, Message, NotifySocket};
+use prodserver::notify::{self, sender_belongs, Message, NotifySocket, SenderView};
 use prodserver::os::{self, SpawnRequest};
 use support::python::venv;
 use support::stat;
@@ -39,8 +39,11 @@ struct Got {
     belongs: bool,
 }
 
-/// Receives `n` datagrams (30 s at most), judging each sender on arrival.
+/// Receives `n` datagrams (30 s at most), judging each sender on arrival,
+/// by the walk and by the engine's per-instance view, which must agree.
+/// Each sender is judged twice by the view: the second time from memory.
 async fn receive(sock: &NotifySocket, instance: i32, n: usize) -> Vec<Got> {
+    let mut view = SenderView::new(instance);
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while got.len() < n {
@@ -48,10 +51,14 @@ async fn receive(sock: &NotifySocket, instance: i32, n: usize) -> Vec<Got> {
             .await
             .unwrap_or_else(|_| panic!("only {} of {n} datagrams arrived: {got:?}", got.len()))
             .expect("recv");
+        let belongs = sender_belongs(sender.pid, instance);
+        for _ in 0..2 {
+            assert_eq!(view.accepts(sender.pid), belongs, "{messages:?}");
+        }
         got.push(Got {
             messages,
             pid: sender.pid,
-            belongs: sender_belongs(sender.pid, instance),
+            belongs,
         });
     }
     got

@@ -4,11 +4,15 @@
 //! The "supervisor" is a child forked by the test: it is single-threaded
 //! after fork, exactly as prodserver is when it calls start_keeper. It
 //! starts the keeper, puts `sh -c 'sleep 300 & sleep 300'` in a group of its
-//! own, (un)registers it, reports the pids and waits to be killed.
+//! own, (un)registers it, reports the pids and waits to be killed. The
+//! tests of the handle alone run in a forked child too
+//! ([`in_forked_child`]): start_keeper refuses a multi-threaded process,
+//! and this test process has a thread per test.
 
 mod support;
 
 use std::ffi::CString;
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::sync::Mutex;
@@ -16,7 +20,7 @@ use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 use prodserver::os::{kill_group, start_keeper};
 use support::{group_members, is_dead, wait_until};
@@ -46,26 +50,35 @@ fn start_supervisor(registration: Registration) -> Harness {
         CString::new("-c").unwrap(),
         CString::new("sleep 300 & sleep 300").unwrap(),
     ];
-    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    let (supervisor, report) =
+        fork_reporting(|report| supervisor_main(report, &sh, &argv, registration));
+    let mut buf = [0u8; 8];
+    let n = nix::unistd::read(&report, &mut buf).unwrap();
+    assert_eq!(n, 8, "the forked supervisor failed before reporting");
+    Harness {
+        supervisor,
+        keeper: i32::from_ne_bytes(buf[..4].try_into().unwrap()),
+        pgid: i32::from_ne_bytes(buf[4..].try_into().unwrap()),
+    }
+}
 
-    // SAFETY: the child only makes system calls and uses the keeper API
-    // (whose fork happens in this single-threaded child); it never returns.
+/// Forks a child of this test process, single-threaded as prodserver is
+/// when it starts the keeper, to run `child` with the write end of a pipe
+/// and exit with the code it returns; returns its pid and the read end.
+fn fork_reporting(child: impl FnOnce(&OwnedFd) -> i32) -> (Pid, OwnedFd) {
+    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).unwrap();
+    // SAFETY: `child` runs test code only (allocation is safe after fork
+    // with the C libraries we build against, and the keeper's own fork
+    // happens in this single-threaded child); the child leaves by _exit or
+    // a signal, never returning into the test harness.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
             drop(report_r);
-            supervisor_main(&report_w, &sh, &argv, registration)
+            let code = child(&report_w);
+            // SAFETY: as above.
+            unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => {
-            drop(report_w);
-            let mut buf = [0u8; 8];
-            let n = nix::unistd::read(&report_r, &mut buf).unwrap();
-            assert_eq!(n, 8, "the forked supervisor failed before reporting");
-            Harness {
-                supervisor: child,
-                keeper: i32::from_ne_bytes(buf[..4].try_into().unwrap()),
-                pgid: i32::from_ne_bytes(buf[4..].try_into().unwrap()),
-            }
-        }
+        ForkResult::Parent { child } => (child, report_r),
     }
 }
 
@@ -121,6 +134,33 @@ fn supervisor_main(
         // SAFETY: pause only waits for a signal (the test's SIGKILL).
         unsafe { libc::pause() };
     }
+}
+
+/// Runs `body` in a forked child of this test process, which then has a
+/// single thread, as prodserver has when it starts the keeper. A panic in
+/// the child fails the test with its message.
+fn in_forked_child(body: impl FnOnce()) {
+    let (child, report) = fork_reporting(|report| {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+        match outcome {
+            Ok(()) => 0,
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                let _ = nix::unistd::write(report, msg.as_bytes());
+                1
+            }
+        }
+    });
+    let mut msg = String::new();
+    std::fs::File::from(report)
+        .read_to_string(&mut msg)
+        .unwrap();
+    let status = waitpid(child, None).unwrap();
+    assert_eq!(status, WaitStatus::Exited(child, 0), "{msg}");
 }
 
 fn sleeps_in_group(pgid: i32) -> usize {
@@ -191,6 +231,10 @@ fn unregistered_groups_are_left_alone() {
 #[test]
 fn shutdown_waits_for_the_keeper_and_kills_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    in_forked_child(shutdown_waits);
+}
+
+fn shutdown_waits() {
     let keeper = start_keeper().unwrap();
     let keeper_pid = keeper.pid();
     let mut sleeper = std::process::Command::new("sleep")
@@ -213,6 +257,10 @@ fn shutdown_waits_for_the_keeper_and_kills_nothing() {
 #[test]
 fn a_dead_keeper_is_reported_once_and_never_raises_sigpipe() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    in_forked_child(a_dead_keeper);
+}
+
+fn a_dead_keeper() {
     let keeper = start_keeper().unwrap();
     assert!(keeper.register(1).is_err(), "kill(-1) must never be armed");
     assert!(keeper.register(0).is_err());
@@ -238,6 +286,10 @@ fn a_dead_keeper_is_reported_once_and_never_raises_sigpipe() {
 #[test]
 fn keeper_names_itself_and_holds_no_inherited_descriptors() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    in_forked_child(keeper_names_itself);
+}
+
+fn keeper_names_itself() {
     // An open descriptor the keeper would inherit through fork.
     let _file = tempfile::tempfile().unwrap();
     let keeper = start_keeper().unwrap();
@@ -258,4 +310,25 @@ fn keeper_names_itself_and_holds_no_inherited_descriptors() {
         .collect();
     assert_eq!(fds, ["0", "2"], "keeper fds besides its socket and stderr");
     keeper.shutdown().unwrap();
+}
+
+#[test]
+fn start_keeper_refuses_a_multi_threaded_process() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Besides the harness's threads, one of our own for certain.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || stopped.recv());
+    let err = start_keeper().unwrap_err();
+    drop(stop);
+    let _ = other.join();
+    assert!(
+        err.to_string()
+            .contains("the keeper must be forked before any thread starts"),
+        "{err}"
+    );
+    // And a failing body does fail the test that forked it.
+    let failed = std::panic::catch_unwind(|| in_forked_child(|| panic!("told to fail")));
+    let msg = failed.unwrap_err();
+    let msg = msg.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("told to fail"), "{msg}");
 }

@@ -9,7 +9,8 @@
 //! them without CAP_SYS_ADMIN. A message counts only if its sender belongs
 //! to the instance ([`sender_belongs`]: same process group, or a
 //! descendant), so one instance cannot speak for another, and a stray
-//! `systemd-notify` from elsewhere is ignored.
+//! `systemd-notify` from elsewhere is ignored. [`SenderView`] makes the
+//! same judgement per instance, with memory, at one /proc read a datagram.
 //!
 //! Where the sockets live, and who may connect:
 //!
@@ -64,7 +65,7 @@ use nix::sys::socket::{
 use tokio::io::Interest;
 
 pub use message::{parse, Message, MAX_STATUS};
-pub use sender::sender_belongs;
+pub use sender::{sender_belongs, SenderView};
 
 /// Largest datagram read. Longer ones are dropped whole, as systemd does:
 /// a truncated `STATUS=` or `TASKS_DONE=` would be wrong, not just short.
@@ -341,7 +342,7 @@ impl NotifySocket {
 
     /// Waits for the next datagram that carries credentials and fits in
     /// [`MAX_DATAGRAM`]; returns its messages (possibly none) and its
-    /// sender. Check the sender with [`sender_belongs`] before acting.
+    /// sender. Check the sender ([`SenderView::accepts`]) before acting.
     /// Datagrams without credentials, too long, or carrying file
     /// descriptors (which the kernel then discards) are skipped.
     /// Cancel-safe: dropping the future loses no datagram.

@@ -101,9 +101,11 @@ pub struct KeeperExit {
 
 /// Forks the keeper. Call it first thing, BEFORE the tokio runtime (or any
 /// other thread) starts: fork copies only the calling thread, and the
-/// keeper must not inherit locks held by others. ([`Keeper::respawn`] is
-/// the exception, and says why it is safe.)
+/// keeper must not inherit locks held by others. Refused, forking nothing,
+/// when another thread is already running. ([`Keeper::respawn`] is the
+/// exception, and says why it is safe.)
 pub fn start_keeper() -> io::Result<Keeper> {
+    single_threaded(crate::os::proc::threads_of_self()?)?;
     let (sock, pid) = fork_keeper(256)?;
     Ok(Keeper {
         inner: Arc::new(Mutex::new(Inner {
@@ -116,15 +118,32 @@ pub fn start_keeper() -> io::Result<Keeper> {
     })
 }
 
-fn fork_keeper(capacity: usize) -> io::Result<(OwnedFd, i32)> {
-    let (ours, theirs) = socketpair(
+/// `Ok` for a process of `threads` threads only when that is one: the
+/// count cannot grow behind our back, as no other thread exists to start
+/// one.
+fn single_threaded(threads: usize) -> io::Result<()> {
+    if threads == 1 {
+        return Ok(());
+    }
+    Err(io::Error::other(format!(
+        "{threads} threads are running: the keeper must be forked before any thread starts"
+    )))
+}
+
+/// A socket pair for prodserver and its keeper (see the module doc).
+fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
-        // Children must never hold our end: the keeper would not see EOF
-        // while any of them lives.
+        // Children must never hold prodserver's end: the keeper would not
+        // see EOF while any of them lives.
         SockFlag::SOCK_CLOEXEC,
-    )?;
+    )?)
+}
+
+fn fork_keeper(capacity: usize) -> io::Result<(OwnedFd, i32)> {
+    let (ours, theirs) = channel()?;
     // Allocated before fork, so the keeper does not allocate until it
     // tracks more groups than this.
     let groups: Vec<i32> = Vec::with_capacity(capacity);
@@ -133,8 +152,8 @@ fn fork_keeper(capacity: usize) -> io::Result<(OwnedFd, i32)> {
     // caller's code and makes system calls only (its one allocation, a
     // push beyond the preallocated capacity, is safe after fork with the
     // C libraries we build against, which reset their allocator locks in
-    // the child). At start the caller is single-threaded (documented on
-    // start_keeper).
+    // the child). At start the caller is single-threaded (start_keeper
+    // checks); respawn says why it may fork from many threads.
     match unsafe { fork() }? {
         ForkResult::Child => {
             // The keeper must not hold prodserver's end, or it would never
@@ -280,12 +299,7 @@ impl Keeper {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         // Close our end: the keeper reads EOF and exits.
-        let (closed, _) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
+        let (closed, _) = channel()?;
         drop(std::mem::replace(&mut inner.sock, closed));
         drop(inner);
         let result = wait_bounded(pid);
@@ -537,4 +551,21 @@ fn keep_only(fd: RawFd) -> RawFd {
         }
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_single_thread_may_start_the_keeper() {
+        assert!(single_threaded(1).is_ok());
+        for n in [0, 2, 40] {
+            let err = single_threaded(n).unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!("{n} threads")),
+                "{err}"
+            );
+        }
+    }
 }

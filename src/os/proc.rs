@@ -210,6 +210,9 @@ pub struct Stat {
     pub state: u8,
     pub ppid: i32,
     pub pgrp: i32,
+    /// When the process started, in clock ticks after boot: with the pid,
+    /// it names one process, whereas a pid alone may be reused.
+    pub start: u64,
 }
 
 /// A live process's [`Stat`]; `None` once it is gone.
@@ -225,7 +228,21 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
     let state = *fields.next()?.as_bytes().first()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
-    Some(Stat { state, ppid, pgrp })
+    // Field 22 of the line; pgrp was field 5.
+    let start = fields.nth(16)?.parse().ok()?;
+    Some(Stat {
+        state,
+        ppid,
+        pgrp,
+        start,
+    })
+}
+
+/// How many threads this process has, from /proc/self/task.
+pub fn threads_of_self() -> io::Result<usize> {
+    let dir = "/proc/self/task";
+    let entries = fs::read_dir(dir).map_err(|e| io::Error::new(e.kind(), format!("{dir}: {e}")))?;
+    Ok(entries.count())
 }
 
 /// `pid`'s command name (at most 15 bytes, as the kernel keeps it).
@@ -258,10 +275,20 @@ pub fn tree_holds(root: i32, inodes: &[u64]) -> bool {
 /// no readable process holds it (its holder belongs to another user we
 /// may not inspect, or has just closed it).
 pub fn socket_holder(inodes: &[u64]) -> Option<i32> {
-    let dir = fs::read_dir("/proc").ok()?;
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    all_pids()
+        .into_iter()
         .find(|&pid| socket_inodes(pid).is_ok_and(|held| held.iter().any(|i| inodes.contains(i))))
+}
+
+/// Every pid in /proc: a scan of the whole host, for the rare cases with
+/// no narrower list. Empty when /proc cannot be read.
+pub fn all_pids() -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -271,12 +298,20 @@ mod tests {
     #[test]
     fn stat_lines_with_awkward_comm() {
         assert_eq!(
-            parse_stat("4242 (a) b (c)) Z 17 4200 4200 0 -1 4194564"),
+            parse_stat(
+                "4242 (a) b (c)) Z 17 4200 4200 0 -1 4194564 0 0 0 0 0 0 0 0 20 0 1 0 987654 0 0"
+            ),
             Some(Stat {
                 state: b'Z',
                 ppid: 17,
-                pgrp: 4200
+                pgrp: 4200,
+                start: 987654,
             })
+        );
+        assert_eq!(
+            parse_stat("4242 (a) Z 17 4200 4200 0 -1 4194564"),
+            None,
+            "cut short before the start time"
         );
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S"), None);

@@ -12,7 +12,6 @@
 //! instance ended. Instead we list our children in /proc and wait for each
 //! unknown zombie by pid. Call [`reap_orphans`] on every SIGCHLD.
 
-use std::fs;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -73,7 +72,7 @@ fn for_each_child(mut f: impl FnMut(i32, u8)) {
     let candidates = if children_lists_available() {
         proc::children(me)
     } else {
-        all_pids()
+        proc::all_pids()
     };
     for pid in candidates {
         if Some(pid) == keeper {
@@ -96,13 +95,4 @@ fn children_lists_available() -> bool {
             .join("children")
             .exists()
     })
-}
-
-fn all_pids() -> Vec<i32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-        .collect()
 }

@@ -1,5 +1,9 @@
 //! Signal names, and sending signals to one process or to a whole group.
 //!
+//! The crate's one table of signal names, real-time signals included, for
+//! everything that reads or prints one: the config's `stop_signal`, the
+//! `check` listing, log lines ([`signal_by_name`], [`signal_name`]).
+//!
 //! Stopping follows systemd's `KillMode=mixed` (see docs/process-facts.md, Celery): the
 //! stop signal goes to the main pid only ([`send`]), and after the grace
 //! period the whole group gets SIGKILL ([`kill_group`]).
@@ -51,9 +55,9 @@ const NAMES: &[(&str, i32)] = &[
 /// Parses a signal as written in `prodserver.toml` or on the command line:
 /// `"TERM"`, `"SIGTERM"`, `"term"`, `"15"`, and the real-time forms
 /// `"RTMIN"`, `"RTMIN+3"`, `"RTMAX-1"`. Returns `None` for anything else,
-/// including numbers outside `1..=SIGRTMAX`.
+/// including numbers outside `1..=SIGRTMAX` and names with spaces around
+/// them (a value in the config is taken as written, not guessed at).
 pub fn signal_by_name(name: &str) -> Option<i32> {
-    let name = name.trim();
     if let Ok(n) = name.parse::<i32>() {
         return (1..=libc::SIGRTMAX()).contains(&n).then_some(n);
     }
