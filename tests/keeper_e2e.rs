@@ -47,8 +47,11 @@ fn a_dead_keeper_is_replaced_and_still_protects_every_group() {
     let line = run.wait_for("started a new one", T);
     assert!(line.contains("killed by SIGKILL"), "{line}");
     assert!(line.contains("guarding 1 process groups"), "{line}");
-    let second = keeper_of(run.pid()).expect("a new keeper");
-    assert_ne!(first, second);
+    // It names itself right after the fork: wait for the name.
+    assert!(
+        wait_until(T, || keeper_of(run.pid()).is_some_and(|k| k != first)),
+        "no new keeper"
+    );
 
     kill(Pid::from_raw(run.pid()), Signal::SIGKILL).unwrap();
     run.wait_exit(T);
