@@ -106,6 +106,14 @@ pub struct KeeperExit {
 /// exception, and says why it is safe.)
 pub fn start_keeper() -> io::Result<Keeper> {
     single_threaded(crate::os::proc::threads_of_self()?)?;
+    start_keeper_among_threads()
+}
+
+/// Forks the keeper from a process that already runs threads (a test
+/// harness embedding the engine). Sound for the reason given on
+/// [`Keeper::respawn`]: the keeper only makes system calls after the fork.
+/// prodserver itself uses [`start_keeper`], whose check keeps it honest.
+pub fn start_keeper_among_threads() -> io::Result<Keeper> {
     let (sock, pid) = fork_keeper(256)?;
     Ok(Keeper {
         inner: Arc::new(Mutex::new(Inner {

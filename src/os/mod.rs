@@ -42,7 +42,7 @@ pub mod signals;
 pub mod spawn;
 pub mod terminal;
 
-pub use keeper::{start_keeper, Keeper, KeeperExit, KeeperGone};
+pub use keeper::{start_keeper, start_keeper_among_threads, Keeper, KeeperExit, KeeperGone};
 pub use limits::{nofile, raise_nofile, NofileLimits};
 pub use lock::{
     ensure_own_dir, ensure_runtime_dir, runtime_dir, share_runtime_dir, try_lock, LockOutcome,

@@ -80,6 +80,8 @@ pub enum Request {
     Scale { process: String, instances: u32 },
     /// A snapshot of every instance.
     Status,
+    /// Stop everything and end the run (answered once the stop began).
+    Shutdown,
 }
 
 /// The answer to a request, sent once it is *done*.
@@ -519,6 +521,16 @@ impl Core {
         if let Request::Status = request {
             return reply(out, Reply::Status(self.status()));
         }
+        if let Request::Shutdown = request {
+            self.begin_shutdown(
+                now,
+                Ending::Requested,
+                "stop requested: stopping everything",
+                jitter,
+                out,
+            );
+            return reply(out, Reply::Done);
+        }
         if self.shutdown.is_some() {
             return reply(out, Reply::Failed("prodserver is stopping".into()));
         }
@@ -527,7 +539,7 @@ impl Core {
             | Request::Stop { process }
             | Request::Start { process }
             | Request::Scale { process, .. } => process.clone(),
-            Request::Status => unreachable_status(),
+            Request::Status | Request::Shutdown => unreachable_status(),
         };
         let Some(process) = self.process_id(&name).filter(|p| self.selected[*p]) else {
             return reply(
@@ -611,7 +623,7 @@ impl Core {
                 self.plan.processes[process].instances = instances;
                 self.waiters.push(Waiter::Ready { ticket, process });
             }
-            Request::Status => {}
+            Request::Status | Request::Shutdown => {}
         }
     }
 
@@ -1027,7 +1039,7 @@ impl Record {
 }
 
 fn unreachable_status() -> String {
-    // Status is answered before the process name is looked at.
+    // Status and Shutdown are answered before a process name is looked at.
     String::new()
 }
 

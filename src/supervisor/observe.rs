@@ -34,6 +34,9 @@ pub(super) struct SlotHealth {
     pub notify_env: Vec<(String, String)>,
     pub status: Option<String>,
     pub tasks_done: u64,
+    /// Who may speak for the instance: its process tree, cached (Celery
+    /// sends a datagram per finished task).
+    pub senders: Option<notify::SenderView>,
     /// A stranger's message was reported already (don't flood the log).
     pub stranger_reported: bool,
     /// The last "held by another process" reason logged: said again only
@@ -219,7 +222,15 @@ impl Engine {
         let Some(pid) = self.io_ref(id).and_then(|io| io.pid) else {
             return;
         };
-        if !notify::sender_belongs(sender.pid, pid) {
+        let view = self
+            .io_mut(id)
+            .health
+            .senders
+            .get_or_insert_with(|| notify::SenderView::new(pid));
+        if view.main_pid() != pid {
+            view.respawned(pid);
+        }
+        if !view.accepts(sender.pid) {
             if !self.io_mut(id).health.stranger_reported {
                 self.io_mut(id).health.stranger_reported = true;
                 self.note_text(
