@@ -116,6 +116,7 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
         .await
         .expect("everything ready");
         let worker = pid_of(&before, "worker.1");
+        let mut stream = control.subscribe_logs();
 
         // A rolling restart: both web instances are new, the worker is not.
         let reply = ask(
@@ -133,6 +134,20 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
             assert!(pid_of(&after, web).is_some());
         }
         assert_eq!(pid_of(&after, "worker.1"), worker);
+        // The log stream carried the restart, as written to the output.
+        let mut seen = String::new();
+        tokio::time::timeout(T, async {
+            while !seen
+                .lines()
+                .any(|l| l.starts_with("web.2 ") && l.ends_with("| restarting: restart requested"))
+            {
+                let chunk = stream.recv().await.expect("stream open");
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("not in the stream: {seen}"));
+        drop(stream);
 
         // Scale up and down: the others keep their pids.
         let reply = ask(

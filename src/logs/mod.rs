@@ -219,6 +219,13 @@ impl Logs {
         self.emit_event(PROJECT_LABEL, None, None, message, tone);
     }
 
+    /// Everything written to the output from now on, as it is written
+    /// (chunks of whole lines); a subscriber that lags loses chunks and
+    /// never slows the output. Ends when the writer stops.
+    pub fn subscribe(&self) -> tokio::sync::mpsc::Receiver<std::sync::Arc<[u8]>> {
+        self.channel.subscribe()
+    }
+
     /// Resolves once every line pumped so far has been written out; bound
     /// the wait with a timeout (a slow reader may hold it up).
     pub async fn barrier(&self) {

@@ -134,7 +134,14 @@ pub(crate) struct Channel {
     written: watch::Sender<u64>,
     /// Signalled when the writer thread sets `closed`.
     done: Condvar,
+    /// Subscribers to the output (a `logs` command): each gets a copy of
+    /// every chunk written, or loses chunks while it lags; it never slows
+    /// the writer.
+    taps: Mutex<Vec<tokio::sync::mpsc::Sender<Arc<[u8]>>>>,
 }
+
+/// Chunks a subscriber may lag behind before it loses some.
+pub const TAP_CHUNKS: usize = 64;
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -179,7 +186,34 @@ impl Channel {
             slots: Semaphore::new(QUEUE_BATCHES),
             written: watch::Sender::new(0),
             done: Condvar::new(),
+            taps: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A copy of everything written from now on, in chunks of whole lines.
+    /// Ends when the writer stops.
+    pub fn subscribe(&self) -> tokio::sync::mpsc::Receiver<Arc<[u8]>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(TAP_CHUNKS);
+        self.taps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
+        rx
+    }
+
+    /// Hands `buf` to every subscriber that keeps up; forgets those gone.
+    fn tap(&self, buf: &[u8]) {
+        let mut taps = self.taps.lock().unwrap_or_else(PoisonError::into_inner);
+        if taps.is_empty() {
+            return;
+        }
+        let chunk: Arc<[u8]> = Arc::from(buf);
+        taps.retain(|tx| {
+            !matches!(
+                tx.try_send(Arc::clone(&chunk)),
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_))
+            )
+        });
     }
 
     /// An empty buffer for a pump to format into, recycled when possible.
@@ -500,6 +534,7 @@ impl Sink {
         if buf.is_empty() {
             return;
         }
+        ch.tap(buf);
         let taken = |part: &[u8]| {
             let mut q = lock(&ch.queue);
             q.in_flight.0 = q.in_flight.0.saturating_sub(part.len() as u64);
@@ -639,6 +674,42 @@ mod tests {
         ch.push_event(b"event\n", "x");
         let err = handle.flush_and_stop().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_subscriber_gets_the_output_and_a_lagging_one_never_blocks_it() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let (ch, handle) = spawn(
+            Box::new(Flaky {
+                out: out.clone(),
+                calls: 0,
+            }),
+            Box::new(|_, _| {}),
+        )
+        .unwrap();
+        let mut reader = ch.subscribe();
+        let lagging = ch.subscribe();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Far more chunks than a subscriber holds: nobody reads `lagging`.
+            for i in 0..TAP_CHUNKS * 4 {
+                let mut b = format!("line {i}\n").into_bytes();
+                ch.send(&mut b).await.unwrap();
+            }
+        });
+        handle.flush_and_stop().unwrap();
+        drop(lagging);
+        let mut got = Vec::new();
+        while let Ok(chunk) = reader.try_recv() {
+            got.extend_from_slice(&chunk);
+        }
+        let written = out.lock().unwrap().clone();
+        // What the reader kept is a prefix of the output, whole lines.
+        assert!(!got.is_empty());
+        assert!(written.starts_with(&got), "not a prefix");
+        assert!(got.ends_with(b"\n"));
     }
 
     #[test]

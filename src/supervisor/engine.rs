@@ -107,9 +107,16 @@ pub(super) struct Io {
 #[derive(Clone)]
 pub struct Control {
     tx: mpsc::UnboundedSender<(Request, oneshot::Sender<Reply>)>,
+    logs: Logs,
 }
 
 impl Control {
+    /// The merged log stream from now on, exactly as written to the output
+    /// (a lagging subscriber loses chunks, never slows the output).
+    pub fn subscribe_logs(&self) -> mpsc::Receiver<std::sync::Arc<[u8]>> {
+        self.logs.subscribe()
+    }
+
     /// Sends `request` and waits for its reply; `None` once the engine
     /// has ended.
     pub async fn request(&self, request: Request) -> Option<Reply> {
@@ -183,6 +190,7 @@ impl Engine {
     pub fn control(&self) -> Control {
         Control {
             tx: self.control_tx.clone(),
+            logs: self.logs.clone(),
         }
     }
 
