@@ -7,10 +7,10 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::config;
-use crate::config::units::format_duration;
 use crate::config::{Diagnostic, Loaded, Severity, Sources};
 use crate::plan::{Plan, ProcessSpec};
 use crate::supervisor::order;
+use crate::units::format_duration;
 
 /// Warnings `check` adds to the loader's: things that are not errors in
 /// the file but will likely fail at start on this machine.

@@ -19,8 +19,8 @@ use super::diagnostic::{Diagnostic, FileId, Severity, Sources};
 use super::read::{self, did_you_mean, Reader, Table};
 use super::{envfile, schema};
 use crate::backend::{self, ArgValue, BackendInput, BackendKey, Field};
+use crate::graph::find_cycle;
 use crate::plan::*;
-use crate::supervisor::order::find_cycle;
 
 /// What loading needs from the outside world, passed in so tests control it.
 #[derive(Debug, Clone)]
@@ -1483,7 +1483,7 @@ impl Loader<'_> {
                 format!(
                     "`{}` = {} is below the minimum of 1MiB",
                     t.key_path("max_memory_per_child"),
-                    super::units::format_size(bytes)
+                    crate::units::format_size(bytes)
                 ),
                 "write a limit a process can live within, e.g. `max_memory_per_child = \"300MiB\"`",
             );

@@ -36,8 +36,8 @@ pub use owner::Outcome;
 pub use probe::{Accept, HttpProbe, TcpProbe};
 pub use tracker::{Readiness, Settings, Tracker, Verdict};
 
-use crate::config::units::format_duration;
 use crate::plan::{HealthSpec, Probe, ProcessSpec};
+use crate::units::format_duration;
 
 /// What to observe for one process, decided once at start.
 #[derive(Debug, Clone)]
