@@ -18,6 +18,7 @@ pub mod notify;
 #[allow(unsafe_code)] // the thin OS layer is the only place with `unsafe`
 pub mod os;
 pub mod plan;
+pub mod resolve;
 pub mod start;
 pub mod supervisor;
 pub mod units;

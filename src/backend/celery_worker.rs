@@ -1,7 +1,9 @@
 //! `backend = "celery-worker"`:
 //! `celery -A APP worker -Q QUEUES --concurrency=N --hostname=NAME.{instance}@%h [args...]`.
 
-use super::{args, celery, forbid_args, BackendError, BackendInput, BackendKind, Field};
+use super::{
+    args, celery, forbid_args, BackendError, BackendInput, BackendKind, DefaultReadiness, Field,
+};
 
 pub(super) const SHAPE: &str =
     "celery -A APP worker -Q QUEUES --concurrency=N --hostname=NAME.{instance}@%h ARGS";
@@ -16,6 +18,18 @@ pub(super) const PIDFILE_WHY: &str =
      process makes Celery refuse to start (exit 73), so the process would never come back";
 
 const CONCURRENCY_ENV: &str = "CELERYD_CONCURRENCY";
+
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    let argv = argv(input, errs);
+    super::with_celery_integration(input, argv, DefaultReadiness::CeleryWorker, Vec::new())
+}
+
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: super::CELERY,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    launch,
+};
 
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     let mut argv = celery(BackendKind::CeleryWorker, input, "worker", errs);
@@ -62,7 +76,11 @@ pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<St
         .unwrap_or(input.args.len());
     let (before, after) = input.args.split_at(first);
     argv.extend(args::render(before, INCLUDE, errs));
-    let modules = include_modules(input.args, errs);
+    let mut modules = include_modules(input.args, errs);
+    // The integration is one more module for the worker to import.
+    if input.celery_integration && !modules.iter().any(|m| m == crate::celery::MODULE) {
+        modules.push(crate::celery::MODULE.to_owned());
+    }
     if !modules.is_empty() {
         argv.push(format!("--include={}", modules.join(",")));
     }

@@ -444,12 +444,7 @@ impl Loader<'_> {
         self.check_credentials(t, user.as_deref(), group.as_deref());
         let cwd = self.cwd(t);
         let watch = self.globs(t, "watch");
-        let reported = self.r.diagnostics.len();
         let health = self.health(t, backend);
-        // A probe already reported bad would be reported again per instance.
-        let health_reported = self.r.diagnostics[reported..]
-            .iter()
-            .any(|d| d.severity == Severity::Error);
         let limits = self.limits(t);
         let dev = self.process_dev(t);
         self.depends_on(id, t, raw_deps);
@@ -555,6 +550,12 @@ impl Loader<'_> {
             args: &args,
             env: &child_env,
             runtime_dir: &self.opts.runtime_dir,
+            cwd: &cwd,
+            file_exists: &|p: &Path| p.exists(),
+            celery_integration: matches!(
+                backend,
+                BackendKind::CeleryWorker | BackendKind::CeleryBeat
+            ) && celery_integration.unwrap_or(true),
         };
         if backend == BackendKind::CeleryWorker && t.get("queues").is_none() {
             for key in ["Q", "queues"] {
@@ -577,8 +578,8 @@ impl Loader<'_> {
                 );
             }
         }
-        let output = match backend::resolve(backend, &input) {
-            Ok(output) => output,
+        let launch = match backend::resolve(backend, &input) {
+            Ok(launch) => launch,
             Err(errors) => {
                 for e in errors {
                     let span = self.field_span(t, &e.field);
@@ -588,25 +589,13 @@ impl Loader<'_> {
                 return None;
             }
         };
-        let mut argv = output.argv;
-        let mut integration_env = Vec::new();
-        if matches!(backend, BackendKind::CeleryWorker | BackendKind::CeleryBeat)
-            && celery_integration.unwrap_or(true)
-        {
-            let dir = crate::celery::module_dir(&self.opts.runtime_dir);
-            let pythonpath = child_env.get("PYTHONPATH").map(String::as_str);
-            if let Some(i) = crate::celery::integrate(backend, &argv, &dir, pythonpath) {
-                argv = i.argv;
-                integration_env = i.env;
-            }
-        }
+        let mut argv = launch.argv;
         if let Some(first) = argv.first_mut() {
             if first.contains('/') {
                 *first = self.resolve_path(first);
             }
         }
-        env.extend(output.env);
-        env.extend(integration_env);
+        env.extend(launch.env);
 
         let celery = match backend {
             BackendKind::CeleryWorker | BackendKind::CeleryBeat => Some(CeleryInfo {
@@ -641,35 +630,11 @@ impl Loader<'_> {
             celery,
             watch,
             dev,
+            listen: launch.listen,
+            readiness: launch.readiness,
         };
-        if !health_reported {
-            self.check_health_plans(t, &spec);
-        }
         self.check_exec_limits(t, &spec, &child_env);
         Some(spec)
-    }
-
-    /// The health plan of every instance, built exactly as `start` builds
-    /// it: what `check` accepts, `start` can run.
-    fn check_health_plans(&mut self, t: &Table, spec: &ProcessSpec) {
-        for n in 1..=spec.instances {
-            if let Err(e) = crate::health::plan_for_instance(spec, n, &self.opts.env) {
-                let span = t
-                    .key_span("health")
-                    .unwrap_or_else(|| t.value_span("backend"));
-                let which = if spec.instances > 1 {
-                    format!(" (instance {n})")
-                } else {
-                    String::new()
-                };
-                self.r.error(
-                    span,
-                    format!("`{}.health`{which}: {}", t.path, one_line(&e)),
-                    "give the probe explicitly (`http = \"http://127.0.0.1:8000/healthz/\"`), or bind the server to a TCP address",
-                );
-                return;
-            }
-        }
     }
 
     /// execve fails with E2BIG past the kernel's limits: one string (an
@@ -1160,7 +1125,7 @@ impl Loader<'_> {
         // One error per process: its other instances clash the same way.
         'process: for spec in specs {
             for n in 1..=spec.instances {
-                for address in listen_addresses(spec, n, &self.opts.env) {
+                for address in listen_addresses(spec, n) {
                     let here = (spec.name.clone(), n);
                     let Some(first) = seen.get(&address) else {
                         seen.insert(address, here);
@@ -1302,18 +1267,6 @@ impl Loader<'_> {
         }
         if let Some(pattern) = self.r.string(&h, "log", "\"Listening at\"") {
             probes.push((Probe::Log { pattern }, h.value_span("log")));
-        }
-        // Build each probe now, as start would: a bad URL, address or
-        // regex is a located config error, not a failure at start.
-        for (probe, span) in &probes {
-            // As instance 1 would run it: `{instance}` may stand for a port.
-            if let Err(e) = crate::health::check_for(&probe.for_instance("1")) {
-                self.r.error(
-                    span.clone(),
-                    format!("`{}`: {}", h.path, one_line(&e)),
-                    "fix the probe: `http = \"http://127.0.0.1:8000/healthz/\"`, `tcp = \"127.0.0.1:6379\"`, `log = \"^Listening\"` (a Rust regex)",
-                );
-            }
         }
         let watchdog = self.r.duration(&h, "watchdog", "30s");
         let path = self.r.string(&h, "path", "\"/healthz/\"");
@@ -1612,27 +1565,13 @@ pub fn unconsumed_queues(plan: &Plan, selected: &[usize]) -> Vec<String> {
         .collect()
 }
 
-/// The addresses instance `n` of `spec` binds, with its environment over
-/// prodserver's, as the default probe reads them: `HOST:PORT` (wildcards
-/// on loopback) or `unix:PATH`.
-pub fn listen_addresses(
-    spec: &ProcessSpec,
-    n: u32,
-    inherited: &BTreeMap<String, String>,
-) -> Vec<String> {
-    use crate::health::defaults::Listen;
+/// The addresses instance `n` of `spec` binds, as two binds of one would
+/// clash: `HOST:PORT` (wildcards on loopback) or `unix:PATH`.
+pub fn listen_addresses(spec: &ProcessSpec, n: u32) -> Vec<String> {
     let spec = spec.for_instance(n);
-    let lookup = |key: &str| spec.env.get(key).or_else(|| inherited.get(key)).cloned();
-    let world = crate::health::World {
-        env: &lookup,
-        file_exists: &|p: &Path| spec.cwd.join(p).exists(),
-    };
-    crate::health::defaults::listen_addresses(&spec, &world)
-        .into_iter()
-        .map(|l| match l {
-            Listen::Tcp(t) => t.to_string(),
-            Listen::Unix(path) => format!("unix:{}", spec.cwd.join(path).display()),
-        })
+    spec.listen
+        .iter()
+        .filter_map(|l| l.key(&spec.cwd))
         .collect()
 }
 
@@ -1660,6 +1599,43 @@ pub fn span_in(text: &str, name: &str, key: Option<&str>) -> Option<Range<usize>
             _ => table.key_span(name),
         },
     }
+}
+
+/// Where in config `text` the key `path` of process `name` is written
+/// (`["health", "http"]` is `processes.NAME.health.http`): its value, or
+/// with `key`, the key itself; the process's name when the file does not
+/// spell it out. For diagnostics found after loading.
+pub fn span_at(text: &str, name: &str, path: &[&str], key: bool) -> Option<Range<usize>> {
+    let doc = DeTable::parse(text).ok()?;
+    let processes = doc.get_ref().get("processes")?;
+    let DeValue::Table(entries) = processes.get_ref() else {
+        return None;
+    };
+    let table = Table {
+        path: "processes".into(),
+        span: processes.span(),
+        entries,
+    };
+    let fallback = table.key_span(name);
+    let mut at = entries;
+    let mut span = None;
+    let mut walk = std::iter::once(name).chain(path.iter().copied()).peekable();
+    while let Some(step) = walk.next() {
+        let Some((k, v)) = at.get_key_value(step) else {
+            return span.or(fallback);
+        };
+        span = Some(if key && walk.peek().is_none() {
+            k.span()
+        } else {
+            v.span()
+        });
+        match v.get_ref() {
+            DeValue::Table(t) => at = t,
+            _ if walk.peek().is_some() => return span.or(fallback),
+            _ => {}
+        }
+    }
+    span.or(fallback)
 }
 
 /// Where a process's bind address is written: its bind/host/port/listen
@@ -1722,7 +1698,8 @@ pub const STOP_SIGNALS_REFUSED: &[i32] = &[
 /// A multi-line library message (the regex crate's points at the pattern
 /// with a caret over three lines) as one line: the diagnostic already
 /// shows where.
-fn one_line(message: &str) -> String {
+/// A multi-line library message (a regex error) as one diagnostic line.
+pub fn one_line(message: &str) -> String {
     let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
     let Some(first) = lines.next() else {
         return String::new();

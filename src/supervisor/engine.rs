@@ -39,6 +39,7 @@ use crate::logs::{Logs, Stream};
 use crate::notify::{Message, Sender};
 use crate::os::{self, Credentials, Keeper, LockOutcome, SingletonLock, SpawnRequest};
 use crate::plan::{Plan, ProcessId};
+use crate::resolve::ResolvedPlan;
 
 /// How often records for a keeper that does not read are retried.
 const KEEPER_RETRY: Duration = Duration::from_millis(100);
@@ -49,12 +50,10 @@ pub struct RunOptions {
     pub selected: Vec<ProcessId>,
     /// prodserver's own environment, already scrubbed of systemd variables.
     pub base_env: Vec<(String, String)>,
-    /// Resolved `user`/`group` per process.
-    pub credentials: Vec<Option<Credentials>>,
     pub runtime_dir: std::path::PathBuf,
-    /// Health plan per process and instance (configured or the backend's
-    /// default; `{instance}` expanded): `health[process][number - 1]`.
-    pub health: Vec<Vec<Option<HealthPlan>>>,
+    /// Per process its credentials, per instance its launch and health
+    /// plan (`crate::resolve`).
+    pub resolved: ResolvedPlan,
     /// Where instances' notify sockets live; `None`: no NOTIFY_SOCKET.
     pub notify_dir: Option<crate::notify::RunDir>,
 }
@@ -389,10 +388,13 @@ impl Engine {
         let s = &self.slots[slot];
         let spec = &self.plan.processes[s.process];
         let request = SpawnRequest {
-            argv: spec.for_instance(s.number).argv,
+            argv: self
+                .launch(slot)
+                .map(|l| l.argv.clone())
+                .unwrap_or_default(),
             env,
             cwd: spec.cwd.clone(),
-            creds: self.opts.credentials[s.process].clone(),
+            creds: self.credentials(s.process),
         };
         match os::spawn(&request) {
             Ok(spawned) => {
@@ -465,10 +467,12 @@ impl Engine {
     /// documented precedence; `{instance}` expanded.
     pub(super) fn child_env(&self, slot: usize) -> Vec<(String, String)> {
         let s = &self.slots[slot];
-        let spec = self.plan.processes[s.process].for_instance(s.number);
+        let spec = &self.plan.processes[s.process];
         let mut env: BTreeMap<String, String> = self.opts.base_env.iter().cloned().collect();
-        env.extend(spec.env);
-        env.insert("PRODSERVER_PROCESS".into(), spec.name);
+        if let Some(launch) = self.launch(slot) {
+            env.extend(launch.env.clone());
+        }
+        env.insert("PRODSERVER_PROCESS".into(), spec.name.clone());
         env.insert("PRODSERVER_INSTANCE".into(), s.number.to_string());
         env.into_iter().collect()
     }
@@ -476,9 +480,27 @@ impl Engine {
     /// The slot's health plan, if it has one.
     pub(super) fn health_plan(&self, slot: usize) -> Option<&HealthPlan> {
         let s = &self.slots[slot];
-        self.opts.health[s.process]
-            .get(s.number as usize - 1)
-            .and_then(Option::as_ref)
+        self.opts
+            .resolved
+            .instance(s.process, s.number)
+            .and_then(|i| i.health.plan.as_ref())
+    }
+
+    /// The slot's launch: argv and env, `{instance}` expanded.
+    fn launch(&self, slot: usize) -> Option<&crate::backend::Launch> {
+        let s = &self.slots[slot];
+        let instance = self.opts.resolved.instance(s.process, s.number)?;
+        Some(&instance.launch)
+    }
+
+    /// A process's resolved `user`/`group`.
+    pub(super) fn credentials(&self, process: ProcessId) -> Option<Credentials> {
+        self.opts
+            .resolved
+            .processes
+            .get(process)?
+            .credentials
+            .clone()
     }
 
     fn on_msg(&mut self, msg: Msg) {

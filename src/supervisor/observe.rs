@@ -50,9 +50,7 @@ impl Engine {
             return Vec::new();
         };
         let process = self.slots[slot].process;
-        let owner = self.opts.credentials[process]
-            .as_ref()
-            .map(|c| (c.uid, c.gid));
+        let owner = self.credentials(process).as_ref().map(|c| (c.uid, c.gid));
         let socket = match NotifySocket::for_instance(&dir, slot, owner) {
             Ok(socket) => socket,
             Err(e) => {
@@ -314,7 +312,7 @@ impl Engine {
                     argv: argv.clone(),
                     env: self.child_env(slot),
                     cwd: self.plan.processes[process].cwd.clone(),
-                    creds: self.opts.credentials[process].clone(),
+                    creds: self.credentials(process),
                 };
                 let pids = self.exec_pids.clone();
                 tokio::spawn(async move {

@@ -186,6 +186,8 @@ pub(crate) mod tests {
             celery: None,
             watch: vec![],
             dev: Default::default(),
+            listen: vec![],
+            readiness: Default::default(),
         }
     }
 

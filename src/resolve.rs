@@ -1,0 +1,162 @@
+//! One resolved plan, shared by `check` and `start`: whatever `check`
+//! accepts, `start` runs exactly, and whatever `start` would refuse,
+//! `check` refuses first, with a located diagnostic.
+//!
+//! [`resolve`] takes the loaded file (already validated by `config/`,
+//! which knows nothing of the engine) and decides, once, everything the
+//! engine needs per process and per instance: credentials looked up,
+//! `{instance}` expanded into each instance's launch, probes compiled and
+//! health defaults chosen from the backend's typed launch, the Celery
+//! integration's module folder.
+
+use std::path::Path;
+
+use crate::backend::{CeleryIntegration, DefaultReadiness, Launch};
+use crate::config::{one_line, span_at, Diagnostic, Loaded};
+use crate::health;
+use crate::os::Credentials;
+use crate::plan::{Probe, ProcessSpec};
+
+/// Everything `start` needs beyond the [`crate::plan::Plan`]; index
+/// `processes` by process id.
+#[derive(Debug, Clone)]
+pub struct ResolvedPlan {
+    pub processes: Vec<ResolvedProcess>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolvedProcess {
+    /// `user`/`group`, looked up.
+    pub credentials: Option<Credentials>,
+    /// Instance `n` at index `n - 1`.
+    pub instances: Vec<ResolvedInstance>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolvedInstance {
+    /// The final argv and the env the process adds (backend and Celery
+    /// integration included), `{instance}` expanded.
+    pub launch: Launch,
+    /// Its health block compiled, or its backend's default.
+    pub health: health::Resolved,
+}
+
+impl ResolvedPlan {
+    pub fn instance(&self, process: usize, number: u32) -> Option<&ResolvedInstance> {
+        self.processes
+            .get(process)?
+            .instances
+            .get(number.checked_sub(1)? as usize)
+    }
+
+    /// The folder the Celery integration's module must be written to
+    /// before any of `selected` spawns, if one of them loads it.
+    pub fn celery_module_dir(&self, selected: &[usize]) -> Option<&Path> {
+        selected.iter().find_map(|id| {
+            let first = self.processes.get(*id)?.instances.first()?;
+            Some(first.launch.celery.as_ref()?.module_dir.as_path())
+        })
+    }
+}
+
+/// The one function that turns a loaded file into what runs. Every error
+/// is a located diagnostic; all of them are reported, not just the first.
+pub fn resolve(loaded: &Loaded, runtime_dir: &Path) -> Result<ResolvedPlan, Vec<Diagnostic>> {
+    let text = loaded.sources.text(0);
+    let mut errors = Vec::new();
+    let mut processes = Vec::with_capacity(loaded.plan.processes.len());
+    for spec in &loaded.plan.processes {
+        let credentials =
+            match crate::os::resolve_credentials(spec.user.as_deref(), spec.group.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    let key = if spec.user.is_some() { "user" } else { "group" };
+                    errors.push(
+                        Diagnostic::error(
+                            0,
+                            span_at(text, &spec.name, &[key], false),
+                            format!("`processes.{}`: {e}", spec.name),
+                        )
+                        .with_hint(
+                            "fix `user`/`group` to name an existing account (`getent passwd NAME`)",
+                        ),
+                    );
+                    None
+                }
+            };
+        let mut instances = Vec::with_capacity(spec.instances as usize);
+        for n in 1..=spec.instances {
+            let one = spec.for_instance(n);
+            match health::plan_for(&one) {
+                Ok(resolved) => instances.push(ResolvedInstance {
+                    launch: launch_of(&one, runtime_dir),
+                    health: resolved,
+                }),
+                Err(e) => {
+                    errors.push(health_error(text, spec, n, &e));
+                    break;
+                }
+            }
+        }
+        processes.push(ResolvedProcess {
+            credentials,
+            instances,
+        });
+    }
+    if errors.is_empty() {
+        Ok(ResolvedPlan { processes })
+    } else {
+        Err(errors)
+    }
+}
+
+fn launch_of(spec: &ProcessSpec, runtime_dir: &Path) -> Launch {
+    // The integration is loaded exactly when its readiness was chosen:
+    // both come from the backend's launch.
+    let celery = match spec.readiness {
+        DefaultReadiness::CeleryWorker | DefaultReadiness::CeleryBeat => Some(CeleryIntegration {
+            module_dir: crate::celery::module_dir(runtime_dir),
+        }),
+        DefaultReadiness::AtSpawn
+        | DefaultReadiness::Serving
+        | DefaultReadiness::Unprobeable { .. }
+        | DefaultReadiness::CeleryWithoutIntegration => None,
+    };
+    Launch {
+        argv: spec.argv.clone(),
+        env: spec.env.clone(),
+        listen: spec.listen.clone(),
+        readiness: spec.readiness.clone(),
+        celery,
+    }
+}
+
+/// A health plan that cannot be built: at the probe that does not compile,
+/// else at the `health` block (or the backend, for a default).
+fn health_error(text: &str, spec: &ProcessSpec, n: u32, e: &str) -> Diagnostic {
+    let name = &spec.name;
+    let which = if spec.instances > 1 {
+        format!(" (instance {n})")
+    } else {
+        String::new()
+    };
+    let probe_key = spec.health.as_ref().and_then(|h| match h.probe.as_ref()? {
+        Probe::Http { .. } => Some("http"),
+        Probe::Tcp { .. } => Some("tcp"),
+        Probe::Exec { .. } => Some("exec"),
+        Probe::Log { .. } => Some("log"),
+        Probe::Notify => None,
+    });
+    let message = format!("`processes.{name}.health`{which}: {}", one_line(e));
+    match probe_key {
+        Some(key) => Diagnostic::error(0, span_at(text, name, &["health", key], false), message)
+            .with_hint("fix the probe: `http = \"http://127.0.0.1:8000/healthz/\"`, `tcp = \"127.0.0.1:6379\"`, `log = \"^Listening\"` (a Rust regex)"),
+        None => {
+            let span = span_at(text, name, &["health"], true)
+                .or_else(|| span_at(text, name, &["backend"], false));
+            Diagnostic::error(0, span, message).with_hint(
+                "give the probe explicitly (`http = \"http://127.0.0.1:8000/healthz/\"`), or bind the server to a TCP address",
+            )
+        }
+    }
+}
