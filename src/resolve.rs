@@ -160,3 +160,30 @@ fn health_error(text: &str, spec: &ProcessSpec, n: u32, e: &str) -> Diagnostic {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_examples_resolve_with_one_launch_per_instance() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let opts = crate::config::LoadOptions {
+            env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
+            runtime_dir: "/run/user/1000/prodserver".into(),
+        };
+        for file in ["prodserver.toml", "examples/minimal/prodserver.toml"] {
+            let loaded = crate::config::load(&root.join(file), &opts).expect(file);
+            let resolved = resolve(&loaded, &opts.runtime_dir).expect(file);
+            for (id, spec) in loaded.plan.processes.iter().enumerate() {
+                let p = &resolved.processes[id];
+                assert_eq!(p.instances.len(), spec.instances as usize, "{file}");
+                let first = &p.instances[0].launch;
+                assert!(
+                    !first.argv.iter().any(|a| a.contains("{instance}")),
+                    "{file}: {first:?}"
+                );
+            }
+        }
+    }
+}
