@@ -7,7 +7,7 @@ use clap::Parser;
 use prodserver::check;
 use prodserver::cli::{Cli, Command, LogFormat};
 use prodserver::config::{self, LoadOptions};
-use prodserver::resolve::{resolve, ResolvedPlan};
+use prodserver::resolve;
 use prodserver::{exit, start};
 
 fn main() -> ExitCode {
@@ -38,7 +38,7 @@ fn run(cli: Cli) -> i32 {
     };
     let color = std::io::stderr().is_terminal() && env.get("NO_COLOR").is_none_or(|v| v.is_empty());
     match cli.command {
-        Command::Check { json } => match load_and_resolve(&path, &opts) {
+        Command::Check { json } => match resolve::load(&path, &opts) {
             Ok((loaded, resolved)) => {
                 let extra = check::environment_warnings(&loaded.plan, &env, &loaded.sources);
                 if json {
@@ -66,7 +66,7 @@ fn run(cli: Cli) -> i32 {
             log_format,
             timestamps,
         } => {
-            let (loaded, resolved) = match load_and_resolve(&path, &opts) {
+            let (loaded, resolved) = match resolve::load(&path, &opts) {
                 Ok(both) => both,
                 Err(e) => {
                     report(&e, &path, color);
@@ -85,26 +85,6 @@ fn run(cli: Cli) -> i32 {
                 runtime_dir: opts.runtime_dir,
             };
             start::run(loaded.plan, resolved, settings)
-        }
-    }
-}
-
-/// The file, validated and resolved: the one path `check` and `start`
-/// share, so they accept and refuse the same files.
-fn load_and_resolve(
-    path: &std::path::Path,
-    opts: &LoadOptions,
-) -> Result<(config::Loaded, ResolvedPlan), config::LoadError> {
-    let loaded = config::load(path, opts)?;
-    match resolve(&loaded, &opts.runtime_dir) {
-        Ok(resolved) => Ok((loaded, resolved)),
-        Err(errors) => {
-            let mut diagnostics = loaded.warnings;
-            diagnostics.extend(errors);
-            Err(config::LoadError {
-                sources: loaded.sources,
-                diagnostics,
-            })
         }
     }
 }

@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use crate::backend::{CeleryIntegration, DefaultReadiness, Launch};
-use crate::config::{one_line, span_at, Diagnostic, Loaded};
+use crate::config::{one_line, span_at, Diagnostic, LoadError, LoadOptions, Loaded, ProbeAt};
 use crate::health;
 use crate::os::Credentials;
 use crate::plan::{Probe, ProcessSpec};
@@ -59,11 +59,72 @@ impl ResolvedPlan {
     }
 }
 
+/// The file at `path`, loaded and resolved: what `check` and `start` both
+/// call, so they accept and refuse the same files. When the file has
+/// errors, its probes are still compiled, so one run reports those too.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Loaded, ResolvedPlan), LoadError> {
+    let mut e = match crate::config::load(path, opts) {
+        Ok(loaded) => {
+            return match resolve(&loaded, &opts.runtime_dir) {
+                Ok(resolved) => Ok((loaded, resolved)),
+                Err(errors) => {
+                    let mut diagnostics = loaded.warnings;
+                    diagnostics.extend(errors);
+                    sort(&mut diagnostics);
+                    Err(LoadError {
+                        sources: loaded.sources,
+                        diagnostics,
+                        probes: loaded.probes,
+                    })
+                }
+            }
+        }
+        Err(e) => e,
+    };
+    e.diagnostics.extend(probe_errors(&e.probes));
+    sort(&mut e.diagnostics);
+    Err(e)
+}
+
+/// In file order, as the loader reports, so the user fixes them top to
+/// bottom.
+fn sort(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by_key(|d| (d.file, d.span.as_ref().map_or(usize::MAX, |s| s.start)));
+}
+
+/// Every probe of the file compiled as instance 1 runs it (`{instance}` may
+/// stand for a port): a bad URL, address or regex, located where it is
+/// written.
+pub fn probe_errors(probes: &[ProbeAt]) -> Vec<Diagnostic> {
+    probes
+        .iter()
+        .filter_map(|p| {
+            let e = health::check_for(&p.probe.for_instance("1")).err()?;
+            Some(
+                Diagnostic::error(
+                    0,
+                    Some(p.span.clone()),
+                    format!("`{}`: {}", p.table, one_line(&e)),
+                )
+                .with_hint(PROBE_HINT),
+            )
+        })
+        .collect()
+}
+
+const PROBE_HINT: &str = "fix the probe: `http = \"http://127.0.0.1:8000/healthz/\"`, `tcp = \"127.0.0.1:6379\"`, `log = \"^Listening\"` (a Rust regex)";
+
 /// The one function that turns a loaded file into what runs. Every error
 /// is a located diagnostic; all of them are reported, not just the first.
 pub fn resolve(loaded: &Loaded, runtime_dir: &Path) -> Result<ResolvedPlan, Vec<Diagnostic>> {
     let text = loaded.sources.text(0);
-    let mut errors = Vec::new();
+    let mut errors = probe_errors(&loaded.probes);
+    let bad_probes: Vec<String> = loaded
+        .probes
+        .iter()
+        .filter(|p| health::check_for(&p.probe.for_instance("1")).is_err())
+        .map(|p| p.table.clone())
+        .collect();
     let mut processes = Vec::with_capacity(loaded.plan.processes.len());
     for spec in &loaded.plan.processes {
         let credentials =
@@ -93,7 +154,11 @@ pub fn resolve(loaded: &Loaded, runtime_dir: &Path) -> Result<ResolvedPlan, Vec<
                     health: resolved,
                 }),
                 Err(e) => {
-                    errors.push(health_error(text, spec, n, &e));
+                    // Instance 1's probe error is reported above, at the probe.
+                    let table = format!("processes.{}.health", spec.name);
+                    if !bad_probes.contains(&table) {
+                        errors.push(health_error(text, spec, n, &e));
+                    }
                     break;
                 }
             }
@@ -150,7 +215,7 @@ fn health_error(text: &str, spec: &ProcessSpec, n: u32, e: &str) -> Diagnostic {
     let message = format!("`processes.{name}.health`{which}: {}", one_line(e));
     match probe_key {
         Some(key) => Diagnostic::error(0, span_at(text, name, &["health", key], false), message)
-            .with_hint("fix the probe: `http = \"http://127.0.0.1:8000/healthz/\"`, `tcp = \"127.0.0.1:6379\"`, `log = \"^Listening\"` (a Rust regex)"),
+            .with_hint(PROBE_HINT),
         None => {
             let span = span_at(text, name, &["health"], true)
                 .or_else(|| span_at(text, name, &["backend"], false));

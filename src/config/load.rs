@@ -36,12 +36,28 @@ pub struct Loaded {
     pub plan: Plan,
     pub sources: Sources,
     pub warnings: Vec<Diagnostic>,
+    /// Every probe written in the file, where it is written.
+    pub probes: Vec<ProbeAt>,
 }
 
 /// A file that cannot run; `diagnostics` holds every error (and warning).
 pub struct LoadError {
     pub sources: Sources,
     pub diagnostics: Vec<Diagnostic>,
+    /// The probes read before the errors stopped loading: compiling them
+    /// (outside `config/`) still reports their errors in the same run.
+    pub probes: Vec<ProbeAt>,
+}
+
+/// A probe as written in a `health` block: `table` is its key path
+/// (`processes.web.health`), `span` its value in file 0. `config/` reads
+/// probes but does not compile them (that is the health module's job, see
+/// `resolve`), so they travel with the located place to report at.
+#[derive(Debug, Clone)]
+pub struct ProbeAt {
+    pub table: String,
+    pub probe: Probe,
+    pub span: Range<usize>,
 }
 
 impl LoadError {
@@ -74,6 +90,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
             Err(LoadError {
                 sources,
                 diagnostics: vec![d],
+                probes: Vec::new(),
             })
         }
     }
@@ -96,6 +113,7 @@ fn not_utf8(path: &Path, e: std::string::FromUtf8Error) -> LoadError {
     LoadError {
         sources,
         diagnostics: vec![d],
+        probes: Vec::new(),
     }
 }
 
@@ -116,6 +134,7 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
         sources,
         root,
         opts,
+        probes: Vec::new(),
     };
     if !syntax_errors.is_empty() {
         // What follows a syntax error is parsed as something else (keys of
@@ -132,6 +151,7 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
         return Err(LoadError {
             sources: loader.sources,
             diagnostics: loader.r.diagnostics,
+            probes: Vec::new(),
         });
     }
     let top = Table {
@@ -140,7 +160,12 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
         entries: doc.get_ref(),
     };
     let plan = loader.plan(path, &top);
-    let Loader { mut r, sources, .. } = loader;
+    let Loader {
+        mut r,
+        sources,
+        probes,
+        ..
+    } = loader;
     // Read in file order, so the user can fix them top to bottom.
     r.diagnostics
         .sort_by_key(|d| (d.file, d.span.as_ref().map_or(usize::MAX, |s| s.start)));
@@ -150,10 +175,12 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
             plan,
             sources,
             warnings: r.diagnostics,
+            probes,
         }),
         _ => Err(LoadError {
             sources,
             diagnostics: r.diagnostics,
+            probes,
         }),
     }
 }
@@ -167,6 +194,7 @@ struct Loader<'o> {
     sources: Sources,
     root: PathBuf,
     opts: &'o LoadOptions,
+    probes: Vec<ProbeAt>,
 }
 
 /// What `[prodserver]` contributes to every process.
@@ -1268,6 +1296,12 @@ impl Loader<'_> {
         if let Some(pattern) = self.r.string(&h, "log", "\"Listening at\"") {
             probes.push((Probe::Log { pattern }, h.value_span("log")));
         }
+        self.probes
+            .extend(probes.iter().map(|(probe, span)| ProbeAt {
+                table: h.path.clone(),
+                probe: probe.clone(),
+                span: span.clone(),
+            }));
         let watchdog = self.r.duration(&h, "watchdog", "30s");
         let path = self.r.string(&h, "path", "\"/healthz/\"");
         if let Some(p) = &path {
