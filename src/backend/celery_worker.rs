@@ -370,7 +370,15 @@ mod tests {
         // The Celery integration (on by default) joins that one flag.
         let mut on = want.clone();
         on[6] = "--include=a,b,c,d,e,prodserver_celery".into();
-        assert_eq!(crate::celery::worker_argv(&argv), on);
+        let argv_on = worker()
+            .arg("loglevel", "info")
+            .arg("include", list(&["a", "b"]))
+            .arg("pool", "prefork")
+            .arg("I", "c, a,d")
+            .arg("include", "e")
+            .celery_integration()
+            .argv(CeleryWorker);
+        assert_eq!(argv_on, on);
 
         let argv = worker()
             .arg("include", list(&["a", "b"]))
@@ -380,7 +388,11 @@ mod tests {
         with.push("--include=a,b".into());
         assert_eq!(argv, with);
         with[5] = "--include=a,b,prodserver_celery".into();
-        assert_eq!(crate::celery::worker_argv(&argv), with);
+        let argv_on = worker()
+            .arg("include", list(&["a", "b"]))
+            .celery_integration()
+            .argv(CeleryWorker);
+        assert_eq!(argv_on, with);
 
         // Nothing to include: no flag (the integration adds its own).
         for nothing in [
