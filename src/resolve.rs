@@ -251,4 +251,53 @@ mod tests {
             }
         }
     }
+
+    fn resolved(text: &str) -> ResolvedPlan {
+        let opts = crate::config::LoadOptions {
+            env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
+            runtime_dir: "/run/ps".into(),
+        };
+        let path = std::env::temp_dir().join("prodserver-resolve-tests/prodserver.toml");
+        let loaded = crate::config::load_str(&path, text.to_owned(), &opts).expect("loads");
+        resolve(&loaded, &opts.runtime_dir).expect("resolves")
+    }
+
+    #[test]
+    fn each_instance_gets_its_own_launch_and_health() {
+        let r = resolved(
+            "[processes.web]\nbackend = \"gunicorn\"\napp = \"a:b\"\ninstances = 2\n\
+             args = { bind = \"127.0.0.1:800{instance}\" }\n\
+             [processes.worker]\nbackend = \"celery-worker\"\napp = \"shop\"\n",
+        );
+        let two = r.instance(0, 2).expect("instance 2");
+        assert!(
+            two.launch
+                .argv
+                .contains(&"--bind=127.0.0.1:8002".to_owned()),
+            "{:?}",
+            two.launch.argv
+        );
+        assert_eq!(
+            two.launch.listen,
+            [crate::backend::Listen::Tcp {
+                host: "127.0.0.1".into(),
+                port: "8002".into(),
+                tls: false
+            }]
+        );
+        assert_eq!(
+            health::describe(&two.health),
+            "readiness: GET http://127.0.0.1:8002/ (default for gunicorn: any HTTP answer)"
+        );
+        assert!(r.instance(0, 3).is_none());
+        assert_eq!(r.celery_module_dir(&[0]), None);
+        let dir = crate::celery::module_dir(Path::new("/run/ps"));
+        assert_eq!(r.celery_module_dir(&[0, 1]), Some(dir.as_path()));
+        let worker = &r.instance(1, 1).expect("worker").launch;
+        assert_eq!(worker.env["PYTHONPATH"], dir.to_string_lossy());
+        assert!(worker
+            .argv
+            .contains(&"--include=prodserver_celery".to_owned()));
+        assert!(r.processes[0].credentials.is_none());
+    }
 }

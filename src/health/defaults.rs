@@ -265,3 +265,195 @@ fn loopback_target(host: &str, port: &str) -> Result<Target, ()> {
         Err(_) => Target::parse(&format!("{host}:{port}"), None).map_err(|_| ()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::BackendKind::{self, CeleryBeat, CeleryWorker, Command, Granian, Gunicorn};
+
+    fn spec(backend: BackendKind, listen: Vec<Listen>, readiness: DefaultReadiness) -> ProcessSpec {
+        let mut s = crate::supervisor::order::tests::spec("web", backend, &[]);
+        s.listen = listen;
+        s.readiness = readiness;
+        s
+    }
+
+    fn tcp(host: &str, port: &str, tls: bool) -> Vec<Listen> {
+        vec![Listen::Tcp {
+            host: host.into(),
+            port: port.into(),
+            tls,
+        }]
+    }
+
+    /// The default probe as `describe()`, or `none: NOTE`.
+    fn probe_of(s: &ProcessSpec) -> String {
+        match default_health(s) {
+            DefaultHealth::Plan { plan, .. } => match plan.check {
+                Check::Http(p) => {
+                    assert_eq!(p.accept(), Accept::AnyResponse);
+                    assert_eq!(plan.settings.readiness, Readiness::Probe);
+                    assert!(!plan.settings.liveness, "readiness only");
+                    assert_eq!(plan.timeout, WEB_TIMEOUT);
+                    p.describe()
+                }
+                Check::Tcp(p) => p.describe(),
+                other => panic!("{other:?}"),
+            },
+            DefaultHealth::None { note } => format!("none: {}", note.unwrap_or_default()),
+        }
+    }
+
+    #[test]
+    fn a_serving_web_server_is_probed_on_its_first_address() {
+        let serving = |host, port, tls| {
+            probe_of(&spec(
+                Gunicorn,
+                tcp(host, port, tls),
+                DefaultReadiness::Serving,
+            ))
+        };
+        assert_eq!(
+            serving("127.0.0.1", "8001", false),
+            "GET http://127.0.0.1:8001/"
+        );
+        assert_eq!(
+            serving("0.0.0.0", "9000", false),
+            "GET http://127.0.0.1:9000/"
+        );
+        assert_eq!(serving("::", "8002", false), "GET http://[::1]:8002/");
+        assert_eq!(serving("[::1]", "8000", false), "GET http://[::1]:8000/");
+        assert_eq!(
+            serving("localhost", "8000", false),
+            "GET http://localhost:8000/"
+        );
+        assert_eq!(serving("", "7000", false), "GET http://127.0.0.1:7000/");
+        assert_eq!(serving("127.0.0.1", "8443", true), "connect 127.0.0.1:8443");
+        assert_eq!(
+            serving("h", "x", false),
+            "none: no default readiness check: cannot read gunicorn's address \"h\" port \"x\"; \
+             it counts as ready once spawned (add `health` to check it)"
+        );
+        assert!(serving("127.0.0.1", "0", false).starts_with("none: "));
+        let mut both = tcp("127.0.0.2", "8100", false);
+        both.push(Listen::Unix("/x".into()));
+        assert_eq!(
+            probe_of(&spec(Granian, both, DefaultReadiness::Serving)),
+            "GET http://127.0.0.2:8100/"
+        );
+    }
+
+    #[test]
+    fn an_unprobeable_server_says_why() {
+        let s = spec(
+            Gunicorn,
+            vec![Listen::Unix("/run/web.sock".into())],
+            DefaultReadiness::Unprobeable {
+                why: "gunicorn binds a unix socket (unix:/run/web.sock)".into(),
+            },
+        );
+        assert_eq!(
+            probe_of(&s),
+            "none: no default readiness check: gunicorn binds a unix socket (unix:/run/web.sock); \
+             it counts as ready once spawned (add `health` to check it)"
+        );
+    }
+
+    #[test]
+    fn celery_with_and_without_the_integration() {
+        let DefaultHealth::Plan { plan, note } =
+            default_health(&spec(CeleryWorker, vec![], DefaultReadiness::CeleryWorker))
+        else {
+            panic!()
+        };
+        assert!(matches!(plan.check, Check::Notify));
+        assert_eq!(
+            plan.settings.readiness,
+            Readiness::Message {
+                what: "READY=1".into()
+            }
+        );
+        assert_eq!(plan.settings.watchdog, Some(Duration::from_secs(30)));
+        assert!(note.contains("worker_ready"), "{note}");
+
+        let DefaultHealth::Plan { plan, .. } =
+            default_health(&spec(CeleryBeat, vec![], DefaultReadiness::CeleryBeat))
+        else {
+            panic!()
+        };
+        assert_eq!(plan.settings.readiness, Readiness::AtSpawn);
+        assert_eq!(plan.settings.watchdog, Some(Duration::from_secs(30)));
+        assert_eq!(plan.settings.start_period, BEAT_START_PERIOD);
+
+        for kind in [CeleryWorker, CeleryBeat] {
+            let s = spec(kind, vec![], DefaultReadiness::CeleryWithoutIntegration);
+            let DefaultHealth::None { note: Some(note) } = default_health(&s) else {
+                panic!()
+            };
+            assert!(note.starts_with("celery_integration = false"), "{note}");
+        }
+    }
+
+    #[test]
+    fn ready_at_spawn_has_no_plan_and_no_note_even_with_an_address() {
+        let s = spec(
+            BackendKind::Daphne,
+            tcp("127.0.0.1", "8000", false),
+            DefaultReadiness::AtSpawn,
+        );
+        assert!(matches!(
+            default_health(&s),
+            DefaultHealth::None { note: None }
+        ));
+        let s = spec(Command, vec![], DefaultReadiness::AtSpawn);
+        assert!(matches!(
+            default_health(&s),
+            DefaultHealth::None { note: None }
+        ));
+    }
+
+    #[test]
+    fn a_health_path_uses_the_default_address_with_liveness() {
+        let h = HealthSpec {
+            probe: None,
+            path: Some("/healthz/".into()),
+            watchdog: None,
+            interval: Duration::from_secs(7),
+            timeout: Duration::from_secs(2),
+            retries: 4,
+            start_period: Duration::ZERO,
+            start_timeout: Duration::from_secs(60),
+        };
+        let s = spec(
+            Gunicorn,
+            tcp("0.0.0.0", "8000", false),
+            DefaultReadiness::Serving,
+        );
+        let (plan, note) = web_path_plan(&s, &h, "/healthz/").unwrap();
+        let Check::Http(p) = &plan.check else {
+            panic!()
+        };
+        assert_eq!(p.accept(), Accept::Success);
+        assert_eq!(p.describe(), "GET http://127.0.0.1:8000/healthz/");
+        assert!(plan.settings.liveness);
+        assert_eq!(plan.settings.retries, 4);
+        assert_eq!(
+            note,
+            "readiness and liveness: GET http://127.0.0.1:8000/healthz/ (2xx/3xx)"
+        );
+
+        let s = spec(
+            Gunicorn,
+            tcp("127.0.0.1", "8443", true),
+            DefaultReadiness::Serving,
+        );
+        let e = web_path_plan(&s, &h, "/healthz/").unwrap_err();
+        assert_eq!(
+            e,
+            "`path` needs plain HTTP, but this gunicorn serves TLS; use `tcp = \"127.0.0.1:8443\"`"
+        );
+        let s = spec(Command, vec![], DefaultReadiness::AtSpawn);
+        let e = web_path_plan(&s, &h, "/healthz/").unwrap_err();
+        assert!(e.contains("`path` needs a web backend, not command"), "{e}");
+    }
+}
