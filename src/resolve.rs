@@ -28,6 +28,11 @@ pub struct ResolvedPlan {
 pub struct ResolvedProcess {
     /// `user`/`group`, looked up.
     pub credentials: Option<Credentials>,
+    /// Why this process cannot start from here although its file is fine:
+    /// it names a `user`/`group` and prodserver does not run as root. Not
+    /// a file error (`check` on a workstation, `start` under systemd), so
+    /// `check` passes and `start` refuses the process.
+    pub needs_root: Option<String>,
     /// Instance `n` at index `n - 1`.
     pub instances: Vec<ResolvedInstance>,
 }
@@ -127,9 +132,17 @@ pub fn resolve(loaded: &Loaded, runtime_dir: &Path) -> Result<ResolvedPlan, Vec<
         .collect();
     let mut processes = Vec::with_capacity(loaded.plan.processes.len());
     for spec in &loaded.plan.processes {
+        let wants_identity = spec.user.is_some() || spec.group.is_some();
+        let mut needs_root = None;
         let credentials =
             match crate::os::resolve_credentials(spec.user.as_deref(), spec.group.as_deref()) {
                 Ok(c) => c,
+                // The loader has checked the names exist; only the privilege
+                // to switch to them is missing here.
+                Err(e) if wants_identity && !nix::unistd::Uid::effective().is_root() => {
+                    needs_root = Some(e);
+                    None
+                }
                 Err(e) => {
                     let key = if spec.user.is_some() { "user" } else { "group" };
                     errors.push(
@@ -165,6 +178,7 @@ pub fn resolve(loaded: &Loaded, runtime_dir: &Path) -> Result<ResolvedPlan, Vec<
         }
         processes.push(ResolvedProcess {
             credentials,
+            needs_root,
             instances,
         });
     }

@@ -41,6 +41,12 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> i32 {
             "warning: queue \"{queue}\" is in [prodserver] queues but no celery-worker started here consumes it: its tasks wait for a worker elsewhere"
         );
     }
+    for id in &selected {
+        if let Some(e) = &resolved.processes[*id].needs_root {
+            eprintln!("error: [processes.{}] {e}", plan.processes[*id].name);
+            return exit::CONFIG;
+        }
+    }
     if let Err(e) = os::ensure_runtime_dir(&settings.runtime_dir) {
         eprintln!(
             "error: cannot use the runtime directory {}: {e}",

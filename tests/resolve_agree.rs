@@ -48,3 +48,50 @@ fn check_and_start_refuse_the_same_files() {
         assert!(!marker.exists(), "start spawned a process");
     }
 }
+
+/// Switching to `user` needs root: a property of where `start` runs, not of
+/// the file, so `check` (a workstation, CI) passes and `start` refuses.
+#[test]
+fn a_user_needs_root_at_start_but_not_at_check() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: switching to another uid needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = dir.path().join("prodserver.toml");
+    std::fs::write(
+        &config,
+        "[processes.job]\nbackend = \"command\"\ncommand = \"true\"\nuser = \"nobody\"\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let as_nobody = |sub: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_prodserver"))
+            .arg(sub)
+            .arg("-c")
+            .arg(&config)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env("NO_COLOR", "1")
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run prodserver");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = as_nobody("check");
+    assert_eq!(code, 0, "check:\n{err}");
+    let (code, err) = as_nobody("start");
+    assert_eq!(code, 2, "start:\n{err}");
+    assert!(
+        err.contains("[processes.job] user/group need prodserver to run as root"),
+        "{err}"
+    );
+}
