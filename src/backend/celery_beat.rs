@@ -33,6 +33,7 @@ pub(super) const BACKEND: super::Backend = super::Backend {
     program: super::CELERY,
     stop_signal: STOP_SIGNAL,
     shape: SHAPE,
+    keys: &[super::BackendKey::App],
     launch,
 };
 

@@ -28,6 +28,11 @@ pub(super) const BACKEND: super::Backend = super::Backend {
     program: super::CELERY,
     stop_signal: STOP_SIGNAL,
     shape: SHAPE,
+    keys: &[
+        super::BackendKey::App,
+        super::BackendKey::Queues,
+        super::BackendKey::Concurrency,
+    ],
     launch,
 };
 

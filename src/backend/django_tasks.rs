@@ -12,6 +12,7 @@ pub(super) const BACKEND: super::Backend = super::Backend {
     program: super::DEFAULT_PYTHON,
     stop_signal: STOP_SIGNAL,
     shape: SHAPE,
+    keys: &[super::BackendKey::Python],
     launch,
 };
 

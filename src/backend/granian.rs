@@ -20,6 +20,7 @@ pub(super) const BACKEND: super::Backend = super::Backend {
     program: PROGRAM,
     stop_signal: STOP_SIGNAL,
     shape: SHAPE,
+    keys: &[super::BackendKey::App],
     launch,
 };
 

@@ -85,6 +85,8 @@ pub struct Backend {
     pub stop_signal: i32,
     /// The command-line shape, for the README's backend table.
     pub shape: &'static str,
+    /// The backend-specific keys it uses; `config/` rejects the others.
+    pub keys: &'static [BackendKey],
     /// Builds the launch, pushing every problem of the entry to `errs`.
     pub launch: fn(&BackendInput, &mut Vec<BackendError>) -> Launch,
 }
@@ -175,23 +177,7 @@ impl BackendKey {
 
 /// Whether `kind` uses `key`; `config/` rejects the key otherwise.
 pub fn supports(kind: BackendKind, key: BackendKey) -> bool {
-    use BackendKind as K;
-    match key {
-        BackendKey::App => matches!(
-            kind,
-            K::Gunicorn
-                | K::Uvicorn
-                | K::Granian
-                | K::Waitress
-                | K::Daphne
-                | K::Flower
-                | K::CeleryWorker
-                | K::CeleryBeat
-        ),
-        BackendKey::Command => kind == K::Command,
-        BackendKey::Python => is_manage_py(kind),
-        BackendKey::Queues | BackendKey::Concurrency => kind == K::CeleryWorker,
-    }
+    table(kind).keys.contains(&key)
 }
 
 /// Build the launch of one process.
@@ -294,11 +280,9 @@ fn code_list(keys: &[&str]) -> String {
 const CELERY: &str = "celery";
 const DEFAULT_PYTHON: &str = "python3";
 
+/// The backends that run `PYTHON manage.py ...` (they take `python`).
 fn is_manage_py(kind: BackendKind) -> bool {
-    matches!(
-        kind,
-        BackendKind::DjangoQ2 | BackendKind::DjangoTasks | BackendKind::DjangoRunserver
-    )
+    supports(kind, BackendKey::Python)
 }
 
 /// `config/` already rejects keys a backend doesn't use; checking again
