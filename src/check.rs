@@ -7,10 +7,11 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::config;
-use crate::config::units::format_duration;
 use crate::config::{Diagnostic, Loaded, Severity, Sources};
 use crate::plan::{Plan, ProcessSpec};
+use crate::resolve::ResolvedPlan;
 use crate::supervisor::order;
+use crate::units::format_duration;
 
 /// Warnings `check` adds to the loader's: things that are not errors in
 /// the file but will likely fail at start on this machine.
@@ -49,7 +50,7 @@ pub fn environment_warnings(
             out.push(Diagnostic::warning(0, None, message).with_hint(hint));
         }
     }
-    out.extend(bind_warnings(plan, supervisor_env, sources));
+    out.extend(bind_warnings(plan, sources));
     if let Some(hard) = std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|l| hard_nofile(&l))
@@ -61,16 +62,12 @@ pub fn environment_warnings(
 
 /// Addresses already taken on this host: a warning, not an error, since
 /// the taker may be this very stack, already running.
-fn bind_warnings(
-    plan: &Plan,
-    env: &BTreeMap<String, String>,
-    sources: &Sources,
-) -> Vec<Diagnostic> {
+fn bind_warnings(plan: &Plan, sources: &Sources) -> Vec<Diagnostic> {
     use std::net::ToSocketAddrs;
     let mut out = Vec::new();
     for spec in &plan.processes {
         for n in 1..=spec.instances {
-            for address in config::listen_addresses(spec, n, env) {
+            for address in config::listen_addresses(spec, n) {
                 if address.starts_with("unix:") {
                     continue;
                 }
@@ -172,17 +169,17 @@ pub fn command_line(spec: &ProcessSpec) -> String {
 }
 
 /// What `start` will check of instance 1.
-fn health_line(spec: &ProcessSpec, env: &BTreeMap<String, String>) -> String {
-    match crate::health::plan_for_instance(spec, 1, env) {
-        Ok(resolved) => crate::health::describe(&resolved),
-        Err(e) => format!("error: {e}"),
-    }
+fn health_line(resolved: &ResolvedPlan, id: usize) -> String {
+    resolved
+        .instance(id, 1)
+        .map(|i| crate::health::describe(&i.health))
+        .unwrap_or_default()
 }
 
 pub fn render_text(
     loaded: &Loaded,
+    resolved: &ResolvedPlan,
     extra: &[Diagnostic],
-    env: &BTreeMap<String, String>,
     color: bool,
 ) -> String {
     let plan = &loaded.plan;
@@ -194,7 +191,7 @@ pub fn render_text(
         plan.name,
         if n == 1 { "" } else { "es" }
     ));
-    for spec in &plan.processes {
+    for (id, spec) in plan.processes.iter().enumerate() {
         let mut kind = vec![spec.backend.name().to_string()];
         if spec.oneshot {
             kind.push("oneshot".into());
@@ -216,7 +213,7 @@ pub fn render_text(
             out.push_str(&format!("  cwd        {}\n", spec.cwd.display()));
         }
         out.push_str(&format!("  instances  {}\n", spec.instances));
-        out.push_str(&format!("  health     {}\n", health_line(spec, env)));
+        out.push_str(&format!("  health     {}\n", health_line(resolved, id)));
         if !spec.depends_on.is_empty() {
             let deps: Vec<String> = spec
                 .depends_on
@@ -261,14 +258,15 @@ pub fn render_text(
 
 pub fn render_json(
     loaded: &Loaded,
+    resolved: &ResolvedPlan,
     extra: &[Diagnostic],
-    env: &BTreeMap<String, String>,
 ) -> serde_json::Value {
     let plan = &loaded.plan;
     let processes: Vec<serde_json::Value> = plan
         .processes
         .iter()
-        .map(|spec| {
+        .enumerate()
+        .map(|(id, spec)| {
             json!({
                 "name": spec.name,
                 "backend": spec.backend.name(),
@@ -277,7 +275,7 @@ pub fn render_json(
                 "env": spec.env,
                 "cwd": spec.cwd,
                 "instances": spec.instances,
-                "health": health_line(spec, env),
+                "health": health_line(resolved, id),
                 "oneshot": spec.oneshot,
                 "singleton": spec.singleton,
                 "restart": spec.restart.name(),

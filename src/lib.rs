@@ -12,11 +12,14 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod graph;
 pub mod health;
 pub mod logs;
 pub mod notify;
 #[allow(unsafe_code)] // the thin OS layer is the only place with `unsafe`
 pub mod os;
 pub mod plan;
+pub mod resolve;
 pub mod start;
 pub mod supervisor;
+pub mod units;

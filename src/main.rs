@@ -7,6 +7,7 @@ use clap::Parser;
 use prodserver::check;
 use prodserver::cli::{Cli, Command, LogFormat};
 use prodserver::config::{self, LoadOptions};
+use prodserver::resolve;
 use prodserver::{exit, start};
 
 fn main() -> ExitCode {
@@ -37,13 +38,13 @@ fn run(cli: Cli) -> i32 {
     };
     let color = std::io::stderr().is_terminal() && env.get("NO_COLOR").is_none_or(|v| v.is_empty());
     match cli.command {
-        Command::Check { json } => match config::load(&path, &opts) {
-            Ok(loaded) => {
+        Command::Check { json } => match resolve::load(&path, &opts) {
+            Ok((loaded, resolved)) => {
                 let extra = check::environment_warnings(&loaded.plan, &env, &loaded.sources);
                 if json {
-                    println!("{:#}", check::render_json(&loaded, &extra, &env));
+                    println!("{:#}", check::render_json(&loaded, &resolved, &extra));
                 } else {
-                    print!("{}", check::render_text(&loaded, &extra, &env, color));
+                    print!("{}", check::render_text(&loaded, &resolved, &extra, color));
                 }
                 exit::OK
             }
@@ -65,8 +66,8 @@ fn run(cli: Cli) -> i32 {
             log_format,
             timestamps,
         } => {
-            let loaded = match config::load(&path, &opts) {
-                Ok(loaded) => loaded,
+            let (loaded, resolved) = match resolve::load(&path, &opts) {
+                Ok(both) => both,
                 Err(e) => {
                     report(&e, &path, color);
                     return exit::CONFIG;
@@ -83,7 +84,7 @@ fn run(cli: Cli) -> i32 {
                 env,
                 runtime_dir: opts.runtime_dir,
             };
-            start::run(loaded.plan, settings)
+            start::run(loaded.plan, resolved, settings)
         }
     }
 }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backend::{DefaultReadiness, Listen};
+
 /// A whole project, ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -74,6 +76,11 @@ pub struct ProcessSpec {
     /// Globs watched by `prodserver dev` (relative to `root`).
     pub watch: Vec<String>,
     pub dev: ProcessDev,
+    /// Every address the backend binds (the first is its default probe's),
+    /// from its typed launch: nothing downstream reads them from argv.
+    pub listen: Vec<Listen>,
+    /// What readiness means without a `health` block, from the backend.
+    pub readiness: DefaultReadiness,
 }
 
 impl ProcessSpec {
@@ -81,13 +88,22 @@ impl ProcessSpec {
     /// argv, env values and health probes becomes `n`, so instances can
     /// bind their own ports (`bind = "127.0.0.1:800{instance}"`) and be
     /// probed there.
-    pub fn for_instance(&self, n: u32) -> ProcessSpec {
-        const MARK: &str = "{instance}";
-        let n = n.to_string();
-        let x = |text: &str| text.replace(MARK, &n);
+    pub fn for_instance(&self, number: u32) -> ProcessSpec {
+        let n = number.to_string();
+        let x = |text: &str| text.replace("{instance}", &n);
         let mut spec = self.clone();
-        spec.argv = spec.argv.iter().map(|a| x(a)).collect();
-        spec.env = spec.env.iter().map(|(k, v)| (k.clone(), x(v))).collect();
+        let launch = crate::backend::Launch {
+            argv: std::mem::take(&mut spec.argv),
+            env: std::mem::take(&mut spec.env),
+            listen: std::mem::take(&mut spec.listen),
+            readiness: std::mem::take(&mut spec.readiness),
+            celery: None,
+        }
+        .for_instance(number);
+        spec.argv = launch.argv;
+        spec.env = launch.env;
+        spec.listen = launch.listen;
+        spec.readiness = launch.readiness;
         if let Some(h) = &mut spec.health {
             h.path = h.path.as_deref().map(x);
             h.probe = h.probe.as_ref().map(|probe| probe.for_instance(&n));

@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use crate::config::read_suggest;
 use crate::exit;
-use crate::health;
 use crate::logs::{self, Format, Logs};
 use crate::notify;
 use crate::os;
 use crate::plan::Plan;
+use crate::resolve::ResolvedPlan;
 use crate::supervisor::engine::{Engine, RunOptions};
 use crate::supervisor::order;
 
@@ -28,7 +28,7 @@ pub struct Settings {
     pub runtime_dir: PathBuf,
 }
 
-pub fn run(plan: Plan, settings: Settings) -> i32 {
+pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> i32 {
     let selected = match select(&plan, &settings.names) {
         Ok(selected) => selected,
         Err(e) => {
@@ -41,15 +41,10 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
             "warning: queue \"{queue}\" is in [prodserver] queues but no celery-worker started here consumes it: its tasks wait for a worker elsewhere"
         );
     }
-    let mut credentials = Vec::with_capacity(plan.processes.len());
-    for spec in &plan.processes {
-        match os::resolve_credentials(spec.user.as_deref(), spec.group.as_deref()) {
-            Ok(creds) => credentials.push(creds),
-            Err(e) if selected.contains(&credentials.len()) => {
-                eprintln!("error: [processes.{}] {e}", spec.name);
-                return exit::CONFIG;
-            }
-            Err(_) => credentials.push(None),
+    for id in &selected {
+        if let Some(e) = &resolved.processes[*id].needs_root {
+            eprintln!("error: [processes.{}] {e}", plan.processes[*id].name);
+            return exit::CONFIG;
         }
     }
     if let Err(e) = os::ensure_runtime_dir(&settings.runtime_dir) {
@@ -121,34 +116,15 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
             return exit::INTERNAL;
         }
     };
-    // Per instance: `{instance}` may name each one's own port.
-    let mut health = Vec::with_capacity(plan.processes.len());
-    for (id, process) in plan.processes.iter().enumerate() {
-        let mut plans = Vec::with_capacity(process.instances as usize);
-        for n in 1..=process.instances {
-            match health::plan_for_instance(process, n, &settings.env) {
-                Ok(resolved) => {
-                    let first = n == 1 && selected.contains(&id);
-                    if let (Some(note), true) = (&resolved.note, first) {
-                        logs.project_event(&format!("{}: {note}", process.name));
-                    }
-                    plans.push(resolved.plan);
-                }
-                Err(e) => {
-                    eprintln!("error: [processes.{}] health: {e}", process.name);
-                    return exit::CONFIG;
-                }
-            }
+    for id in &selected {
+        if let Some(note) = resolved
+            .instance(*id, 1)
+            .and_then(|i| i.health.note.as_ref())
+        {
+            logs.project_event(&format!("{}: {note}", plan.processes[*id].name));
         }
-        health.push(plans);
     }
-    let celery = selected.iter().any(|id| {
-        plan.processes[*id]
-            .celery
-            .as_ref()
-            .is_some_and(|c| c.integration)
-    });
-    if celery {
+    if resolved.celery_module_dir(&selected).is_some() {
         if let Err(e) = crate::celery::install(&settings.runtime_dir) {
             eprintln!("error: cannot install the Celery integration: {e}");
             return exit::INTERNAL;
@@ -175,9 +151,8 @@ pub fn run(plan: Plan, settings: Settings) -> i32 {
     let opts = RunOptions {
         selected,
         base_env: os::scrub_inherited_env(settings.env),
-        credentials,
         runtime_dir: settings.runtime_dir,
-        health,
+        resolved,
         notify_dir,
         goal: crate::supervisor::core::Goal::UntilStopped,
     };

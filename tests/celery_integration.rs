@@ -5,11 +5,13 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prodserver::backend;
 use prodserver::celery;
 use prodserver::notify::{self, sender_belongs, Message, NotifySocket};
 use prodserver::os::{self, SpawnRequest};
@@ -195,18 +197,50 @@ impl Drop for Started {
     }
 }
 
+/// Celery `kind` for app `testapp` with `args`, as its backend launches it
+/// with the integration loaded.
 fn start(
     kind: BackendKind,
-    argv: &[&str],
+    args: &[(&str, &str)],
     project: &Path,
     runtime: &Path,
     sock: &NotifySocket,
 ) -> Started {
     let venv = venv();
-    let mut argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    argv[0] = venv.join("bin/celery").to_string_lossy().into_owned();
+    let program = venv.join("bin/celery").to_string_lossy().into_owned();
+    let args: Vec<(String, backend::ArgValue)> = args
+        .iter()
+        .map(|(k, v)| {
+            let value = match *v {
+                "true" => backend::ArgValue::Bool(true),
+                text => backend::ArgValue::Str(text.to_owned()),
+            };
+            (k.to_string(), value)
+        })
+        .collect();
+    let env = BTreeMap::new();
+    let input = backend::BackendInput {
+        process: "celery",
+        project: "test",
+        app: Some("testapp"),
+        command: None,
+        program: Some(&program),
+        python: None,
+        queues: &[],
+        concurrency: (kind == BackendKind::CeleryWorker).then_some(1),
+        args: &args,
+        env: &env,
+        runtime_dir: runtime,
+        cwd: project,
+        file_exists: &|_: &Path| false,
+        celery_integration: true,
+    };
+    let integration = backend::resolve(kind, &input).expect("launch");
     let module_dir = celery::install(runtime).unwrap();
-    let integration = celery::integrate(kind, &argv, &module_dir, None).expect("integration");
+    assert_eq!(
+        integration.celery.as_ref().map(|c| c.module_dir.as_path()),
+        Some(module_dir.as_path())
+    );
     let mut env = vec![(
         "PATH".to_owned(),
         format!("{}:/usr/bin:/bin", venv.join("bin").display()),
@@ -329,15 +363,11 @@ async fn worker_reports_ready_status_watchdog_tasks_and_stopping() {
     let started = start(
         BackendKind::CeleryWorker,
         &[
-            "celery",
-            "-A",
-            "testapp",
-            "worker",
-            "--pool=prefork",
-            "--concurrency=1",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel=info",
+            ("hostname", "celery@%h"),
+            ("pool", "prefork"),
+            ("without-mingle", "true"),
+            ("without-gossip", "true"),
+            ("loglevel", "info"),
         ],
         &project,
         runtime.path(),
@@ -383,13 +413,9 @@ async fn beat_reports_ready_and_ticks() {
     let started = start(
         BackendKind::CeleryBeat,
         &[
-            "celery",
-            "-A",
-            "testapp",
-            "beat",
-            "--max-interval=1",
-            "--loglevel=info",
-            &format!("--schedule={}", schedule.display()),
+            ("max-interval", "1"),
+            ("loglevel", "info"),
+            ("schedule", &schedule.display().to_string()),
         ],
         &project,
         runtime.path(),

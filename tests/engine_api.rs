@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prodserver::config::{load, LoadOptions};
+use prodserver::config::LoadOptions;
 use prodserver::logs::{Format, Logs};
 use prodserver::supervisor::core::{Goal, InstanceStatus, Reply, Request};
 use prodserver::supervisor::engine::{Control, Engine, RunOptions};
@@ -69,7 +69,7 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
     )
     .unwrap();
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let loaded = load(
+    let (loaded, resolved) = prodserver::resolve::load(
         &config,
         &LoadOptions {
             env: env.clone(),
@@ -85,13 +85,8 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
     let opts = RunOptions {
         selected: (0..plan.processes.len()).collect(),
         base_env: env.into_iter().collect(),
-        credentials: vec![None; plan.processes.len()],
         runtime_dir: runtime.path().to_path_buf(),
-        health: plan
-            .processes
-            .iter()
-            .map(|p| vec![None; p.instances as usize])
-            .collect(),
+        resolved,
         notify_dir: None,
         goal: Goal::UntilStopped,
     };

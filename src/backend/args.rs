@@ -65,6 +65,24 @@ pub(super) fn get<'a>(args: &'a [(String, ArgValue)], key: &str) -> Option<&'a A
     args.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
+/// The values the keys in `keys` pass, in file order (a list gives one per
+/// element); keys that render nothing (`false`, `[]`) give none.
+pub(super) fn values(args: &[(String, ArgValue)], keys: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, value) in args.iter().filter(|(k, _)| keys.contains(&k.as_str())) {
+        match value {
+            ArgValue::List(items) => out.extend(items.iter().filter_map(scalar_text)),
+            scalar => out.extend(scalar_text(scalar)),
+        }
+    }
+    out
+}
+
+/// The value the tool reads for an option given more than once: the last.
+pub(super) fn last(args: &[(String, ArgValue)], keys: &[&str]) -> Option<String> {
+    values(args, keys).pop()
+}
+
 /// The text of a string or number; `None` for booleans and lists, which
 /// have no single textual value.
 pub(super) fn scalar_text(value: &ArgValue) -> Option<String> {

@@ -3,13 +3,39 @@
 //! `scheduler` is an ordinary arg (`--scheduler=...`); only one beat may
 //! run, which the engine enforces (singleton lock), not this module.
 
-use super::{args, celery, forbid_args, BackendError, BackendInput, BackendKind};
+use super::{args, celery, forbid_args, BackendError, BackendInput, BackendKind, DefaultReadiness};
 
 pub(super) const SHAPE: &str = "celery -A APP beat ARGS";
 
 /// TERM (like INT) makes beat save its schedule and exit 0; HUP and QUIT
 /// kill it without saving, so a restarted beat would re-send tasks.
 pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
+
+/// `celery beat` has no `--include`: the integration's module stands in
+/// for the app (`-A prodserver_celery`) and loads the real one, named in
+/// its environment, with Celery's own `find_app`.
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    let mut argv = argv(input, errs);
+    let mut env = Vec::new();
+    if input.celery_integration {
+        if let Some(app) = argv.get_mut(APP_INDEX) {
+            let app = std::mem::replace(app, crate::celery::MODULE.to_owned());
+            env.push((crate::celery::APP_ENV.to_owned(), app));
+        }
+    }
+    super::with_celery_integration(input, argv, DefaultReadiness::CeleryBeat, env)
+}
+
+/// Where [`super::celery`] puts the app: `celery -A APP beat`.
+const APP_INDEX: usize = 2;
+
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: super::CELERY,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    keys: &[super::BackendKey::App],
+    launch,
+};
 
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     let mut argv = celery(BackendKind::CeleryBeat, input, "beat", errs);

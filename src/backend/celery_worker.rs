@@ -1,7 +1,9 @@
 //! `backend = "celery-worker"`:
 //! `celery -A APP worker -Q QUEUES --concurrency=N --hostname=NAME.{instance}@%h [args...]`.
 
-use super::{args, celery, forbid_args, BackendError, BackendInput, BackendKind, Field};
+use super::{
+    args, celery, forbid_args, BackendError, BackendInput, BackendKind, DefaultReadiness, Field,
+};
 
 pub(super) const SHAPE: &str =
     "celery -A APP worker -Q QUEUES --concurrency=N --hostname=NAME.{instance}@%h ARGS";
@@ -16,6 +18,23 @@ pub(super) const PIDFILE_WHY: &str =
      process makes Celery refuse to start (exit 73), so the process would never come back";
 
 const CONCURRENCY_ENV: &str = "CELERYD_CONCURRENCY";
+
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    let argv = argv(input, errs);
+    super::with_celery_integration(input, argv, DefaultReadiness::CeleryWorker, Vec::new())
+}
+
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: super::CELERY,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    keys: &[
+        super::BackendKey::App,
+        super::BackendKey::Queues,
+        super::BackendKey::Concurrency,
+    ],
+    launch,
+};
 
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     let mut argv = celery(BackendKind::CeleryWorker, input, "worker", errs);
@@ -62,7 +81,11 @@ pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<St
         .unwrap_or(input.args.len());
     let (before, after) = input.args.split_at(first);
     argv.extend(args::render(before, INCLUDE, errs));
-    let modules = include_modules(input.args, errs);
+    let mut modules = include_modules(input.args, errs);
+    // The integration is one more module for the worker to import.
+    if input.celery_integration && !modules.iter().any(|m| m == crate::celery::MODULE) {
+        modules.push(crate::celery::MODULE.to_owned());
+    }
     if !modules.is_empty() {
         argv.push(format!("--include={}", modules.join(",")));
     }
@@ -352,7 +375,15 @@ mod tests {
         // The Celery integration (on by default) joins that one flag.
         let mut on = want.clone();
         on[6] = "--include=a,b,c,d,e,prodserver_celery".into();
-        assert_eq!(crate::celery::worker_argv(&argv), on);
+        let argv_on = worker()
+            .arg("loglevel", "info")
+            .arg("include", list(&["a", "b"]))
+            .arg("pool", "prefork")
+            .arg("I", "c, a,d")
+            .arg("include", "e")
+            .celery_integration()
+            .argv(CeleryWorker);
+        assert_eq!(argv_on, on);
 
         let argv = worker()
             .arg("include", list(&["a", "b"]))
@@ -362,7 +393,11 @@ mod tests {
         with.push("--include=a,b".into());
         assert_eq!(argv, with);
         with[5] = "--include=a,b,prodserver_celery".into();
-        assert_eq!(crate::celery::worker_argv(&argv), with);
+        let argv_on = worker()
+            .arg("include", list(&["a", "b"]))
+            .celery_integration()
+            .argv(CeleryWorker);
+        assert_eq!(argv_on, with);
 
         // Nothing to include: no flag (the integration adds its own).
         for nothing in [

@@ -13,6 +13,18 @@ pub(super) const SHAPE: &str = "COMMAND ARGS";
 /// systemd and container runtimes send too, so scripts already handle it.
 pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: PROGRAM,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    keys: &[super::BackendKey::Command],
+    launch,
+};
+
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    super::Launch::at_spawn(argv(input, errs))
+}
+
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     let mut argv = match input.command {
         Some(words) if !words.is_empty() => words.to_vec(),

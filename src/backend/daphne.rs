@@ -10,6 +10,23 @@ pub(super) const SHAPE: &str = "daphne ARGS APP";
 /// shutdown hooks run); daphne has no gentler signal to ask for.
 pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: PROGRAM,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    keys: &[super::BackendKey::App],
+    launch,
+};
+
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    let (listen, readiness) = super::web::daphne(input);
+    super::Launch {
+        listen,
+        readiness,
+        ..super::Launch::at_spawn(argv(input, errs))
+    }
+}
+
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     args_then_app(
         BackendKind::Daphne,

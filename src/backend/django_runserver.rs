@@ -8,6 +8,18 @@ pub(super) const SHAPE: &str = "PYTHON manage.py runserver ARGS [ADDRPORT]";
 /// child; it has no in-flight work worth a gentler signal.
 pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: super::DEFAULT_PYTHON,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    keys: &[super::BackendKey::Python],
+    launch,
+};
+
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    super::Launch::at_spawn(argv(input, errs))
+}
+
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     let mut argv = manage_py(input, "runserver");
     argv.extend(args::render(input.args, &["addrport"], errs));

@@ -8,6 +8,18 @@ pub(super) const SHAPE: &str = "celery -A APP flower ARGS";
 /// nothing in flight worth a gentler signal.
 pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: super::CELERY,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    keys: &[super::BackendKey::App],
+    launch,
+};
+
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    super::Launch::at_spawn(argv(input, errs))
+}
+
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     let mut argv = celery(BackendKind::Flower, input, "flower", errs);
     argv.extend(args::render(input.args, &[], errs));

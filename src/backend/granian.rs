@@ -16,6 +16,23 @@ pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 
 const INTERFACES: [&str; 3] = ["wsgi", "asgi", "rsgi"];
 
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: PROGRAM,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    keys: &[super::BackendKey::App],
+    launch,
+};
+
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    let (listen, readiness) = super::web::host_port_server(input, "granian", "GRANIAN", false);
+    super::Launch {
+        listen,
+        readiness,
+        ..super::Launch::at_spawn(argv(input, errs))
+    }
+}
+
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     let app = require_app(BackendKind::Granian, input, "proj.asgi:application", errs);
     let interface = interface(input, app, errs);

@@ -1,6 +1,7 @@
 //! `backend = "gunicorn"`: `gunicorn [args...] APP`.
 
-use super::{args, require_app, BackendError, BackendInput, BackendKind};
+use super::launch::host_port;
+use super::{args, require_app, BackendError, BackendInput, BackendKind, DefaultReadiness, Listen};
 
 pub(super) const PROGRAM: &str = "gunicorn";
 
@@ -17,6 +18,23 @@ pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 /// as long as any instance number it becomes.
 const MAX_SOCKET_PATH: usize = 100;
 
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: PROGRAM,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    keys: &[super::BackendKey::App],
+    launch,
+};
+
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    let (listen, readiness) = serves(input);
+    super::Launch {
+        listen,
+        readiness,
+        ..super::Launch::at_spawn(argv(input, errs))
+    }
+}
+
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     let app = require_app(BackendKind::Gunicorn, input, "proj.wsgi:application", errs);
     super::forbid_args(input, &["daemon", "D"], super::DAEMON_WHY, errs);
@@ -30,6 +48,104 @@ pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<St
     argv.extend(args::render(input.args, &[], errs));
     argv.push(app.unwrap_or_default().to_owned());
     argv
+}
+
+/// Where gunicorn binds, as it reads it: `--bind`/`-b` (every one; the
+/// first is probed), else `GUNICORN_CMD_ARGS`, else a config file would
+/// decide (`-c`, or `gunicorn.conf.py` in the working directory) and there
+/// is no default (prodserver cannot evaluate Python), else `$PORT` on
+/// 0.0.0.0, else 127.0.0.1:8000. `unix:` binds are sockets, `fd://` binds
+/// inherited descriptors: neither gets a default probe.
+fn serves(input: &BackendInput) -> (Vec<Listen>, DefaultReadiness) {
+    let env_args: Vec<String> = input
+        .env
+        .get("GUNICORN_CMD_ARGS")
+        .and_then(|s| shell_words::split(s).ok())
+        .unwrap_or_default();
+    let tls = args::is_set(input.args, &["certfile", "keyfile"])
+        || has_option(&env_args, "certfile")
+        || has_option(&env_args, "keyfile");
+    let mut binds = args::values(input.args, &["bind", "b"]);
+    if binds.is_empty() {
+        binds = option_values(&env_args, "bind", Some("b"));
+    }
+    if binds.is_empty() {
+        let implicit = input.cwd.join("gunicorn.conf.py");
+        let why = if let Some(config) = args::values(input.args, &["config", "c"]).first() {
+            Some(format!(
+                "gunicorn reads its bind address from {config:?}, which prodserver cannot \
+                 evaluate; pass `bind` in args"
+            ))
+        } else if (input.file_exists)(&implicit) {
+            Some(format!(
+                "gunicorn may read its bind address from {}, which prodserver cannot \
+                 evaluate; pass `bind` in args",
+                implicit.display()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return (Vec::new(), DefaultReadiness::Unprobeable { why });
+        }
+        binds.push(match input.env.get("PORT") {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => "127.0.0.1:8000".to_owned(),
+        });
+    }
+    let readiness = match binds.first() {
+        Some(b) if b.starts_with("unix:") => DefaultReadiness::Unprobeable {
+            why: format!("gunicorn binds a unix socket ({b})"),
+        },
+        Some(b) if b.starts_with("fd://") => DefaultReadiness::Unprobeable {
+            why: format!("gunicorn serves an inherited socket ({b})"),
+        },
+        _ => DefaultReadiness::Serving,
+    };
+    let listen = binds
+        .iter()
+        .filter(|b| !b.starts_with("fd://"))
+        .map(|b| match b.strip_prefix("unix:") {
+            Some(path) => Listen::Unix(path.to_owned()),
+            None => host_port(b, "8000", tls),
+        })
+        .collect();
+    (listen, readiness)
+}
+
+/// Values of an option in a command line (`GUNICORN_CMD_ARGS`), in order:
+/// `--long=V`, `--long V`, `-s V`, `-sV`.
+fn option_values(words: &[String], long: &str, short: Option<&str>) -> Vec<String> {
+    let long_eq = format!("--{long}=");
+    let long_flag = format!("--{long}");
+    let short_flag = short.map(|s| format!("-{s}"));
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let a = &words[i];
+        if let Some(v) = a.strip_prefix(&long_eq) {
+            out.push(v.to_owned());
+        } else if *a == long_flag || Some(a) == short_flag.as_ref() {
+            if let Some(v) = words.get(i + 1) {
+                out.push(v.clone());
+                i += 1;
+            }
+        } else if let Some(v) = short_flag
+            .as_deref()
+            .and_then(|s| a.strip_prefix(s))
+            .filter(|v| !v.is_empty() && !a.starts_with("--"))
+        {
+            out.push(v.to_owned());
+        }
+        i += 1;
+    }
+    out
+}
+
+fn has_option(words: &[String], long: &str) -> bool {
+    let eq = format!("--{long}=");
+    let flag = format!("--{long}");
+    words.iter().any(|a| *a == flag || a.starts_with(&eq))
 }
 
 fn control_socket(input: &BackendInput) -> String {

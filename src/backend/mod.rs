@@ -1,6 +1,13 @@
 //! Backends: one small module per `backend = "..."`, each a pure function
-//! from a typed process entry to argv + env. No I/O happens here, so every
-//! backend is unit-tested on its exact argv.
+//! from a typed process entry to a typed [`Launch`]: argv and env, the
+//! addresses it listens on, its default readiness, what the Celery
+//! integration added. No I/O happens here (the one file a backend may ask
+//! about comes through [`BackendInput::file_exists`]), so every backend is
+//! unit-tested on its exact launch.
+//!
+//! Adding a backend: a module exporting a [`Backend`], a [`BackendKind`]
+//! variant and its arm in [`table`]; every `match` over the kinds is
+//! exhaustive, so the compiler points at anything else to decide.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,8 +25,12 @@ mod django_tasks;
 mod flower;
 mod granian;
 mod gunicorn;
+mod launch;
 mod uvicorn;
 mod waitress;
+mod web;
+
+pub use launch::{CeleryIntegration, DefaultReadiness, Launch, Listen};
 
 /// One value of `args = { key = value }`.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +45,7 @@ pub enum ArgValue {
 
 /// What a backend sees of a process entry. Everything is already type-checked
 /// by `config/`; a backend checks only what is specific to it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BackendInput<'a> {
     pub process: &'a str,
     pub project: &'a str,
@@ -55,14 +66,47 @@ pub struct BackendInput<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// prodserver's runtime directory (per-instance sockets live here).
     pub runtime_dir: &'a Path,
+    /// The process's working directory (absolute).
+    pub cwd: &'a Path,
+    /// Whether a file exists (gunicorn's implicit `gunicorn.conf.py`).
+    pub file_exists: &'a dyn Fn(&Path) -> bool,
+    /// Load prodserver's Celery integration (Celery backends only).
+    pub celery_integration: bool,
 }
 
-/// A backend's result.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct BackendOutput {
-    pub argv: Vec<String>,
-    /// Variables the backend adds to the child's environment.
-    pub env: BTreeMap<String, String>,
+/// One backend: the row of [`table`] its module exports.
+pub struct Backend {
+    /// `argv[0]` when the entry has no `program` (`""` for `command`,
+    /// whose program is the first word of `command`).
+    pub program: &'static str,
+    /// The signal sent to stop an instance when the entry has no
+    /// `stop_signal`; each module documents why it is that tool's graceful
+    /// one.
+    pub stop_signal: i32,
+    /// The command-line shape, for the README's backend table.
+    pub shape: &'static str,
+    /// The backend-specific keys it uses; `config/` rejects the others.
+    pub keys: &'static [BackendKey],
+    /// Builds the launch, pushing every problem of the entry to `errs`.
+    pub launch: fn(&BackendInput, &mut Vec<BackendError>) -> Launch,
+}
+
+/// The one place that maps a kind to its module.
+pub fn table(kind: BackendKind) -> &'static Backend {
+    match kind {
+        BackendKind::Command => &command::BACKEND,
+        BackendKind::Gunicorn => &gunicorn::BACKEND,
+        BackendKind::Uvicorn => &uvicorn::BACKEND,
+        BackendKind::Granian => &granian::BACKEND,
+        BackendKind::Waitress => &waitress::BACKEND,
+        BackendKind::Daphne => &daphne::BACKEND,
+        BackendKind::Flower => &flower::BACKEND,
+        BackendKind::CeleryWorker => &celery_worker::BACKEND,
+        BackendKind::CeleryBeat => &celery_beat::BACKEND,
+        BackendKind::DjangoQ2 => &django_q2::BACKEND,
+        BackendKind::DjangoTasks => &django_tasks::BACKEND,
+        BackendKind::DjangoRunserver => &django_runserver::BACKEND,
+    }
 }
 
 /// Which part of the entry a [`BackendError`] is about, so `config/` can
@@ -133,58 +177,23 @@ impl BackendKey {
 
 /// Whether `kind` uses `key`; `config/` rejects the key otherwise.
 pub fn supports(kind: BackendKind, key: BackendKey) -> bool {
-    use BackendKind as K;
-    match key {
-        BackendKey::App => matches!(
-            kind,
-            K::Gunicorn
-                | K::Uvicorn
-                | K::Granian
-                | K::Waitress
-                | K::Daphne
-                | K::Flower
-                | K::CeleryWorker
-                | K::CeleryBeat
-        ),
-        BackendKey::Command => kind == K::Command,
-        BackendKey::Python => is_manage_py(kind),
-        BackendKey::Queues | BackendKey::Concurrency => kind == K::CeleryWorker,
-    }
+    table(kind).keys.contains(&key)
 }
 
-/// Build the command line for one process.
+/// Build the launch of one process.
 ///
 /// Every problem of the entry is reported, not just the first, so one run
 /// of `prodserver check` shows the user everything to fix.
-pub fn resolve(
-    kind: BackendKind,
-    input: &BackendInput,
-) -> Result<BackendOutput, Vec<BackendError>> {
+pub fn resolve(kind: BackendKind, input: &BackendInput) -> Result<Launch, Vec<BackendError>> {
     let mut errs = Vec::new();
     check_unused_keys(kind, input, &mut errs);
     check_program(kind, input, &mut errs);
-    let mut argv = match kind {
-        BackendKind::Command => command::argv(input, &mut errs),
-        BackendKind::Gunicorn => gunicorn::argv(input, &mut errs),
-        BackendKind::Uvicorn => uvicorn::argv(input, &mut errs),
-        BackendKind::Granian => granian::argv(input, &mut errs),
-        BackendKind::Waitress => waitress::argv(input, &mut errs),
-        BackendKind::Daphne => daphne::argv(input, &mut errs),
-        BackendKind::Flower => flower::argv(input, &mut errs),
-        BackendKind::CeleryWorker => celery_worker::argv(input, &mut errs),
-        BackendKind::CeleryBeat => celery_beat::argv(input, &mut errs),
-        BackendKind::DjangoQ2 => django_q2::argv(input, &mut errs),
-        BackendKind::DjangoTasks => django_tasks::argv(input, &mut errs),
-        BackendKind::DjangoRunserver => django_runserver::argv(input, &mut errs),
-    };
-    if let (Some(program), Some(first)) = (input.program, argv.first_mut()) {
+    let mut launch = (table(kind).launch)(input, &mut errs);
+    if let (Some(program), Some(first)) = (input.program, launch.argv.first_mut()) {
         program.clone_into(first);
     }
     if errs.is_empty() {
-        Ok(BackendOutput {
-            argv,
-            env: BTreeMap::new(),
-        })
+        Ok(launch)
     } else {
         Err(errs)
     }
@@ -193,56 +202,18 @@ pub fn resolve(
 /// What `argv[0]` is when the entry has no `program` (`""` for `command`,
 /// whose program is the first word of `command`).
 pub fn default_program(kind: BackendKind) -> &'static str {
-    match kind {
-        BackendKind::Command => command::PROGRAM,
-        BackendKind::Gunicorn => gunicorn::PROGRAM,
-        BackendKind::Uvicorn => uvicorn::PROGRAM,
-        BackendKind::Granian => granian::PROGRAM,
-        BackendKind::Waitress => waitress::PROGRAM,
-        BackendKind::Daphne => daphne::PROGRAM,
-        BackendKind::Flower | BackendKind::CeleryWorker | BackendKind::CeleryBeat => CELERY,
-        BackendKind::DjangoQ2 | BackendKind::DjangoTasks | BackendKind::DjangoRunserver => {
-            DEFAULT_PYTHON
-        }
-    }
+    table(kind).program
 }
 
 /// The signal sent to an instance's main pid to stop it when the entry has
-/// no `stop_signal`. Each backend module documents why its choice is the
-/// graceful one for that tool.
+/// no `stop_signal`.
 pub fn default_stop_signal(kind: BackendKind) -> i32 {
-    match kind {
-        BackendKind::Command => command::STOP_SIGNAL,
-        BackendKind::Gunicorn => gunicorn::STOP_SIGNAL,
-        BackendKind::Uvicorn => uvicorn::STOP_SIGNAL,
-        BackendKind::Granian => granian::STOP_SIGNAL,
-        BackendKind::Waitress => waitress::STOP_SIGNAL,
-        BackendKind::Daphne => daphne::STOP_SIGNAL,
-        BackendKind::Flower => flower::STOP_SIGNAL,
-        BackendKind::CeleryWorker => celery_worker::STOP_SIGNAL,
-        BackendKind::CeleryBeat => celery_beat::STOP_SIGNAL,
-        BackendKind::DjangoQ2 => django_q2::STOP_SIGNAL,
-        BackendKind::DjangoTasks => django_tasks::STOP_SIGNAL,
-        BackendKind::DjangoRunserver => django_runserver::STOP_SIGNAL,
-    }
+    table(kind).stop_signal
 }
 
 /// The command-line shape of a backend, for the README's backend table.
 pub fn describe(kind: BackendKind) -> &'static str {
-    match kind {
-        BackendKind::Command => command::SHAPE,
-        BackendKind::Gunicorn => gunicorn::SHAPE,
-        BackendKind::Uvicorn => uvicorn::SHAPE,
-        BackendKind::Granian => granian::SHAPE,
-        BackendKind::Waitress => waitress::SHAPE,
-        BackendKind::Daphne => daphne::SHAPE,
-        BackendKind::Flower => flower::SHAPE,
-        BackendKind::CeleryWorker => celery_worker::SHAPE,
-        BackendKind::CeleryBeat => celery_beat::SHAPE,
-        BackendKind::DjangoQ2 => django_q2::SHAPE,
-        BackendKind::DjangoTasks => django_tasks::SHAPE,
-        BackendKind::DjangoRunserver => django_runserver::SHAPE,
-    }
+    table(kind).shape
 }
 
 /// The README's backend table (`backend | command line | needs | default
@@ -309,11 +280,9 @@ fn code_list(keys: &[&str]) -> String {
 const CELERY: &str = "celery";
 const DEFAULT_PYTHON: &str = "python3";
 
+/// The backends that run `PYTHON manage.py ...` (they take `python`).
 fn is_manage_py(kind: BackendKind) -> bool {
-    matches!(
-        kind,
-        BackendKind::DjangoQ2 | BackendKind::DjangoTasks | BackendKind::DjangoRunserver
-    )
+    supports(kind, BackendKey::Python)
 }
 
 /// `config/` already rejects keys a backend doesn't use; checking again
@@ -465,6 +434,38 @@ fn celery(
         app.to_owned(),
         subcommand.to_owned(),
     ]
+}
+
+/// A Celery launch with the integration loaded (its module's folder first
+/// on `PYTHONPATH`, plus `env`) and the readiness it reports, or, with
+/// `celery_integration = false`, the bare argv.
+fn with_celery_integration(
+    input: &BackendInput,
+    argv: Vec<String>,
+    readiness: DefaultReadiness,
+    env: Vec<(String, String)>,
+) -> Launch {
+    if !input.celery_integration {
+        return Launch {
+            readiness: DefaultReadiness::CeleryWithoutIntegration,
+            ..Launch::at_spawn(argv)
+        };
+    }
+    let module_dir = crate::celery::module_dir(input.runtime_dir);
+    let dir = module_dir.to_string_lossy();
+    let pythonpath = match input.env.get("PYTHONPATH") {
+        Some(old) if !old.is_empty() => format!("{dir}:{old}"),
+        _ => dir.into_owned(),
+    };
+    let mut all = BTreeMap::from([("PYTHONPATH".to_owned(), pythonpath)]);
+    all.extend(env);
+    Launch {
+        argv,
+        env: all,
+        listen: Vec::new(),
+        readiness,
+        celery: Some(CeleryIntegration { module_dir }),
+    }
 }
 
 /// Rejects args that would make the tool fork into the background (the

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{resolve, ArgValue, BackendError, BackendInput, BackendOutput, Field};
+use super::{resolve, ArgValue, BackendError, BackendInput, Field, Launch};
 use crate::plan::BackendKind;
 
 pub fn s(v: &str) -> ArgValue {
@@ -62,6 +62,9 @@ pub struct In {
     args: Vec<(String, ArgValue)>,
     env: BTreeMap<String, String>,
     runtime_dir: PathBuf,
+    /// Files that exist (absolute paths).
+    files: Vec<PathBuf>,
+    celery_integration: bool,
 }
 
 impl In {
@@ -78,6 +81,8 @@ impl In {
             args: Vec::new(),
             env: BTreeMap::new(),
             runtime_dir: PathBuf::from("/run/user/1000/prodserver"),
+            files: Vec::new(),
+            celery_integration: false,
         }
     }
 
@@ -152,7 +157,27 @@ impl In {
         self
     }
 
-    pub fn resolve(&self, kind: BackendKind) -> Result<BackendOutput, Vec<BackendError>> {
+    /// A file that exists (gunicorn's `gunicorn.conf.py` in `/srv/shop`).
+    pub fn file(mut self, path: &str) -> In {
+        self.files.push(PathBuf::from(path));
+        self
+    }
+
+    /// Load the Celery integration.
+    pub fn celery_integration(mut self) -> In {
+        self.celery_integration = true;
+        self
+    }
+
+    /// The launch, failing the test with the errors if there are any.
+    pub fn launch(&self, kind: BackendKind) -> Launch {
+        match self.resolve(kind) {
+            Ok(launch) => launch,
+            Err(errs) => panic!("expected a launch for {kind:?}, got errors: {errs:#?}"),
+        }
+    }
+
+    pub fn resolve(&self, kind: BackendKind) -> Result<Launch, Vec<BackendError>> {
         let input = BackendInput {
             process: &self.process,
             project: &self.project,
@@ -165,6 +190,9 @@ impl In {
             args: &self.args,
             env: &self.env,
             runtime_dir: &self.runtime_dir,
+            cwd: std::path::Path::new("/srv/shop"),
+            file_exists: &|p: &std::path::Path| self.files.iter().any(|f| f == p),
+            celery_integration: self.celery_integration,
         };
         resolve(kind, &input)
     }
@@ -198,7 +226,7 @@ impl In {
     }
 }
 
-pub fn one_error(result: Result<BackendOutput, Vec<BackendError>>) -> BackendError {
+pub fn one_error(result: Result<Launch, Vec<BackendError>>) -> BackendError {
     match result {
         Ok(out) => panic!("expected one error, got argv {:?}", out.argv),
         Err(mut errs) if errs.len() == 1 => {
@@ -210,7 +238,7 @@ pub fn one_error(result: Result<BackendOutput, Vec<BackendError>>) -> BackendErr
     }
 }
 
-fn one_error_on(result: Result<BackendOutput, Vec<BackendError>>, field: Field) -> BackendError {
+fn one_error_on(result: Result<Launch, Vec<BackendError>>, field: Field) -> BackendError {
     let e = one_error(result);
     assert_eq!(e.field, field, "{e:#?}");
     e

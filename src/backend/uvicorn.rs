@@ -12,6 +12,23 @@ pub(super) const SHAPE: &str = "uvicorn ARGS APP";
 /// clean stop when it asked for it.
 pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: PROGRAM,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    keys: &[super::BackendKey::App],
+    launch,
+};
+
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    let (listen, readiness) = super::web::host_port_server(input, "uvicorn", "UVICORN", true);
+    super::Launch {
+        listen,
+        readiness,
+        ..super::Launch::at_spawn(argv(input, errs))
+    }
+}
+
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     args_then_app(
         BackendKind::Uvicorn,

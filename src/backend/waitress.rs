@@ -11,6 +11,23 @@ pub(super) const SHAPE: &str = "waitress-serve ARGS APP";
 /// one it would get from systemd or a container runtime as well.
 pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 
+pub(super) const BACKEND: super::Backend = super::Backend {
+    program: PROGRAM,
+    stop_signal: STOP_SIGNAL,
+    shape: SHAPE,
+    keys: &[super::BackendKey::App],
+    launch,
+};
+
+fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
+    let (listen, readiness) = super::web::waitress(input);
+    super::Launch {
+        listen,
+        readiness,
+        ..super::Launch::at_spawn(argv(input, errs))
+    }
+}
+
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
     args_then_app(
         BackendKind::Waitress,

@@ -19,8 +19,8 @@ use super::diagnostic::{Diagnostic, FileId, Severity, Sources};
 use super::read::{self, did_you_mean, Reader, Table};
 use super::{envfile, schema};
 use crate::backend::{self, ArgValue, BackendInput, BackendKey, Field};
+use crate::graph::find_cycle;
 use crate::plan::*;
-use crate::supervisor::order::find_cycle;
 
 /// What loading needs from the outside world, passed in so tests control it.
 #[derive(Debug, Clone)]
@@ -36,12 +36,28 @@ pub struct Loaded {
     pub plan: Plan,
     pub sources: Sources,
     pub warnings: Vec<Diagnostic>,
+    /// Every probe written in the file, where it is written.
+    pub probes: Vec<ProbeAt>,
 }
 
 /// A file that cannot run; `diagnostics` holds every error (and warning).
 pub struct LoadError {
     pub sources: Sources,
     pub diagnostics: Vec<Diagnostic>,
+    /// The probes read before the errors stopped loading: compiling them
+    /// (outside `config/`) still reports their errors in the same run.
+    pub probes: Vec<ProbeAt>,
+}
+
+/// A probe as written in a `health` block: `table` is its key path
+/// (`processes.web.health`), `span` its value in file 0. `config/` reads
+/// probes but does not compile them (that is the health module's job, see
+/// `resolve`), so they travel with the located place to report at.
+#[derive(Debug, Clone)]
+pub struct ProbeAt {
+    pub table: String,
+    pub probe: Probe,
+    pub span: Range<usize>,
 }
 
 impl LoadError {
@@ -74,6 +90,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
             Err(LoadError {
                 sources,
                 diagnostics: vec![d],
+                probes: Vec::new(),
             })
         }
     }
@@ -96,6 +113,7 @@ fn not_utf8(path: &Path, e: std::string::FromUtf8Error) -> LoadError {
     LoadError {
         sources,
         diagnostics: vec![d],
+        probes: Vec::new(),
     }
 }
 
@@ -116,6 +134,7 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
         sources,
         root,
         opts,
+        probes: Vec::new(),
     };
     if !syntax_errors.is_empty() {
         // What follows a syntax error is parsed as something else (keys of
@@ -132,6 +151,7 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
         return Err(LoadError {
             sources: loader.sources,
             diagnostics: loader.r.diagnostics,
+            probes: Vec::new(),
         });
     }
     let top = Table {
@@ -140,7 +160,12 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
         entries: doc.get_ref(),
     };
     let plan = loader.plan(path, &top);
-    let Loader { mut r, sources, .. } = loader;
+    let Loader {
+        mut r,
+        sources,
+        probes,
+        ..
+    } = loader;
     // Read in file order, so the user can fix them top to bottom.
     r.diagnostics
         .sort_by_key(|d| (d.file, d.span.as_ref().map_or(usize::MAX, |s| s.start)));
@@ -150,10 +175,12 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
             plan,
             sources,
             warnings: r.diagnostics,
+            probes,
         }),
         _ => Err(LoadError {
             sources,
             diagnostics: r.diagnostics,
+            probes,
         }),
     }
 }
@@ -167,6 +194,7 @@ struct Loader<'o> {
     sources: Sources,
     root: PathBuf,
     opts: &'o LoadOptions,
+    probes: Vec<ProbeAt>,
 }
 
 /// What `[prodserver]` contributes to every process.
@@ -444,12 +472,7 @@ impl Loader<'_> {
         self.check_credentials(t, user.as_deref(), group.as_deref());
         let cwd = self.cwd(t);
         let watch = self.globs(t, "watch");
-        let reported = self.r.diagnostics.len();
         let health = self.health(t, backend);
-        // A probe already reported bad would be reported again per instance.
-        let health_reported = self.r.diagnostics[reported..]
-            .iter()
-            .any(|d| d.severity == Severity::Error);
         let limits = self.limits(t);
         let dev = self.process_dev(t);
         self.depends_on(id, t, raw_deps);
@@ -555,6 +578,12 @@ impl Loader<'_> {
             args: &args,
             env: &child_env,
             runtime_dir: &self.opts.runtime_dir,
+            cwd: &cwd,
+            file_exists: &|p: &Path| p.exists(),
+            celery_integration: matches!(
+                backend,
+                BackendKind::CeleryWorker | BackendKind::CeleryBeat
+            ) && celery_integration.unwrap_or(true),
         };
         if backend == BackendKind::CeleryWorker && t.get("queues").is_none() {
             for key in ["Q", "queues"] {
@@ -577,8 +606,8 @@ impl Loader<'_> {
                 );
             }
         }
-        let output = match backend::resolve(backend, &input) {
-            Ok(output) => output,
+        let launch = match backend::resolve(backend, &input) {
+            Ok(launch) => launch,
             Err(errors) => {
                 for e in errors {
                     let span = self.field_span(t, &e.field);
@@ -588,25 +617,13 @@ impl Loader<'_> {
                 return None;
             }
         };
-        let mut argv = output.argv;
-        let mut integration_env = Vec::new();
-        if matches!(backend, BackendKind::CeleryWorker | BackendKind::CeleryBeat)
-            && celery_integration.unwrap_or(true)
-        {
-            let dir = crate::celery::module_dir(&self.opts.runtime_dir);
-            let pythonpath = child_env.get("PYTHONPATH").map(String::as_str);
-            if let Some(i) = crate::celery::integrate(backend, &argv, &dir, pythonpath) {
-                argv = i.argv;
-                integration_env = i.env;
-            }
-        }
+        let mut argv = launch.argv;
         if let Some(first) = argv.first_mut() {
             if first.contains('/') {
                 *first = self.resolve_path(first);
             }
         }
-        env.extend(output.env);
-        env.extend(integration_env);
+        env.extend(launch.env);
 
         let celery = match backend {
             BackendKind::CeleryWorker | BackendKind::CeleryBeat => Some(CeleryInfo {
@@ -641,35 +658,11 @@ impl Loader<'_> {
             celery,
             watch,
             dev,
+            listen: launch.listen,
+            readiness: launch.readiness,
         };
-        if !health_reported {
-            self.check_health_plans(t, &spec);
-        }
         self.check_exec_limits(t, &spec, &child_env);
         Some(spec)
-    }
-
-    /// The health plan of every instance, built exactly as `start` builds
-    /// it: what `check` accepts, `start` can run.
-    fn check_health_plans(&mut self, t: &Table, spec: &ProcessSpec) {
-        for n in 1..=spec.instances {
-            if let Err(e) = crate::health::plan_for_instance(spec, n, &self.opts.env) {
-                let span = t
-                    .key_span("health")
-                    .unwrap_or_else(|| t.value_span("backend"));
-                let which = if spec.instances > 1 {
-                    format!(" (instance {n})")
-                } else {
-                    String::new()
-                };
-                self.r.error(
-                    span,
-                    format!("`{}.health`{which}: {}", t.path, one_line(&e)),
-                    "give the probe explicitly (`http = \"http://127.0.0.1:8000/healthz/\"`), or bind the server to a TCP address",
-                );
-                return;
-            }
-        }
     }
 
     /// execve fails with E2BIG past the kernel's limits: one string (an
@@ -1160,7 +1153,7 @@ impl Loader<'_> {
         // One error per process: its other instances clash the same way.
         'process: for spec in specs {
             for n in 1..=spec.instances {
-                for address in listen_addresses(spec, n, &self.opts.env) {
+                for address in listen_addresses(spec, n) {
                     let here = (spec.name.clone(), n);
                     let Some(first) = seen.get(&address) else {
                         seen.insert(address, here);
@@ -1303,18 +1296,12 @@ impl Loader<'_> {
         if let Some(pattern) = self.r.string(&h, "log", "\"Listening at\"") {
             probes.push((Probe::Log { pattern }, h.value_span("log")));
         }
-        // Build each probe now, as start would: a bad URL, address or
-        // regex is a located config error, not a failure at start.
-        for (probe, span) in &probes {
-            // As instance 1 would run it: `{instance}` may stand for a port.
-            if let Err(e) = crate::health::check_for(&probe.for_instance("1")) {
-                self.r.error(
-                    span.clone(),
-                    format!("`{}`: {}", h.path, one_line(&e)),
-                    "fix the probe: `http = \"http://127.0.0.1:8000/healthz/\"`, `tcp = \"127.0.0.1:6379\"`, `log = \"^Listening\"` (a Rust regex)",
-                );
-            }
-        }
+        self.probes
+            .extend(probes.iter().map(|(probe, span)| ProbeAt {
+                table: h.path.clone(),
+                probe: probe.clone(),
+                span: span.clone(),
+            }));
         let watchdog = self.r.duration(&h, "watchdog", "30s");
         let path = self.r.string(&h, "path", "\"/healthz/\"");
         if let Some(p) = &path {
@@ -1483,7 +1470,7 @@ impl Loader<'_> {
                 format!(
                     "`{}` = {} is below the minimum of 1MiB",
                     t.key_path("max_memory_per_child"),
-                    super::units::format_size(bytes)
+                    crate::units::format_size(bytes)
                 ),
                 "write a limit a process can live within, e.g. `max_memory_per_child = \"300MiB\"`",
             );
@@ -1612,27 +1599,13 @@ pub fn unconsumed_queues(plan: &Plan, selected: &[usize]) -> Vec<String> {
         .collect()
 }
 
-/// The addresses instance `n` of `spec` binds, with its environment over
-/// prodserver's, as the default probe reads them: `HOST:PORT` (wildcards
-/// on loopback) or `unix:PATH`.
-pub fn listen_addresses(
-    spec: &ProcessSpec,
-    n: u32,
-    inherited: &BTreeMap<String, String>,
-) -> Vec<String> {
-    use crate::health::defaults::Listen;
+/// The addresses instance `n` of `spec` binds, as two binds of one would
+/// clash: `HOST:PORT` (wildcards on loopback) or `unix:PATH`.
+pub fn listen_addresses(spec: &ProcessSpec, n: u32) -> Vec<String> {
     let spec = spec.for_instance(n);
-    let lookup = |key: &str| spec.env.get(key).or_else(|| inherited.get(key)).cloned();
-    let world = crate::health::World {
-        env: &lookup,
-        file_exists: &|p: &Path| spec.cwd.join(p).exists(),
-    };
-    crate::health::defaults::listen_addresses(&spec, &world)
-        .into_iter()
-        .map(|l| match l {
-            Listen::Tcp(t) => t.to_string(),
-            Listen::Unix(path) => format!("unix:{}", spec.cwd.join(path).display()),
-        })
+    spec.listen
+        .iter()
+        .filter_map(|l| l.key(&spec.cwd))
         .collect()
 }
 
@@ -1660,6 +1633,43 @@ pub fn span_in(text: &str, name: &str, key: Option<&str>) -> Option<Range<usize>
             _ => table.key_span(name),
         },
     }
+}
+
+/// Where in config `text` the key `path` of process `name` is written
+/// (`["health", "http"]` is `processes.NAME.health.http`): its value, or
+/// with `key`, the key itself; the process's name when the file does not
+/// spell it out. For diagnostics found after loading.
+pub fn span_at(text: &str, name: &str, path: &[&str], key: bool) -> Option<Range<usize>> {
+    let doc = DeTable::parse(text).ok()?;
+    let processes = doc.get_ref().get("processes")?;
+    let DeValue::Table(entries) = processes.get_ref() else {
+        return None;
+    };
+    let table = Table {
+        path: "processes".into(),
+        span: processes.span(),
+        entries,
+    };
+    let fallback = table.key_span(name);
+    let mut at = entries;
+    let mut span = None;
+    let mut walk = std::iter::once(name).chain(path.iter().copied()).peekable();
+    while let Some(step) = walk.next() {
+        let Some((k, v)) = at.get_key_value(step) else {
+            return span.or(fallback);
+        };
+        span = Some(if key && walk.peek().is_none() {
+            k.span()
+        } else {
+            v.span()
+        });
+        match v.get_ref() {
+            DeValue::Table(t) => at = t,
+            _ if walk.peek().is_some() => return span.or(fallback),
+            _ => {}
+        }
+    }
+    span.or(fallback)
 }
 
 /// Where a process's bind address is written: its bind/host/port/listen
@@ -1722,7 +1732,8 @@ pub const STOP_SIGNALS_REFUSED: &[i32] = &[
 /// A multi-line library message (the regex crate's points at the pattern
 /// with a caret over three lines) as one line: the diagnostic already
 /// shows where.
-fn one_line(message: &str) -> String {
+/// A multi-line library message (a regex error) as one diagnostic line.
+pub fn one_line(message: &str) -> String {
     let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
     let Some(first) = lines.next() else {
         return String::new();

@@ -9,12 +9,14 @@ mod load;
 pub mod locate;
 mod read;
 pub mod schema;
-pub mod units;
 
+/// Durations and sizes live outside `config/` (the engine formats them
+/// too); re-exported for the code that reads them from here.
+pub use crate::units;
 pub use diagnostic::{Diagnostic, Severity, Sources};
 pub use load::{
-    listen_addresses, load, load_str, signal_from_name, span_in, unconsumed_queues, LoadError,
-    LoadOptions, Loaded, MAX_INSTANCES,
+    listen_addresses, load, load_str, one_line, signal_from_name, span_at, span_in,
+    unconsumed_queues, LoadError, LoadOptions, Loaded, ProbeAt, MAX_INSTANCES,
 };
 pub use read::did_you_mean as read_suggest;
 #[cfg(test)]

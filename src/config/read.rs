@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, FileId};
-use super::units;
+use crate::units;
 
 pub type Value<'i> = Spanned<DeValue<'i>>;
 

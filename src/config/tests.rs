@@ -25,9 +25,20 @@ fn load(text: &str) -> Result<Loaded, Vec<Found>> {
     load_in(&root(), text)
 }
 
+/// Loaded and resolved, as `check` and `start` both do: the errors of
+/// either stage.
 fn load_in(dir: &Path, text: &str) -> Result<Loaded, Vec<Found>> {
-    load_str(&dir.join("prodserver.toml"), text.to_string(), &opts())
-        .map_err(|e| e.diagnostics.iter().map(|d| found(&e.sources, d)).collect())
+    let opts = opts();
+    let loaded = load_str(&dir.join("prodserver.toml"), text.to_string(), &opts).map_err(|e| {
+        e.diagnostics
+            .iter()
+            .map(|d| found(&e.sources, d))
+            .collect::<Vec<_>>()
+    })?;
+    match crate::resolve::resolve(&loaded, &opts.runtime_dir) {
+        Ok(_) => Ok(loaded),
+        Err(errors) => Err(errors.iter().map(|d| found(&loaded.sources, d)).collect()),
+    }
 }
 
 /// A diagnostic reduced to what tests assert on.
@@ -636,8 +647,7 @@ fn variables_expand_in_every_string() {
     );
     assert!(web.argv.contains(&"shop.wsgi:application".to_string()));
     assert_eq!(web.cwd, Path::new("/tmp"));
-    let desc =
-        crate::health::describe(&crate::health::plan_for_instance(web, 1, &o.env).expect("plan"));
+    let desc = crate::health::describe(&crate::health::plan_for_instance(web, 1).expect("plan"));
     assert!(desc.contains("127.0.0.1:9001"), "{desc}");
     assert_eq!(loaded.plan.processes[1].argv, ["echo", "9001", "a b"]);
     let e = error_at(&format!("{WEB}args = {{ bind = \"${{NOPE}}\" }}\n"), 4, 17);

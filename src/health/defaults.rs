@@ -22,31 +22,24 @@
 //! that drops in-flight requests exactly when load is highest. Liveness is
 //! opt-in, with a `health` block and a cheap endpoint.
 //!
-//! Where the bind address comes from, as each server reads it:
-//! - gunicorn: `--bind`/`-b` (the first one), else `GUNICORN_CMD_ARGS`,
-//!   else a config file would decide (`-c`, or `gunicorn.conf.py` in the
-//!   working directory): then there is no default (we cannot read Python),
-//!   else `$PORT` on 0.0.0.0, else 127.0.0.1:8000. `unix:` and `fd://`
-//!   binds get no default probe.
-//! - uvicorn: `--host`/`--port`, else `UVICORN_HOST`/`UVICORN_PORT`,
-//!   else 127.0.0.1:8000; `--uds` or `--fd`: no default.
-//! - granian: `--host`/`--port`, else `GRANIAN_HOST`/`GRANIAN_PORT`, else
-//!   127.0.0.1:8000; `--uds`: no default.
+//! The address and the default readiness come from the backend's typed
+//! launch (`spec.listen`, `spec.readiness`: see `backend/`), never from
+//! argv.
 //!
 //! A wildcard address is probed on loopback (0.0.0.0 → 127.0.0.1,
 //! :: → ::1).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
 use std::time::Duration;
 
 use super::probe::{Accept, HttpProbe, Target, TcpProbe};
 use super::tracker::{Readiness, Settings, START_INTERVAL};
 use super::{Check, HealthPlan};
+use crate::backend::{DefaultReadiness, Listen};
 use crate::config::schema::{
     DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_RETRIES, DEFAULT_START_TIMEOUT,
 };
-use crate::plan::{BackendKind, HealthSpec, ProcessSpec};
+use crate::plan::{HealthSpec, ProcessSpec};
 
 /// Per-probe timeout of the default web probes: longer than the configured
 /// default (2 s), since `/` can be slow on a cold worker.
@@ -54,15 +47,6 @@ pub const WEB_TIMEOUT: Duration = Duration::from_secs(5);
 /// Celery beat imports the project (Django) before its first tick: the
 /// watchdog does not expire within this much of the spawn.
 pub const BEAT_START_PERIOD: Duration = Duration::from_secs(60);
-
-/// What [`default_health`] may know of the world, passed in so it stays
-/// pure.
-pub struct World<'a> {
-    /// The child's environment (`spec.env` over prodserver's own).
-    pub env: &'a dyn Fn(&str) -> Option<String>,
-    /// Whether a file exists (gunicorn's implicit config file).
-    pub file_exists: &'a dyn Fn(&Path) -> bool,
-}
 
 /// The outcome for one process.
 #[derive(Debug, Clone)]
@@ -74,73 +58,66 @@ pub enum DefaultHealth {
     None { note: Option<String> },
 }
 
-/// The default health of `spec` (which has no `health` block).
-pub fn default_health(spec: &ProcessSpec, world: &World) -> DefaultHealth {
+/// The default health of `spec` (which has no `health` block; `{instance}`
+/// already expanded).
+pub fn default_health(spec: &ProcessSpec) -> DefaultHealth {
     let name = spec.backend.name();
-    match spec.backend {
-        BackendKind::Gunicorn | BackendKind::Uvicorn | BackendKind::Granian => {
-            let found = match spec.backend {
-                BackendKind::Gunicorn => gunicorn_address(spec, world),
-                BackendKind::Uvicorn => host_port(spec, world, "UVICORN", &["uds", "fd"]),
-                _ => host_port(spec, world, "GRANIAN", &["uds"]),
-            };
-            match found {
-                Ok(address) => web_plan(spec, address),
-                Err(why) => DefaultHealth::None {
-                    note: Some(format!(
-                        "no default readiness check: {why}; it counts as ready once spawned \
-                         (add `health` to check it)"
-                    )),
-                },
-            }
-        }
-        BackendKind::CeleryWorker | BackendKind::CeleryBeat => {
-            if !spec.celery.as_ref().is_some_and(|c| c.integration) {
-                return DefaultHealth::None {
-                    note: Some(format!(
-                        "celery_integration = false: no readiness or liveness check for this \
-                         {name}; it counts as ready once spawned"
-                    )),
-                };
-            }
-            let worker = spec.backend == BackendKind::CeleryWorker;
-            let settings = Settings {
-                readiness: if worker {
-                    Readiness::Message {
-                        what: "READY=1".to_owned(),
-                    }
-                } else {
-                    Readiness::AtSpawn
-                },
-                liveness: false,
-                interval: DEFAULT_HEALTH_INTERVAL,
-                start_interval: DEFAULT_HEALTH_INTERVAL,
-                retries: DEFAULT_HEALTH_RETRIES,
-                start_period: if worker {
-                    Duration::ZERO
-                } else {
-                    BEAT_START_PERIOD
-                },
-                start_timeout: DEFAULT_START_TIMEOUT,
-                watchdog: Some(crate::celery::WATCHDOG),
-            };
-            let note = if worker {
-                "readiness: READY=1 from the Celery integration (worker_ready); liveness: \
-                 WATCHDOG=1 at least every 30s while its event loop runs"
+    let celery = |worker: bool| {
+        let settings = Settings {
+            readiness: if worker {
+                Readiness::Message {
+                    what: "READY=1".to_owned(),
+                }
             } else {
-                "liveness: WATCHDOG=1 from the Celery integration at least every 30s while \
-                 beat ticks"
-            };
-            DefaultHealth::Plan {
-                plan: Box::new(HealthPlan {
-                    settings,
-                    check: Check::Notify,
-                    timeout: WEB_TIMEOUT,
-                }),
-                note: note.to_owned(),
-            }
+                Readiness::AtSpawn
+            },
+            liveness: false,
+            interval: DEFAULT_HEALTH_INTERVAL,
+            start_interval: DEFAULT_HEALTH_INTERVAL,
+            retries: DEFAULT_HEALTH_RETRIES,
+            start_period: if worker {
+                Duration::ZERO
+            } else {
+                BEAT_START_PERIOD
+            },
+            start_timeout: DEFAULT_START_TIMEOUT,
+            watchdog: Some(crate::celery::WATCHDOG),
+        };
+        let note = if worker {
+            "readiness: READY=1 from the Celery integration (worker_ready); liveness: \
+             WATCHDOG=1 at least every 30s while its event loop runs"
+        } else {
+            "liveness: WATCHDOG=1 from the Celery integration at least every 30s while \
+             beat ticks"
+        };
+        DefaultHealth::Plan {
+            plan: Box::new(HealthPlan {
+                settings,
+                check: Check::Notify,
+                timeout: WEB_TIMEOUT,
+            }),
+            note: note.to_owned(),
         }
-        _ => DefaultHealth::None { note: None },
+    };
+    match &spec.readiness {
+        DefaultReadiness::AtSpawn => DefaultHealth::None { note: None },
+        DefaultReadiness::Serving | DefaultReadiness::Unprobeable { .. } => match address(spec) {
+            Ok(address) => web_plan(spec, address),
+            Err(why) => DefaultHealth::None {
+                note: Some(format!(
+                    "no default readiness check: {why}; it counts as ready once spawned \
+                         (add `health` to check it)"
+                )),
+            },
+        },
+        DefaultReadiness::CeleryWorker => celery(true),
+        DefaultReadiness::CeleryBeat => celery(false),
+        DefaultReadiness::CeleryWithoutIntegration => DefaultHealth::None {
+            note: Some(format!(
+                "celery_integration = false: no readiness or liveness check for this \
+                 {name}; it counts as ready once spawned"
+            )),
+        },
     }
 }
 
@@ -149,15 +126,18 @@ pub fn default_health(spec: &ProcessSpec, world: &World) -> DefaultHealth {
 /// must answer 2xx/3xx and liveness is on, with the block's other keys.
 pub fn web_path_plan(
     spec: &ProcessSpec,
-    world: &World,
     h: &HealthSpec,
     path: &str,
 ) -> Result<(HealthPlan, String), String> {
-    let found = match spec.backend {
-        BackendKind::Gunicorn => gunicorn_address(spec, world),
-        BackendKind::Uvicorn => host_port(spec, world, "UVICORN", &["uds", "fd"]),
-        BackendKind::Granian => host_port(spec, world, "GRANIAN", &["uds"]),
-        other => Err(format!("`path` needs a web backend, not {}", other.name())),
+    let found = match &spec.readiness {
+        DefaultReadiness::Serving | DefaultReadiness::Unprobeable { .. } => address(spec),
+        DefaultReadiness::AtSpawn
+        | DefaultReadiness::CeleryWorker
+        | DefaultReadiness::CeleryBeat
+        | DefaultReadiness::CeleryWithoutIntegration => Err(format!(
+            "`path` needs a web backend, not {}",
+            spec.backend.name()
+        )),
     };
     let address = found.map_err(|why| {
         format!("`path` needs the server's address, but {why}; write the whole URL: `http = \"http://HOST:PORT{path}\"`")
@@ -190,91 +170,28 @@ pub fn web_path_plan(
     Ok((plan, note))
 }
 
-/// Where a server listens, as read for its default probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listen {
-    /// Wildcard addresses on loopback, as probed.
-    Tcp(Target),
-    Unix(String),
-}
-
-/// Every address a web server (gunicorn, uvicorn, granian, daphne,
-/// waitress) binds, read from its argv and environment the way the
-/// default probe reads them; empty for other backends and when prodserver
-/// cannot tell (a gunicorn config file, an inherited fd). `check` uses it
-/// to refuse two processes or instances binding the same address.
-pub fn listen_addresses(spec: &ProcessSpec, world: &World) -> Vec<Listen> {
-    let args = args_of(spec);
-    let last = |long: &str, short: Option<&str>| option_values(args, long, short).pop();
-    let tcp = |bind: &str| gunicorn_bind(bind).ok().map(Listen::Tcp);
-    match spec.backend {
-        BackendKind::Gunicorn => {
-            let env_args: Vec<String> = (world.env)("GUNICORN_CMD_ARGS")
-                .and_then(|s| shell_words::split(&s).ok())
-                .unwrap_or_default();
-            let mut binds = option_values(args, "bind", Some("b"));
-            if binds.is_empty() {
-                binds = option_values(&env_args, "bind", Some("b"));
-            }
-            if binds.is_empty() {
-                return gunicorn_address(spec, world)
-                    .map(|a| vec![Listen::Tcp(a.target)])
-                    .unwrap_or_default();
-            }
-            binds
-                .iter()
-                .filter_map(|b| match b.strip_prefix("unix:") {
-                    Some(path) => Some(Listen::Unix(path.to_owned())),
-                    None => tcp(b),
-                })
-                .collect()
-        }
-        BackendKind::Uvicorn | BackendKind::Granian => {
-            if let Some(path) = last("uds", None) {
-                return vec![Listen::Unix(path)];
-            }
-            let prefix = if spec.backend == BackendKind::Uvicorn {
-                "UVICORN"
-            } else {
-                "GRANIAN"
-            };
-            host_port(spec, world, prefix, &["uds", "fd"])
-                .map(|a| vec![Listen::Tcp(a.target)])
-                .unwrap_or_default()
-        }
-        BackendKind::Daphne => {
-            if let Some(path) = last("unix-socket", Some("u")) {
-                return vec![Listen::Unix(path)];
-            }
-            if has_option(args, "endpoint")
-                || has_option(args, "fd")
-                || last("endpoint", Some("e")).is_some()
-            {
-                return Vec::new();
-            }
-            let host = last("bind", Some("b")).unwrap_or_else(|| "127.0.0.1".to_owned());
-            let port = last("port", Some("p")).unwrap_or_else(|| "8000".to_owned());
+/// The address a web server's default probe uses: its first listen
+/// address, when the backend says it can be probed.
+fn address(spec: &ProcessSpec) -> Result<Address, String> {
+    if let DefaultReadiness::Unprobeable { why } = &spec.readiness {
+        return Err(why.clone());
+    }
+    match spec.listen.first() {
+        Some(Listen::Tcp { host, port, tls }) => {
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            loopback_target(host, &port)
-                .map(|t| vec![Listen::Tcp(t)])
-                .unwrap_or_default()
+            let target = loopback_target(host, port).map_err(|_| {
+                format!(
+                    "cannot read {}'s address {host:?} port {port:?}",
+                    spec.backend.name()
+                )
+            })?;
+            Ok(Address { target, tls: *tls })
         }
-        BackendKind::Waitress => {
-            if let Some(path) = last("unix-socket", None) {
-                return vec![Listen::Unix(path)];
-            }
-            let listen = option_values(args, "listen", None);
-            if !listen.is_empty() {
-                return listen.iter().filter_map(|l| tcp(l)).collect();
-            }
-            let host = last("host", None).unwrap_or_else(|| "0.0.0.0".to_owned());
-            let port = last("port", None).unwrap_or_else(|| "8080".to_owned());
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            loopback_target(host, &port)
-                .map(|t| vec![Listen::Tcp(t)])
-                .unwrap_or_default()
-        }
-        _ => Vec::new(),
+        Some(Listen::Unix(path)) => Err(format!(
+            "{} binds a unix socket ({path})",
+            spec.backend.name()
+        )),
+        None => Err(format!("{} binds no address", spec.backend.name())),
     }
 }
 
@@ -327,144 +244,6 @@ fn web_plan(spec: &ProcessSpec, address: Address) -> DefaultHealth {
     }
 }
 
-/// Values of an option in `args` (program excluded), in order:
-/// `--long=V`, `--long V`, `-s V`, `-sV`.
-fn option_values(args: &[String], long: &str, short: Option<&str>) -> Vec<String> {
-    let long_eq = format!("--{long}=");
-    let long_flag = format!("--{long}");
-    let short_flag = short.map(|s| format!("-{s}"));
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        if let Some(v) = a.strip_prefix(&long_eq) {
-            out.push(v.to_owned());
-        } else if *a == long_flag || Some(a) == short_flag.as_ref() {
-            if let Some(v) = args.get(i + 1) {
-                out.push(v.clone());
-                i += 1;
-            }
-        } else if let Some(v) = short_flag
-            .as_deref()
-            .and_then(|s| a.strip_prefix(s))
-            .filter(|v| !v.is_empty() && !a.starts_with("--"))
-        {
-            out.push(v.to_owned());
-        }
-        i += 1;
-    }
-    out
-}
-
-fn has_option(args: &[String], long: &str) -> bool {
-    let eq = format!("--{long}=");
-    let flag = format!("--{long}");
-    args.iter().any(|a| *a == flag || a.starts_with(&eq))
-}
-
-fn args_of(spec: &ProcessSpec) -> &[String] {
-    spec.argv.get(1..).unwrap_or(&[])
-}
-
-fn gunicorn_address(spec: &ProcessSpec, world: &World) -> Result<Address, String> {
-    let args = args_of(spec);
-    let env_args: Vec<String> = (world.env)("GUNICORN_CMD_ARGS")
-        .and_then(|s| shell_words::split(&s).ok())
-        .unwrap_or_default();
-    let tls = [args, &env_args[..]]
-        .iter()
-        .any(|a| has_option(a, "certfile") || has_option(a, "keyfile"));
-    let bind = option_values(args, "bind", Some("b"))
-        .into_iter()
-        .next()
-        .or_else(|| {
-            option_values(&env_args, "bind", Some("b"))
-                .into_iter()
-                .next()
-        });
-    let bind = match bind {
-        Some(b) => b,
-        None => {
-            let config = option_values(args, "config", Some("c")).into_iter().next();
-            let implicit = spec.cwd.join("gunicorn.conf.py");
-            if let Some(config) = config {
-                return Err(format!(
-                    "gunicorn reads its bind address from {config:?}, which prodserver cannot \
-                     evaluate; pass `bind` in args"
-                ));
-            }
-            if (world.file_exists)(&implicit) {
-                return Err(format!(
-                    "gunicorn may read its bind address from {}, which prodserver cannot \
-                     evaluate; pass `bind` in args",
-                    implicit.display()
-                ));
-            }
-            match (world.env)("PORT") {
-                Some(port) => format!("0.0.0.0:{port}"),
-                None => "127.0.0.1:8000".to_owned(),
-            }
-        }
-    };
-    Ok(Address {
-        target: gunicorn_bind(&bind)?,
-        tls,
-    })
-}
-
-/// gunicorn's `parse_address`: `HOST`, `HOST:PORT`, `[V6]:PORT`, `:PORT`,
-/// `tcp://...`; `unix:` and `fd://` are not TCP.
-fn gunicorn_bind(bind: &str) -> Result<Target, String> {
-    if bind.starts_with("unix:") {
-        return Err(format!("gunicorn binds a unix socket ({bind})"));
-    }
-    if bind.starts_with("fd://") {
-        return Err(format!("gunicorn serves an inherited socket ({bind})"));
-    }
-    let bind = bind.strip_prefix("tcp://").unwrap_or(bind);
-    let (host, port) = if let Some(rest) = bind.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((host, after)) => (host, after.strip_prefix(':').unwrap_or("8000")),
-            None => return Err(format!("cannot read gunicorn's bind address {bind:?}")),
-        }
-    } else {
-        match bind.split_once(':') {
-            Some((host, port)) => (host, port),
-            None => (bind, "8000"),
-        }
-    };
-    loopback_target(host, port).map_err(|_| format!("cannot read gunicorn's bind address {bind:?}"))
-}
-
-/// uvicorn and granian: `--host`, `--port`, their env fallbacks, and the
-/// options that mean "not a TCP port of ours".
-fn host_port(
-    spec: &ProcessSpec,
-    world: &World,
-    env_prefix: &str,
-    not_tcp: &[&str],
-) -> Result<Address, String> {
-    let name = spec.backend.name();
-    let args = args_of(spec);
-    if let Some(opt) = not_tcp.iter().find(|o| has_option(args, o)) {
-        return Err(format!("{name} serves --{opt}, not a TCP port"));
-    }
-    let last = |opt: &str| option_values(args, opt, None).into_iter().last();
-    let host = last("host")
-        .or_else(|| (world.env)(&format!("{env_prefix}_HOST")))
-        .unwrap_or_else(|| "127.0.0.1".to_owned());
-    let port = last("port")
-        .or_else(|| (world.env)(&format!("{env_prefix}_PORT")))
-        .unwrap_or_else(|| "8000".to_owned());
-    let tls = ["ssl-keyfile", "ssl-certfile", "ssl-certificate"]
-        .iter()
-        .any(|o| has_option(args, o));
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let target = loopback_target(host, &port)
-        .map_err(|_| format!("cannot read {name}'s address {host:?} port {port:?}"))?;
-    Ok(Address { target, tls })
-}
-
 /// A target for `host:port`, with wildcard addresses mapped to loopback.
 fn loopback_target(host: &str, port: &str) -> Result<Target, ()> {
     let port: u16 = port.trim().parse().map_err(|_| ())?;
@@ -490,48 +269,32 @@ fn loopback_target(host: &str, port: &str) -> Result<Target, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::CeleryInfo;
-    use std::collections::BTreeMap;
+    use crate::plan::BackendKind::{self, CeleryBeat, CeleryWorker, Command, Granian, Gunicorn};
 
-    fn spec(backend: BackendKind, argv: &[&str]) -> ProcessSpec {
+    fn spec(backend: BackendKind, listen: Vec<Listen>, readiness: DefaultReadiness) -> ProcessSpec {
         let mut s = crate::supervisor::order::tests::spec("web", backend, &[]);
-        s.cwd = "/srv/shop".into();
-        s.argv = argv.iter().map(|a| a.to_string()).collect();
+        s.listen = listen;
+        s.readiness = readiness;
         s
     }
 
-    fn world_with<'a>(
-        env: &'a BTreeMap<&'static str, &'static str>,
-        files: &'a [&'static str],
-    ) -> (
-        impl Fn(&str) -> Option<String> + 'a,
-        impl Fn(&Path) -> bool + 'a,
-    ) {
-        (
-            move |k: &str| env.get(k).map(|v| v.to_string()),
-            move |p: &Path| files.iter().any(|f| p == Path::new(f)),
-        )
+    fn tcp(host: &str, port: &str, tls: bool) -> Vec<Listen> {
+        vec![Listen::Tcp {
+            host: host.into(),
+            port: port.into(),
+            tls,
+        }]
     }
 
-    /// The default for `argv`, as `probe.describe()` or the note of None.
-    fn probe_of(
-        backend: BackendKind,
-        argv: &[&str],
-        env: &[(&'static str, &'static str)],
-        files: &[&'static str],
-    ) -> String {
-        let env: BTreeMap<_, _> = env.iter().copied().collect();
-        let (e, f) = world_with(&env, files);
-        let world = World {
-            env: &e,
-            file_exists: &f,
-        };
-        match default_health(&spec(backend, argv), &world) {
+    /// The default probe as `describe()`, or `none: NOTE`.
+    fn probe_of(s: &ProcessSpec) -> String {
+        match default_health(s) {
             DefaultHealth::Plan { plan, .. } => match plan.check {
                 Check::Http(p) => {
                     assert_eq!(p.accept(), Accept::AnyResponse);
                     assert_eq!(plan.settings.readiness, Readiness::Probe);
                     assert!(!plan.settings.liveness, "readiness only");
+                    assert_eq!(plan.timeout, WEB_TIMEOUT);
                     p.describe()
                 }
                 Check::Tcp(p) => p.describe(),
@@ -541,211 +304,66 @@ mod tests {
         }
     }
 
-    use BackendKind::{CeleryBeat, CeleryWorker, Granian, Gunicorn, Uvicorn};
-
     #[test]
-    fn gunicorn_binds() {
-        let g = |argv: &[&str]| probe_of(Gunicorn, argv, &[], &[]);
-        let ctl = "--control-socket=/run/x.ctl";
+    fn a_serving_web_server_is_probed_on_its_first_address() {
+        let serving = |host, port, tls| {
+            probe_of(&spec(
+                Gunicorn,
+                tcp(host, port, tls),
+                DefaultReadiness::Serving,
+            ))
+        };
         assert_eq!(
-            g(&[
-                "gunicorn",
-                ctl,
-                "--bind=127.0.0.1:8001",
-                "--workers=4",
-                "app:wsgi"
-            ]),
+            serving("127.0.0.1", "8001", false),
             "GET http://127.0.0.1:8001/"
         );
         assert_eq!(
-            g(&["gunicorn", "--bind=0.0.0.0:9000", "--bind=unix:/x", "a"]),
-            "GET http://127.0.0.1:9000/",
-            "the first bind, wildcard on loopback"
+            serving("0.0.0.0", "9000", false),
+            "GET http://127.0.0.1:9000/"
         );
+        assert_eq!(serving("::", "8002", false), "GET http://[::1]:8002/");
+        assert_eq!(serving("[::1]", "8000", false), "GET http://[::1]:8000/");
         assert_eq!(
-            g(&["gunicorn", "-b", "[::]:8002", "a"]),
-            "GET http://[::1]:8002/"
-        );
-        assert_eq!(g(&["gunicorn", "-b[::1]", "a"]), "GET http://[::1]:8000/");
-        assert_eq!(
-            g(&["gunicorn", "--bind", "localhost", "a"]),
+            serving("localhost", "8000", false),
             "GET http://localhost:8000/"
         );
+        assert_eq!(serving("", "7000", false), "GET http://127.0.0.1:7000/");
+        assert_eq!(serving("127.0.0.1", "8443", true), "connect 127.0.0.1:8443");
         assert_eq!(
-            g(&["gunicorn", "--bind=:7000", "a"]),
-            "GET http://127.0.0.1:7000/"
+            serving("h", "x", false),
+            "none: no default readiness check: cannot read gunicorn's address \"h\" port \"x\"; \
+             it counts as ready once spawned (add `health` to check it)"
         );
+        assert!(serving("127.0.0.1", "0", false).starts_with("none: "));
+        let mut both = tcp("127.0.0.2", "8100", false);
+        both.push(Listen::Unix("/x".into()));
         assert_eq!(
-            g(&["gunicorn", "--bind=tcp://10.1.2.3:80", "a"]),
-            "GET http://10.1.2.3:80/"
+            probe_of(&spec(Granian, both, DefaultReadiness::Serving)),
+            "GET http://127.0.0.2:8100/"
         );
-        assert_eq!(
-            g(&["gunicorn", ctl, "app:wsgi"]),
-            "GET http://127.0.0.1:8000/",
-            "gunicorn's default"
-        );
-        assert!(g(&["gunicorn", "--bind=unix:/run/web.sock", "a"]).starts_with("none: no default readiness check: gunicorn binds a unix socket (unix:/run/web.sock)"));
-        assert!(g(&["gunicorn", "--bind=fd://3", "a"]).contains("inherited socket"));
-        assert!(g(&["gunicorn", "--bind=h:x", "a"]).contains("cannot read gunicorn's bind address"));
     }
 
     #[test]
-    fn gunicorn_env_config_and_tls() {
-        assert_eq!(
-            probe_of(Gunicorn, &["gunicorn", "a"], &[("PORT", "5000")], &[]),
-            "GET http://127.0.0.1:5000/"
-        );
-        assert_eq!(
-            probe_of(
-                Gunicorn,
-                &["gunicorn", "a"],
-                &[("GUNICORN_CMD_ARGS", "--workers 3 --bind 127.0.0.1:6000")],
-                &[]
-            ),
-            "GET http://127.0.0.1:6000/"
-        );
-        // The command line beats GUNICORN_CMD_ARGS and a config file.
-        assert_eq!(
-            probe_of(
-                Gunicorn,
-                &["gunicorn", "-c", "conf.py", "-b", "127.0.0.1:1", "a"],
-                &[("GUNICORN_CMD_ARGS", "-b 127.0.0.1:2")],
-                &["/srv/shop/gunicorn.conf.py"]
-            ),
-            "GET http://127.0.0.1:1/"
-        );
-        let n = probe_of(Gunicorn, &["gunicorn", "-c", "conf.py", "a"], &[], &[]);
-        assert!(
-            n.contains("\"conf.py\", which prodserver cannot evaluate"),
-            "{n}"
-        );
-        let n = probe_of(
+    fn an_unprobeable_server_says_why() {
+        let s = spec(
             Gunicorn,
-            &["gunicorn", "a"],
-            &[],
-            &["/srv/shop/gunicorn.conf.py"],
-        );
-        assert!(n.contains("/srv/shop/gunicorn.conf.py"), "{n}");
-        assert_eq!(
-            probe_of(
-                Gunicorn,
-                &[
-                    "gunicorn",
-                    "--bind=127.0.0.1:8443",
-                    "--certfile=c",
-                    "--keyfile=k",
-                    "a"
-                ],
-                &[],
-                &[]
-            ),
-            "connect 127.0.0.1:8443"
-        );
-    }
-
-    #[test]
-    fn uvicorn_and_granian() {
-        assert_eq!(
-            probe_of(Uvicorn, &["uvicorn", "m:app"], &[], &[]),
-            "GET http://127.0.0.1:8000/"
+            vec![Listen::Unix("/run/web.sock".into())],
+            DefaultReadiness::Unprobeable {
+                why: "gunicorn binds a unix socket (unix:/run/web.sock)".into(),
+            },
         );
         assert_eq!(
-            probe_of(
-                Uvicorn,
-                &[
-                    "uvicorn",
-                    "--host=0.0.0.0",
-                    "--port=8080",
-                    "--proxy-headers",
-                    "m:app"
-                ],
-                &[],
-                &[]
-            ),
-            "GET http://127.0.0.1:8080/"
+            probe_of(&s),
+            "none: no default readiness check: gunicorn binds a unix socket (unix:/run/web.sock); \
+             it counts as ready once spawned (add `health` to check it)"
         );
-        assert_eq!(
-            probe_of(
-                Uvicorn,
-                &["uvicorn", "--host", "::", "m:app"],
-                &[("UVICORN_PORT", "9001")],
-                &[]
-            ),
-            "GET http://[::1]:9001/"
-        );
-        assert!(probe_of(
-            Uvicorn,
-            &["uvicorn", "--uds=/run/u.sock", "m:app"],
-            &[],
-            &[]
-        )
-        .contains("uvicorn serves --uds"));
-        assert!(probe_of(Uvicorn, &["uvicorn", "--fd", "3", "m:app"], &[], &[]).contains("--fd"));
-        assert!(
-            probe_of(Uvicorn, &["uvicorn", "--port=0", "m:app"], &[], &[]).starts_with("none: ")
-        );
-        assert_eq!(
-            probe_of(
-                Uvicorn,
-                &[
-                    "uvicorn",
-                    "--port=8443",
-                    "--ssl-keyfile=k",
-                    "--ssl-certfile=c",
-                    "m:app"
-                ],
-                &[],
-                &[]
-            ),
-            "connect 127.0.0.1:8443"
-        );
-        assert_eq!(
-            probe_of(
-                Granian,
-                &[
-                    "granian",
-                    "--interface=asgi",
-                    "--host=0.0.0.0",
-                    "--port=8100",
-                    "m:app"
-                ],
-                &[],
-                &[]
-            ),
-            "GET http://127.0.0.1:8100/"
-        );
-        assert_eq!(
-            probe_of(
-                Granian,
-                &["granian", "--interface=wsgi", "m:app"],
-                &[("GRANIAN_HOST", "127.0.0.2")],
-                &[]
-            ),
-            "GET http://127.0.0.2:8000/"
-        );
-        assert!(
-            probe_of(Granian, &["granian", "--uds", "/x", "m:app"], &[], &[])
-                .contains("granian serves --uds")
-        );
-    }
-
-    fn celery_default(backend: BackendKind, integration: bool) -> DefaultHealth {
-        let mut s = spec(backend, &["celery", "-A", "shop", "worker"]);
-        s.celery = Some(CeleryInfo {
-            app: "shop".into(),
-            queues: vec![],
-            integration,
-        });
-        let world = World {
-            env: &|_| None,
-            file_exists: &|_| false,
-        };
-        default_health(&s, &world)
     }
 
     #[test]
     fn celery_with_and_without_the_integration() {
-        let DefaultHealth::Plan { plan, note } = celery_default(CeleryWorker, true) else {
+        let DefaultHealth::Plan { plan, note } =
+            default_health(&spec(CeleryWorker, vec![], DefaultReadiness::CeleryWorker))
+        else {
             panic!()
         };
         assert!(matches!(plan.check, Check::Notify));
@@ -758,7 +376,9 @@ mod tests {
         assert_eq!(plan.settings.watchdog, Some(Duration::from_secs(30)));
         assert!(note.contains("worker_ready"), "{note}");
 
-        let DefaultHealth::Plan { plan, .. } = celery_default(CeleryBeat, true) else {
+        let DefaultHealth::Plan { plan, .. } =
+            default_health(&spec(CeleryBeat, vec![], DefaultReadiness::CeleryBeat))
+        else {
             panic!()
         };
         assert_eq!(plan.settings.readiness, Readiness::AtSpawn);
@@ -766,7 +386,8 @@ mod tests {
         assert_eq!(plan.settings.start_period, BEAT_START_PERIOD);
 
         for kind in [CeleryWorker, CeleryBeat] {
-            let DefaultHealth::None { note: Some(note) } = celery_default(kind, false) else {
+            let s = spec(kind, vec![], DefaultReadiness::CeleryWithoutIntegration);
+            let DefaultHealth::None { note: Some(note) } = default_health(&s) else {
                 panic!()
             };
             assert!(note.starts_with("celery_integration = false"), "{note}");
@@ -774,38 +395,65 @@ mod tests {
     }
 
     #[test]
-    fn other_backends_have_none() {
-        let world = World {
-            env: &|_| None,
-            file_exists: &|_| false,
-        };
-        for kind in [
-            BackendKind::Command,
-            BackendKind::Waitress,
-            BackendKind::DjangoQ2,
-        ] {
-            assert!(matches!(
-                default_health(&spec(kind, &["x"]), &world),
-                DefaultHealth::None { note: None }
-            ));
-        }
+    fn ready_at_spawn_has_no_plan_and_no_note_even_with_an_address() {
+        let s = spec(
+            BackendKind::Daphne,
+            tcp("127.0.0.1", "8000", false),
+            DefaultReadiness::AtSpawn,
+        );
+        assert!(matches!(
+            default_health(&s),
+            DefaultHealth::None { note: None }
+        ));
+        let s = spec(Command, vec![], DefaultReadiness::AtSpawn);
+        assert!(matches!(
+            default_health(&s),
+            DefaultHealth::None { note: None }
+        ));
     }
 
     #[test]
-    fn option_forms() {
-        let a: Vec<String> = [
-            "-b",
-            "x",
-            "-by",
-            "--bind=z",
-            "--bind",
-            "w",
-            "--binder=q",
-            "-b",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        assert_eq!(option_values(&a, "bind", Some("b")), ["x", "y", "z", "w"]);
+    fn a_health_path_uses_the_default_address_with_liveness() {
+        let h = HealthSpec {
+            probe: None,
+            path: Some("/healthz/".into()),
+            watchdog: None,
+            interval: Duration::from_secs(7),
+            timeout: Duration::from_secs(2),
+            retries: 4,
+            start_period: Duration::ZERO,
+            start_timeout: Duration::from_secs(60),
+        };
+        let s = spec(
+            Gunicorn,
+            tcp("0.0.0.0", "8000", false),
+            DefaultReadiness::Serving,
+        );
+        let (plan, note) = web_path_plan(&s, &h, "/healthz/").unwrap();
+        let Check::Http(p) = &plan.check else {
+            panic!()
+        };
+        assert_eq!(p.accept(), Accept::Success);
+        assert_eq!(p.describe(), "GET http://127.0.0.1:8000/healthz/");
+        assert!(plan.settings.liveness);
+        assert_eq!(plan.settings.retries, 4);
+        assert_eq!(
+            note,
+            "readiness and liveness: GET http://127.0.0.1:8000/healthz/ (2xx/3xx)"
+        );
+
+        let s = spec(
+            Gunicorn,
+            tcp("127.0.0.1", "8443", true),
+            DefaultReadiness::Serving,
+        );
+        let e = web_path_plan(&s, &h, "/healthz/").unwrap_err();
+        assert_eq!(
+            e,
+            "`path` needs plain HTTP, but this gunicorn serves TLS; use `tcp = \"127.0.0.1:8443\"`"
+        );
+        let s = spec(Command, vec![], DefaultReadiness::AtSpawn);
+        let e = web_path_plan(&s, &h, "/healthz/").unwrap_err();
+        assert!(e.contains("`path` needs a web backend, not command"), "{e}");
     }
 }

@@ -31,13 +31,13 @@ pub mod tracker;
 
 use std::time::Duration;
 
-pub use defaults::{default_health, DefaultHealth, World};
+pub use defaults::{default_health, DefaultHealth};
 pub use owner::Outcome;
 pub use probe::{Accept, HttpProbe, TcpProbe};
 pub use tracker::{Readiness, Settings, Tracker, Verdict};
 
-use crate::config::units::format_duration;
 use crate::plan::{HealthSpec, Probe, ProcessSpec};
+use crate::units::format_duration;
 
 /// What to observe for one process, decided once at start.
 #[derive(Debug, Clone)]
@@ -76,20 +76,9 @@ pub struct Resolved {
 }
 
 /// The health plan of instance `n` of `spec` ([`plan_for`] with
-/// `{instance}` expanded) in the world prodserver runs in: the child's
-/// environment over `inherited`, files relative to its working directory. What `start` runs and what `check` shows come from here.
-pub fn plan_for_instance(
-    spec: &ProcessSpec,
-    n: u32,
-    inherited: &std::collections::BTreeMap<String, String>,
-) -> Result<Resolved, String> {
-    let spec = spec.for_instance(n);
-    let lookup = |key: &str| spec.env.get(key).or_else(|| inherited.get(key)).cloned();
-    let world = World {
-        env: &lookup,
-        file_exists: &|p: &std::path::Path| spec.cwd.join(p).exists(),
-    };
-    plan_for(&spec, &world)
+/// `{instance}` expanded).
+pub fn plan_for_instance(spec: &ProcessSpec, n: u32) -> Result<Resolved, String> {
+    plan_for(&spec.for_instance(n))
 }
 
 /// One line saying what a plan checks, for `check`.
@@ -138,11 +127,11 @@ pub fn describe(resolved: &Resolved) -> String {
 /// The health plan of `spec`: its `health` block if any, else
 /// [`default_health`]. `Err` when a configured probe cannot be used (bad
 /// URL, address or regex), with a message for the user.
-pub fn plan_for(spec: &ProcessSpec, world: &World) -> Result<Resolved, String> {
+pub fn plan_for(spec: &ProcessSpec) -> Result<Resolved, String> {
     match &spec.health {
         Some(h) if h.probe.is_none() && h.path.is_some() => {
             let path = h.path.as_deref().unwrap_or("/");
-            let (plan, note) = defaults::web_path_plan(spec, world, h, path)?;
+            let (plan, note) = defaults::web_path_plan(spec, h, path)?;
             Ok(Resolved {
                 plan: Some(plan),
                 note: Some(note),
@@ -152,7 +141,7 @@ pub fn plan_for(spec: &ProcessSpec, world: &World) -> Result<Resolved, String> {
             plan: Some(configured(h)?),
             note: None,
         }),
-        None => Ok(match default_health(spec, world) {
+        None => Ok(match default_health(spec) {
             DefaultHealth::Plan { plan, note } => Resolved {
                 plan: Some(*plan),
                 note: Some(note),
@@ -194,13 +183,6 @@ mod tests {
     use super::*;
     use crate::plan::BackendKind;
 
-    fn no_world() -> (
-        impl Fn(&str) -> Option<String>,
-        impl Fn(&std::path::Path) -> bool,
-    ) {
-        (|_: &str| None, |_: &std::path::Path| false)
-    }
-
     fn health(probe: Option<Probe>) -> HealthSpec {
         HealthSpec {
             probe,
@@ -216,25 +198,21 @@ mod tests {
 
     #[test]
     fn a_health_block_wins_over_the_default() {
-        let (env, files) = no_world();
-        let world = World {
-            env: &env,
-            file_exists: &files,
-        };
         let mut spec = crate::supervisor::order::tests::spec("web", BackendKind::Gunicorn, &[]);
-        spec.argv = vec![
-            "gunicorn".into(),
-            "--bind=127.0.0.1:8000".into(),
-            "a".into(),
-        ];
-        let r = plan_for(&spec, &world).unwrap();
+        spec.listen = vec![crate::backend::Listen::Tcp {
+            host: "127.0.0.1".into(),
+            port: "8000".into(),
+            tls: false,
+        }];
+        spec.readiness = crate::backend::DefaultReadiness::Serving;
+        let r = plan_for(&spec).unwrap();
         assert!(matches!(r.plan.unwrap().check, Check::Http(_)));
         assert!(r.note.unwrap().contains("default for gunicorn"));
 
         spec.health = Some(health(Some(Probe::Tcp {
             address: "127.0.0.1:9".into(),
         })));
-        let r = plan_for(&spec, &world).unwrap();
+        let r = plan_for(&spec).unwrap();
         let plan = r.plan.unwrap();
         assert!(matches!(plan.check, Check::Tcp(_)));
         assert_eq!(plan.timeout, Duration::from_secs(2));
@@ -243,13 +221,12 @@ mod tests {
         spec.health = Some(health(Some(Probe::Log {
             pattern: "(".into(),
         })));
-        assert!(plan_for(&spec, &world)
-            .unwrap_err()
-            .contains("`log` pattern"));
+        assert!(plan_for(&spec).unwrap_err().contains("`log` pattern"));
 
         spec.backend = BackendKind::Command;
+        spec.readiness = crate::backend::DefaultReadiness::AtSpawn;
         spec.health = None;
-        let r = plan_for(&spec, &world).unwrap();
+        let r = plan_for(&spec).unwrap();
         assert!(r.plan.is_none() && r.note.is_none());
     }
 

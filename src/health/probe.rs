@@ -28,8 +28,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::units::format_duration;
 use crate::os::{self, SpawnRequest};
+use crate::units::format_duration;
 
 /// Which HTTP statuses count as healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,8 +37,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::units::format_duration;
 use crate::plan::{HealthSpec, Probe};
+use crate::units::format_duration;
 
 /// Probe period before readiness for network probes (http, tcp), when
 /// `interval` is longer: a web server that became ready should count as

@@ -36,6 +36,7 @@ use crate::logs::{Logs, Stream};
 use crate::notify::{Message, Sender};
 use crate::os::{self, Credentials, Keeper, LockOutcome, SingletonLock, SpawnRequest};
 use crate::plan::{Plan, ProcessId};
+use crate::resolve::ResolvedPlan;
 
 /// Whether a note needs more than its line.
 enum NoteKind {
@@ -52,12 +53,10 @@ pub struct RunOptions {
     pub selected: Vec<ProcessId>,
     /// prodserver's own environment, already scrubbed of systemd variables.
     pub base_env: Vec<(String, String)>,
-    /// Resolved `user`/`group` per process.
-    pub credentials: Vec<Option<Credentials>>,
     pub runtime_dir: std::path::PathBuf,
-    /// Health plan per process and instance (configured or the backend's
-    /// default; `{instance}` expanded): `health[process][number - 1]`.
-    pub health: Vec<Vec<Option<HealthPlan>>>,
+    /// Per process its credentials, per instance its launch and health
+    /// plan (`crate::resolve`).
+    pub resolved: ResolvedPlan,
     /// Where instances' notify sockets live; `None`: no NOTIFY_SOCKET.
     pub notify_dir: Option<crate::notify::RunDir>,
     /// What the run is for.
@@ -363,10 +362,13 @@ impl Engine {
         env.extend(self.notify_env(id));
         let spec = &self.core.plan().processes[process];
         let request = SpawnRequest {
-            argv: spec.for_instance(id.number).argv,
+            argv: self
+                .launch(id)
+                .map(|l| l.argv.clone())
+                .unwrap_or_else(|| spec.for_instance(id.number).argv),
             env,
             cwd: spec.cwd.clone(),
-            creds: self.opts.credentials[process].clone(),
+            creds: self.credentials(process),
         };
         self.ensure_io(id).generation = generation;
         match os::spawn(&request) {
@@ -445,10 +447,17 @@ impl Engine {
     /// the documented precedence; `{instance}` expanded.
     pub(super) fn child_env(&self, id: &InstanceId) -> Vec<(String, String)> {
         let process = self.io.get(id).map_or(0, |io| io.process);
-        let spec = self.core.plan().processes[process].for_instance(id.number);
         let mut env: BTreeMap<String, String> = self.opts.base_env.iter().cloned().collect();
-        env.extend(spec.env);
-        env.insert("PRODSERVER_PROCESS".into(), spec.name);
+        match self.launch(id) {
+            Some(launch) => env.extend(launch.env.clone()),
+            // An instance beyond the resolved ones (scaled up): its spec.
+            None => env.extend(
+                self.core.plan().processes[process]
+                    .for_instance(id.number)
+                    .env,
+            ),
+        }
+        env.insert("PRODSERVER_PROCESS".into(), id.process.clone());
         env.insert("PRODSERVER_INSTANCE".into(), id.number.to_string());
         env.into_iter().collect()
     }
@@ -456,9 +465,26 @@ impl Engine {
     /// The instance's health plan, if it has one.
     pub(super) fn health_plan(&self, id: &InstanceId) -> Option<&HealthPlan> {
         let process = self.io.get(id)?.process;
-        self.opts.health[process]
-            .get(id.number as usize - 1)
-            .and_then(Option::as_ref)
+        self.opts
+            .resolved
+            .instance(process, id.number)
+            .and_then(|i| i.health.plan.as_ref())
+    }
+
+    /// The instance's launch: argv and env, `{instance}` expanded.
+    fn launch(&self, id: &InstanceId) -> Option<&crate::backend::Launch> {
+        let process = self.io.get(id)?.process;
+        Some(&self.opts.resolved.instance(process, id.number)?.launch)
+    }
+
+    /// A process's resolved `user`/`group`.
+    pub(super) fn credentials(&self, process: ProcessId) -> Option<Credentials> {
+        self.opts
+            .resolved
+            .processes
+            .get(process)?
+            .credentials
+            .clone()
     }
 
     /// The generation of the instance's current spawn.

@@ -54,9 +54,7 @@ impl Engine {
             return Vec::new();
         };
         let process = self.io_ref(id).map_or(0, |io| io.process);
-        let owner = self.opts.credentials[process]
-            .as_ref()
-            .map(|c| (c.uid, c.gid));
+        let owner = self.credentials(process).as_ref().map(|c| (c.uid, c.gid));
         let key = self.io_mut(id).key;
         let socket = match NotifySocket::for_instance(&dir, key, owner) {
             Ok(socket) => socket,
@@ -338,7 +336,7 @@ impl Engine {
                     argv: argv.clone(),
                     env: self.child_env(id),
                     cwd: self.core.plan().processes[process].cwd.clone(),
-                    creds: self.opts.credentials[process].clone(),
+                    creds: self.credentials(process),
                 };
                 let pids = self.exec_pids.clone();
                 tokio::spawn(async move {
