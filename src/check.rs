@@ -10,6 +10,7 @@ use crate::config;
 use crate::config::{Diagnostic, Loaded, Severity, Sources};
 use crate::plan::{Plan, ProcessSpec};
 use crate::resolve::ResolvedPlan;
+use crate::signals::signal_name;
 use crate::supervisor::order;
 use crate::units::format_duration;
 
@@ -314,12 +315,6 @@ pub fn render_errors_json(sources: &Sources, diagnostics: &[Diagnostic]) -> serd
         "errors": errors.iter().map(|d| sources.to_json(d)).collect::<Vec<_>>(),
         "warnings": warnings.iter().map(|d| sources.to_json(d)).collect::<Vec<_>>(),
     })
-}
-
-pub fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| format!("signal {sig}"))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod notify;
 pub mod os;
 pub mod plan;
 pub mod resolve;
+pub mod signals;
 pub mod start;
 pub mod supervisor;
 pub mod units;

@@ -224,9 +224,7 @@ pub fn markdown_table() -> String {
         "| backend | command line | needs | default stop signal |\n|---|---|---|---|\n",
     );
     for kind in BackendKind::ALL {
-        let signal = nix::sys::signal::Signal::try_from(default_stop_signal(kind))
-            .map(|s| s.as_str())
-            .unwrap_or("?");
+        let signal = crate::signals::signal_name(default_stop_signal(kind));
         // A `|` would end the table cell even inside a code span.
         out.push_str(&format!(
             "| `{}` | `{}` | {} | {} |\n",

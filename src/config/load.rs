@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
@@ -867,13 +866,13 @@ impl Loader<'_> {
         else {
             return default;
         };
-        match signal_from_name(&text) {
+        match crate::signals::signal_by_name(&text) {
             Some(sig) if STOP_SIGNALS_REFUSED.contains(&sig) => {
                 self.r.error(
                     value.span(),
                     format!(
                         "{} cannot be a stop signal: by default it does not end a process",
-                        crate::check::signal_name(sig)
+                        crate::signals::signal_name(sig)
                     ),
                     "use TERM (or INT, QUIT, HUP, USR1, USR2 if the program stops on it; KILL skips any graceful stop)",
                 );
@@ -1841,20 +1840,4 @@ fn valid_process_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// `TERM`, `SIGTERM`, `term` or a number.
-pub fn signal_from_name(text: &str) -> Option<i32> {
-    if let Ok(n) = text.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n).ok().map(|s| s as i32);
-    }
-    let upper = text.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    nix::sys::signal::Signal::from_str(&full)
-        .ok()
-        .map(|s| s as i32)
 }

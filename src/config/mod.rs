@@ -15,8 +15,8 @@ pub mod schema;
 pub use crate::units;
 pub use diagnostic::{Diagnostic, Severity, Sources};
 pub use load::{
-    listen_addresses, load, load_str, one_line, signal_from_name, span_at, span_in,
-    unconsumed_queues, LoadError, LoadOptions, Loaded, ProbeAt, MAX_INSTANCES,
+    listen_addresses, load, load_str, one_line, span_at, span_in, unconsumed_queues, LoadError,
+    LoadOptions, Loaded, ProbeAt, MAX_INSTANCES,
 };
 pub use read::did_you_mean as read_suggest;
 #[cfg(test)]
