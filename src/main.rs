@@ -7,36 +7,36 @@ use clap::Parser;
 use prodserver::check;
 use prodserver::cli::{Cli, Command, LogFormat};
 use prodserver::config::{self, LoadOptions};
+use prodserver::error::{self, Error};
 use prodserver::resolve;
 use prodserver::{exit, start};
 
+/// The one place where errors become output and exit codes; a panic is
+/// caught and reported like any other error, never an exit path of its own.
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ExitCode::from(run(cli) as u8)
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let code = match error::guard(|| run(cli, color)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprint!("{}", e.render(color));
+            e.exit_code()
+        }
+    };
+    ExitCode::from(code as u8)
 }
 
-fn run(cli: Cli) -> i32 {
-    let cwd = match std::env::current_dir() {
-        Ok(cwd) => cwd,
-        Err(e) => {
-            eprintln!("error: cannot read the current directory: {e}");
-            return exit::INTERNAL;
-        }
-    };
+fn run(cli: Cli, color: bool) -> Result<i32, Error> {
+    let cwd = std::env::current_dir().map_err(|e| Error::setup("read the current directory", e))?;
     let env_config = std::env::var("PRODSERVER_CONFIG").ok();
-    let path = match config::locate::locate(cli.config.as_deref(), env_config.as_deref(), &cwd) {
-        Ok(path) => path,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CONFIG;
-        }
-    };
+    let path = config::locate::locate(cli.config.as_deref(), env_config.as_deref(), &cwd)
+        .map_err(|e| Error::usage(e.to_string()))?;
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let opts = LoadOptions {
         env: env.clone(),
         runtime_dir: prodserver::os::runtime_dir(),
     };
-    let color = std::io::stderr().is_terminal() && env.get("NO_COLOR").is_none_or(|v| v.is_empty());
     match cli.command {
         Command::Check { json } => match resolve::load(&path, &opts) {
             Ok((loaded, resolved)) => {
@@ -46,19 +46,16 @@ fn run(cli: Cli) -> i32 {
                 } else {
                     print!("{}", check::render_text(&loaded, &resolved, &extra, color));
                 }
-                exit::OK
+                Ok(exit::OK)
             }
-            Err(e) => {
-                if json {
-                    println!(
-                        "{:#}",
-                        check::render_errors_json(&e.sources, &e.diagnostics)
-                    );
-                } else {
-                    report(&e, &path, color);
-                }
-                exit::CONFIG
+            Err(e) if json => {
+                println!(
+                    "{:#}",
+                    check::render_errors_json(&e.sources, &e.diagnostics)
+                );
+                Ok(exit::CONFIG)
             }
+            Err(e) => Err(Error::config(path, e)),
         },
         Command::Start {
             names,
@@ -66,13 +63,8 @@ fn run(cli: Cli) -> i32 {
             log_format,
             timestamps,
         } => {
-            let (loaded, resolved) = match resolve::load(&path, &opts) {
-                Ok(both) => both,
-                Err(e) => {
-                    report(&e, &path, color);
-                    return exit::CONFIG;
-                }
-            };
+            let (loaded, resolved) =
+                resolve::load(&path, &opts).map_err(|e| Error::config(&path, e))?;
             if !loaded.warnings.is_empty() {
                 eprint!("{}", loaded.sources.render(&loaded.warnings, color));
             }
@@ -87,15 +79,4 @@ fn run(cli: Cli) -> i32 {
             start::run(loaded.plan, resolved, settings)
         }
     }
-}
-
-/// Prints every diagnostic of an invalid file, then a one-line verdict.
-fn report(e: &config::LoadError, path: &std::path::Path, color: bool) {
-    eprint!("{}", e.sources.render(&e.diagnostics, color));
-    let n = e.errors().count();
-    eprintln!(
-        "\n{}: {n} error{} found; nothing was started",
-        path.display(),
-        if n == 1 { "" } else { "s" }
-    );
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::read_suggest;
-use crate::exit;
+use crate::error::Error;
 use crate::logs::{self, Format, Logs};
 use crate::notify;
 use crate::os;
@@ -28,14 +28,10 @@ pub struct Settings {
     pub runtime_dir: PathBuf,
 }
 
-pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> i32 {
-    let selected = match select(&plan, &settings.names) {
-        Ok(selected) => selected,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CONFIG;
-        }
-    };
+/// Runs the supervisor; `Ok` carries the exit code of the run (its
+/// verdict), `Err` why nothing could be started.
+pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32, Error> {
+    let selected = select(&plan, &settings.names).map_err(Error::usage)?;
     for queue in crate::config::unconsumed_queues(&plan, &selected) {
         eprintln!(
             "warning: queue \"{queue}\" is in [prodserver] queues but no celery-worker started here consumes it: its tasks wait for a worker elsewhere"
@@ -43,25 +39,20 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> i32 {
     }
     for id in &selected {
         if let Some(e) = &resolved.processes[*id].needs_root {
-            eprintln!("error: [processes.{}] {e}", plan.processes[*id].name);
-            return exit::CONFIG;
+            return Err(Error::process(&plan.processes[*id].name, e));
         }
     }
-    if let Err(e) = os::ensure_runtime_dir(&settings.runtime_dir) {
-        eprintln!(
-            "error: cannot use the runtime directory {}: {e}",
-            settings.runtime_dir.display()
-        );
-        return exit::INTERNAL;
-    }
+    os::ensure_runtime_dir(&settings.runtime_dir).map_err(|e| {
+        Error::setup(
+            format!(
+                "use the runtime directory {}",
+                settings.runtime_dir.display()
+            ),
+            e,
+        )
+    })?;
     // Forked before any thread exists: see os::keeper.
-    let keeper = match os::start_keeper() {
-        Ok(keeper) => keeper,
-        Err(e) => {
-            eprintln!("error: cannot start the keeper process: {e}");
-            return exit::INTERNAL;
-        }
-    };
+    let keeper = os::start_keeper().map_err(|e| Error::setup("start the keeper process", e))?;
     os::ignore_sigpipe();
     // Every instance needs descriptors of ours (log pipes, a notify socket):
     // the 1024 soft limit systemd gives services is not enough for a few
@@ -98,24 +89,13 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> i32 {
         prefix_width: width,
         timestamps: settings.timestamps,
     };
-    let (logs, writer) = match Logs::start_with(log_settings, Box::new(std::io::stdout())) {
-        Ok(started) => started,
-        Err(e) => {
-            eprintln!("error: cannot start the log writer: {e}");
-            return exit::INTERNAL;
-        }
-    };
+    let (logs, writer) = Logs::start_with(log_settings, Box::new(std::io::stdout()))
+        .map_err(|e| Error::setup("start the log writer", e))?;
 
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::INTERNAL;
-        }
-    };
+        .map_err(|e| Error::setup("start the async runtime", e))?;
     for id in &selected {
         if let Some(note) = resolved
             .instance(*id, 1)
@@ -125,19 +105,15 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> i32 {
         }
     }
     if resolved.celery_module_dir(&selected).is_some() {
-        if let Err(e) = crate::celery::install(&settings.runtime_dir) {
-            eprintln!("error: cannot install the Celery integration: {e}");
-            return exit::INTERNAL;
-        }
+        crate::celery::install(&settings.runtime_dir)
+            .map_err(|e| Error::setup("install the Celery integration", e))?;
     }
     let runs_as_other_user = selected.iter().any(|id| plan.processes[*id].user.is_some());
     if runs_as_other_user {
         // Instances that drop privileges must still reach their notify
         // socket and the Celery module inside the runtime directory.
-        if let Err(e) = os::share_runtime_dir(&settings.runtime_dir) {
-            eprintln!("error: cannot open the runtime directory to other users: {e}");
-            return exit::INTERNAL;
-        }
+        os::share_runtime_dir(&settings.runtime_dir)
+            .map_err(|e| Error::setup("open the runtime directory to other users", e))?;
     }
     let notify_dir = match notify::prepare_dir(&settings.runtime_dir) {
         Ok(dir) => Some(dir),
@@ -169,7 +145,7 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> i32 {
         logs::Stopped::Failed(e) => eprintln!("warning: the log stream could not be flushed: {e}"),
         logs::Stopped::TimedOut(d) => eprintln!("{}", d.warning(logs::EXIT_FLUSH_LIMIT)),
     }
-    code
+    Ok(code)
 }
 
 /// The named processes plus everything they depend on; all when none named.
