@@ -68,6 +68,7 @@ pub(super) enum Msg {
     Exited {
         id: InstanceId,
         generation: u64,
+        pid: i32,
         status: ExitStatus,
     },
     Probe {
@@ -93,7 +94,6 @@ pub(super) struct Io {
     /// Unique for the run, never reused: names the notify socket.
     pub key: usize,
     pub timer: Option<Instant>,
-    pub pid: Option<i32>,
     /// The generation of the current (or last) spawn.
     pub generation: u64,
     pub lock: Option<SingletonLock>,
@@ -210,7 +210,6 @@ impl Engine {
                     process,
                     key,
                     timer: None,
-                    pid: None,
                     generation: 0,
                     lock: None,
                     health: SlotHealth::default(),
@@ -376,7 +375,6 @@ impl Engine {
                 let pid = spawned.pid;
                 let mut child = spawned.child;
                 Self::keeper_result(&self.logs, self.keeper.register(pid));
-                self.ensure_io(id).pid = Some(pid);
                 let hook = self.log_hook(id, generation);
                 let mut pumps = Vec::with_capacity(2);
                 if let Some(out) = child.stdout.take() {
@@ -422,14 +420,22 @@ impl Engine {
                     let _ = tx.send(Msg::Exited {
                         id: report_id,
                         generation,
+                        pid,
                         status,
                     });
                 });
-                self.pending.push_back(Input::Spawned {
-                    id: id.clone(),
-                    generation,
-                    pid,
-                });
+                // At once, not queued: health (whose first probe may run
+                // right away) asks the core for the pid.
+                let cmds = self.core.handle(
+                    Instant::now(),
+                    Input::Spawned {
+                        id: id.clone(),
+                        generation,
+                        pid,
+                    },
+                    jitter01(),
+                );
+                self.execute_all(cmds);
                 self.start_health(id, Instant::now());
             }
             Err(e) => {
@@ -487,6 +493,19 @@ impl Engine {
             .clone()
     }
 
+    /// The instance's running process, if any: the core's, the one place
+    /// a pid is kept.
+    pub(super) fn pid_of(&self, id: &InstanceId) -> Option<i32> {
+        self.core.instance(id).and_then(Instance::pid)
+    }
+
+    fn live_pids(&self) -> Vec<i32> {
+        self.core
+            .ids()
+            .filter_map(|id| self.core.instance(id).and_then(Instance::pid))
+            .collect()
+    }
+
     /// The generation of the instance's current spawn.
     pub(super) fn generation(&self, id: &InstanceId) -> u64 {
         self.io.get(id).map_or(0, |io| io.generation)
@@ -508,29 +527,20 @@ impl Engine {
             Msg::Exited {
                 id,
                 generation,
+                pid,
                 status,
             } => {
-                let current = self.generation(&id) == generation;
-                let pid = self.io.get(&id).and_then(|io| io.pid);
-                if current {
+                if self.generation(&id) == generation {
                     self.stop_health(&id, true);
                 }
-                // The pid stays known while the exit is reported, so the
-                // event carries it; a restart may replace it meanwhile.
                 self.pending.push_back(Input::Exited {
-                    id: id.clone(),
+                    id,
                     generation,
                     status,
                 });
                 self.drain();
-                if let (true, Some(pid)) = (current, pid) {
-                    if let Some(io) = self.io.get_mut(&id) {
-                        if io.pid == Some(pid) {
-                            io.pid = None;
-                        }
-                    }
-                    Self::keeper_result(&self.logs, self.keeper.unregister(pid));
-                }
+                // Its group was killed with the exit: forget it.
+                Self::keeper_result(&self.logs, self.keeper.unregister(pid));
             }
         }
     }
@@ -604,7 +614,7 @@ impl Engine {
     }
 
     fn reap_orphans(&mut self) {
-        let known: Vec<i32> = self.io.values().filter_map(|s| s.pid).collect();
+        let known: Vec<i32> = self.live_pids();
         let exec = self.exec_pids.clone();
         let now = Instant::now();
         for (pid, status) in os::reap_orphans(&|pid| known.contains(&pid) || exec.contains(pid)) {
@@ -700,14 +710,14 @@ impl Engine {
     }
 
     fn note_toned(&mut self, id: &InstanceId, text: String, tone: crate::logs::Tone) {
-        let pid = self.io.get(id).and_then(|io| io.pid);
+        let pid = self.core.instance(id).and_then(Instance::last_pid);
         self.logs
             .toned_event(&id.process, id.number, pid.map(|p| p as u32), &text, tone);
     }
 
     /// Kills whatever is left, prints the exit summary, returns the code.
     fn finish(mut self) -> i32 {
-        let known: Vec<i32> = self.io.values().filter_map(|s| s.pid).collect();
+        let known: Vec<i32> = self.live_pids();
         for pid in os::live_orphans(&|pid| known.contains(&pid)) {
             let _ = os::kill_group(pid);
             let _ = os::send(pid, libc::SIGKILL);

@@ -336,6 +336,9 @@ pub struct Instance {
     /// The supervisor is stopping: whatever ends now stays down, even if
     /// its own stop wave has not come yet.
     holding: bool,
+    /// The pid of the latest spawn, kept after it exited (reports about
+    /// its end name it).
+    last_pid: Option<i32>,
     window: RestartWindow,
 }
 
@@ -365,6 +368,7 @@ impl Instance {
             stop_outcome: None,
             kill_cause: None,
             holding: false,
+            last_pid: None,
             window,
         }
     }
@@ -420,6 +424,11 @@ impl Instance {
         }
     }
 
+    /// The pid of the latest spawn, running or not.
+    pub fn last_pid(&self) -> Option<i32> {
+        self.pid().or(self.last_pid)
+    }
+
     pub fn is_ready(&self) -> bool {
         matches!(self.phase, Phase::Running { ready: true, .. })
     }
@@ -449,6 +458,7 @@ impl Instance {
             }
 
             (Phase::Spawning { stop }, Event::Spawned { pid }) => {
+                self.last_pid = Some(pid);
                 out.push(Action::Note(Note::Spawned { pid }));
                 match stop {
                     None => Phase::Running {

@@ -113,6 +113,14 @@ impl Engine {
 
     /// Called once a spawn succeeded: start tracking its health.
     pub(super) fn start_health(&mut self, id: &InstanceId, now: Instant) {
+        // Stopped as soon as it spawned (a stop arrived meanwhile): nothing
+        // to judge.
+        if !matches!(
+            self.core.phase(id),
+            Some(super::instance::Phase::Running { .. })
+        ) {
+            return;
+        }
         let settings = self.health_plan(id).map(|plan| plan.settings.clone());
         let h = &mut self.io_mut(id).health;
         h.status = None;
@@ -217,7 +225,7 @@ impl Engine {
     /// process tree may speak for it: anyone else able to reach the socket
     /// could otherwise mark it ready or keep a hung one alive.
     pub(super) fn on_notify(&mut self, id: &InstanceId, messages: Vec<Message>, sender: Sender) {
-        let Some(pid) = self.io_ref(id).and_then(|io| io.pid) else {
+        let Some(pid) = self.pid_of(id) else {
             return;
         };
         let view = self
@@ -316,7 +324,7 @@ impl Engine {
         };
         // A network probe passes only if the instance's own listener
         // answered (see `health::owner`).
-        let pid = self.io_ref(id).and_then(|io| io.pid);
+        let pid = self.pid_of(id);
         let label = id.to_string();
         match &plan.check {
             Check::Http(p) => {
