@@ -69,14 +69,12 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
     )
     .unwrap();
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let (loaded, resolved) = prodserver::resolve::load(
-        &config,
-        &LoadOptions {
-            env: env.clone(),
-            runtime_dir: runtime.path().to_path_buf(),
-        },
-    )
-    .unwrap_or_else(|e| panic!("{:?}", e.diagnostics));
+    let load_opts = LoadOptions {
+        env: env.clone(),
+        runtime_dir: runtime.path().to_path_buf(),
+    };
+    let (loaded, resolved) = prodserver::resolve::load(&config, &load_opts)
+        .unwrap_or_else(|e| panic!("{:?}", e.diagnostics));
     let plan = loaded.plan;
     let out = Captured::default();
     let (logs, writer) =
@@ -174,8 +172,50 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
         );
         assert_eq!(pid_of(&one, "web.1"), pid_of(&after, "web.1"));
 
+        // A reload: web changed (rolls), worker unchanged (untouched),
+        // beat added (starts).
+        std::fs::write(
+            &config,
+            r#"
+[processes.web]
+backend = "command"
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
+env = { CHANGED = "1" }
+
+[processes.worker]
+backend = "command"
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
+
+[processes.beat]
+backend = "command"
+command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
+"#,
+        )
+        .unwrap();
+        let (reloaded, resolved) = prodserver::resolve::load(&config, &load_opts)
+            .unwrap_or_else(|e| panic!("{:?}", e.diagnostics));
+        let before_reload = status(&control).await;
+        let reply = tokio::time::timeout(T, control.reload(reloaded.plan, resolved))
+            .await
+            .expect("reload answered")
+            .expect("engine running");
+        assert_eq!(reply, Reply::Done);
+        let after_reload = status(&control).await;
+        assert_eq!(
+            pid_of(&after_reload, "worker.1"),
+            pid_of(&before_reload, "worker.1")
+        );
+        assert_ne!(
+            pid_of(&after_reload, "web.1"),
+            pid_of(&before_reload, "web.1")
+        );
+        assert!(
+            pid_of(&after_reload, "beat.1").is_some(),
+            "{after_reload:?}"
+        );
+
         // Stopping every process keeps the supervisor alive.
-        for p in ["web", "worker"] {
+        for p in ["web", "worker", "beat"] {
             let reply = ask(&control, Request::Stop { process: p.into() }).await;
             assert_eq!(reply, Reply::Done);
         }

@@ -65,7 +65,7 @@ pub enum Goal {
 pub type Ticket = u64;
 
 /// What an operator can ask of a running supervisor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     /// Rolling restart of a process, or of one of its instances.
     Restart {
@@ -82,6 +82,11 @@ pub enum Request {
     Status,
     /// Stop everything and end the run (answered once the stop began).
     Shutdown,
+    /// Apply a new plan: unchanged processes keep running untouched,
+    /// changed ones roll (or only rescale), added ones start, removed
+    /// ones stop. Answered once the rollouts are done and the added
+    /// processes are ready.
+    Reload { plan: Box<Plan> },
 }
 
 /// The answer to a request, sent once it is *done*.
@@ -103,7 +108,7 @@ pub struct InstanceStatus {
     pub last_exit: Option<ExitStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// The spawn of `generation` produced a process.
     Spawned {
@@ -214,6 +219,12 @@ enum Waiter {
     Stopped { ticket: Ticket, process: ProcessId },
     /// Every instance of the process is ready or completed (or one failed).
     Ready { ticket: Ticket, process: ProcessId },
+    /// A reload: its rollouts are done and its added processes ready.
+    Reload {
+        ticket: Ticket,
+        rolling: Vec<ProcessId>,
+        added: Vec<ProcessId>,
+    },
 }
 
 #[derive(Debug)]
@@ -299,9 +310,10 @@ impl Core {
         self.shutdown.is_some()
     }
 
+    /// Its process was told to run; an instance of a process a reload
+    /// removed counts as started until it has ended.
     fn started_process_of(&self, id: &InstanceId) -> bool {
-        self.process_id(&id.process)
-            .is_some_and(|p| self.started[p])
+        self.process_id(&id.process).is_none_or(|p| self.started[p])
     }
 
     /// Ended, or never started: nothing of it is left to stop.
@@ -534,12 +546,15 @@ impl Core {
         if self.shutdown.is_some() {
             return reply(out, Reply::Failed("prodserver is stopping".into()));
         }
+        if let Request::Reload { plan } = request {
+            return self.reload(now, ticket, *plan, jitter, out);
+        }
         let name = match &request {
             Request::Restart { process, .. }
             | Request::Stop { process }
             | Request::Start { process }
             | Request::Scale { process, .. } => process.clone(),
-            Request::Status | Request::Shutdown => unreachable_status(),
+            Request::Status | Request::Shutdown | Request::Reload { .. } => unreachable_status(),
         };
         let Some(process) = self.process_id(&name).filter(|p| self.selected[*p]) else {
             return reply(
@@ -599,32 +614,176 @@ impl Core {
                         )),
                     );
                 }
-                let spec = &self.plan.processes[process];
-                let cfg = InstanceConfig::from(spec);
-                let current = self.ids_of(process);
-                for number in 1..=instances {
-                    let id = InstanceId::new(&name, number);
-                    if !self.records.contains_key(&id) {
-                        self.records.insert(id.clone(), Record::new(cfg.clone()));
-                        if self.started[process] {
-                            self.feed(now, &id, Event::Start, jitter, out);
-                        }
-                    }
-                }
-                for id in current.iter().filter(|id| id.number > instances) {
-                    if let Some(r) = self.records.get_mut(id) {
-                        r.retiring = true;
-                    }
-                    if let Some(rolling) = self.rollouts.get_mut(&process) {
-                        rolling.rollout.forget(id.number);
-                    }
-                    self.feed(now, id, Event::Stop, jitter, out);
-                }
-                self.plan.processes[process].instances = instances;
+                self.scale(now, process, instances, jitter, out);
                 self.waiters.push(Waiter::Ready { ticket, process });
             }
-            Request::Status | Request::Shutdown => {}
+            Request::Status | Request::Shutdown | Request::Reload { .. } => {}
         }
+    }
+
+    /// Runs `instances` copies of `process`: new numbers start (if the
+    /// process runs), the highest ones stop and are dropped once ended.
+    fn scale(
+        &mut self,
+        now: Instant,
+        process: ProcessId,
+        instances: u32,
+        jitter: f64,
+        out: &mut Vec<Command>,
+    ) {
+        let name = self.plan.processes[process].name.clone();
+        let cfg = InstanceConfig::from(&self.plan.processes[process]);
+        let current = self.ids_of(process);
+        for number in 1..=instances {
+            let id = InstanceId::new(&name, number);
+            if !self.records.contains_key(&id) {
+                self.records.insert(id.clone(), Record::new(cfg.clone()));
+                if self.started[process] {
+                    self.feed(now, &id, Event::Start, jitter, out);
+                }
+            }
+        }
+        for id in current.iter().filter(|id| id.number > instances) {
+            if let Some(r) = self.records.get_mut(id) {
+                r.retiring = true;
+            }
+            if let Some(rolling) = self.rollouts.get_mut(&process) {
+                rolling.rollout.forget(id.number);
+            }
+            self.feed(now, id, Event::Stop, jitter, out);
+        }
+        self.plan.processes[process].instances = instances;
+    }
+
+    fn reload(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        new: Plan,
+        jitter: f64,
+        out: &mut Vec<Command>,
+    ) {
+        if !self.rollouts.is_empty() || !self.waiters.is_empty() {
+            out.push(Command::Reply {
+                ticket,
+                reply: Reply::Failed(
+                    "a restart, stop, start or scale is still in progress: reload once it is done"
+                        .into(),
+                ),
+            });
+            return;
+        }
+        let diff = super::reload::diff(&self.plan, &new);
+        let by_name = |v: &[bool], plan: &Plan, name: &str| {
+            plan.processes
+                .iter()
+                .position(|p| p.name == name)
+                .is_some_and(|i| v[i])
+        };
+        let old = std::mem::replace(&mut self.plan, new);
+        let n = self.plan.processes.len();
+        let mut selected = vec![false; n];
+        let mut started = vec![false; n];
+        let mut held_down = vec![false; n];
+        for (i, p) in self.plan.processes.iter().enumerate() {
+            let kept = old.processes.iter().any(|o| o.name == p.name);
+            selected[i] = !kept || by_name(&self.selected, &old, &p.name);
+            started[i] = kept && by_name(&self.started, &old, &p.name);
+            held_down[i] = kept && by_name(&self.held_down, &old, &p.name);
+        }
+        // What a selected process depends on runs too.
+        let chosen: Vec<ProcessId> = (0..n).filter(|&i| selected[i]).collect();
+        for i in order::closure(&self.plan, &chosen) {
+            selected[i] = true;
+        }
+        self.selected = selected;
+        self.started = started;
+        self.held_down = held_down;
+
+        for name in &diff.removed {
+            let ids: Vec<InstanceId> = self
+                .records
+                .keys()
+                .filter(|id| &id.process == name)
+                .cloned()
+                .collect();
+            for id in ids {
+                if let Some(r) = self.records.get_mut(&id) {
+                    r.retiring = true;
+                }
+                self.feed(now, &id, Event::Stop, jitter, out);
+            }
+        }
+        let mut added = Vec::new();
+        for name in &diff.added {
+            let Some(process) = self.process_id(name) else {
+                continue;
+            };
+            let cfg = InstanceConfig::from(&self.plan.processes[process]);
+            for number in 1..=self.plan.processes[process].instances {
+                self.records
+                    .insert(InstanceId::new(name, number), Record::new(cfg.clone()));
+            }
+            added.push(process);
+        }
+        let mut rolling = Vec::new();
+        for change in &diff.changed {
+            let Some(process) = self.process_id(&change.process) else {
+                continue;
+            };
+            let wanted = self.plan.processes[process].instances;
+            let running = self.ids_of(process).len() as u32;
+            // The count the plan had is what the records still have.
+            self.plan.processes[process].instances = running;
+            if !change.only_instances {
+                let cfg = InstanceConfig::from(&self.plan.processes[process]);
+                for id in self.ids_of(process) {
+                    if let Some(r) = self.records.get_mut(&id) {
+                        r.fsm.reconfigure(cfg.clone());
+                    }
+                }
+            }
+            self.scale(now, process, wanted, jitter, out);
+            if !change.only_instances && self.started[process] && !self.held_down[process] {
+                let numbers: Vec<u32> = self
+                    .ids_of(process)
+                    .iter()
+                    .filter(|id| !self.records[*id].retiring)
+                    .map(|id| id.number)
+                    .collect();
+                let (rollout, step) = Rollout::start(Mode::Replace, numbers);
+                self.rollouts.insert(
+                    process,
+                    Rolling {
+                        rollout,
+                        ticket: None,
+                        since_generation: 0,
+                    },
+                );
+                self.take_step(now, process, step, jitter, out);
+                rolling.push(process);
+            }
+        }
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let changed: Vec<String> = diff.changed.iter().map(|c| c.process.clone()).collect();
+        out.push(Command::Log(format!(
+            "reload: changed {}; added {}; removed {}; unchanged {}",
+            list(&changed),
+            list(&diff.added),
+            list(&diff.removed),
+            list(&diff.unchanged)
+        )));
+        self.waiters.push(Waiter::Reload {
+            ticket,
+            rolling,
+            added,
+        });
     }
 
     fn take_step(
@@ -811,48 +970,66 @@ impl Core {
     fn answer_waiters(&mut self, out: &mut Vec<Command>) {
         let mut keep = Vec::new();
         for w in std::mem::take(&mut self.waiters) {
-            let (ticket, process, stop) = match w {
-                Waiter::Stopped { ticket, process } => (ticket, process, true),
-                Waiter::Ready { ticket, process } => (ticket, process, false),
-            };
-            let phases: Vec<&Phase> = self
-                .ids_of(process)
-                .iter()
-                .filter(|id| !self.records[*id].retiring)
-                .filter_map(|id| self.phase(id))
-                .collect();
-            let retiring_left = self
-                .ids_of(process)
-                .iter()
-                .any(|id| self.records[id].retiring);
-            let reply = if stop {
-                phases
-                    .iter()
-                    .all(|p| p.is_terminal())
-                    .then_some(Reply::Done)
-            } else if let Some(Phase::Failed { reason }) =
-                phases.iter().find(|p| matches!(p, Phase::Failed { .. }))
-            {
-                Some(Reply::Failed(format!(
-                    "{}: {reason:?}",
-                    self.plan.processes[process].name
-                )))
-            } else {
-                let ready = phases
-                    .iter()
-                    .all(|p| matches!(p, Phase::Running { ready: true, .. } | Phase::Completed));
-                (ready && !retiring_left).then_some(Reply::Done)
+            let (ticket, reply) = match &w {
+                Waiter::Stopped { ticket, process } => (*ticket, self.stopped_reply(*process)),
+                Waiter::Ready { ticket, process } => (*ticket, self.ready_reply(*process)),
+                Waiter::Reload {
+                    ticket,
+                    rolling,
+                    added,
+                } => {
+                    let rolled = rolling.iter().all(|p| !self.rollouts.contains_key(p));
+                    let replies: Vec<Option<Reply>> =
+                        added.iter().map(|p| self.ready_reply(*p)).collect();
+                    let reply = if let Some(Some(failed)) =
+                        replies.iter().find(|r| matches!(r, Some(Reply::Failed(_))))
+                    {
+                        Some(failed.clone())
+                    } else {
+                        (rolled && replies.iter().all(Option::is_some)).then_some(Reply::Done)
+                    };
+                    (*ticket, reply)
+                }
             };
             match reply {
                 Some(reply) => out.push(Command::Reply { ticket, reply }),
-                None => keep.push(if stop {
-                    Waiter::Stopped { ticket, process }
-                } else {
-                    Waiter::Ready { ticket, process }
-                }),
+                None => keep.push(w),
             }
         }
         self.waiters = keep;
+    }
+
+    /// Every instance of the process has ended.
+    fn stopped_reply(&self, process: ProcessId) -> Option<Reply> {
+        self.ids_of(process)
+            .iter()
+            .filter(|id| !self.records[*id].retiring)
+            .all(|id| self.records[id].fsm.is_terminal())
+            .then_some(Reply::Done)
+    }
+
+    /// Every instance is ready (or done), or one failed; scaled-down ones
+    /// have ended.
+    fn ready_reply(&self, process: ProcessId) -> Option<Reply> {
+        let ids = self.ids_of(process);
+        let phases: Vec<&Phase> = ids
+            .iter()
+            .filter(|id| !self.records[*id].retiring)
+            .filter_map(|id| self.phase(id))
+            .collect();
+        if let Some(Phase::Failed { reason }) =
+            phases.iter().find(|p| matches!(p, Phase::Failed { .. }))
+        {
+            return Some(Reply::Failed(format!(
+                "{}: {reason:?}",
+                self.plan.processes[process].name
+            )));
+        }
+        let ready = phases
+            .iter()
+            .all(|p| matches!(p, Phase::Running { ready: true, .. } | Phase::Completed));
+        let retiring_left = ids.iter().any(|id| self.records[id].retiring);
+        (ready && !retiring_left).then_some(Reply::Done)
     }
 
     fn drop_retired(&mut self) {
@@ -899,7 +1076,9 @@ impl Core {
         self.rollouts.clear();
         for w in std::mem::take(&mut self.waiters) {
             let ticket = match w {
-                Waiter::Stopped { ticket, .. } | Waiter::Ready { ticket, .. } => ticket,
+                Waiter::Stopped { ticket, .. }
+                | Waiter::Ready { ticket, .. }
+                | Waiter::Reload { ticket, .. } => ticket,
             };
             out.push(Command::Reply {
                 ticket,

@@ -560,3 +560,111 @@ fn requests_for_unknown_processes_fail_and_status_answers_at_once() {
         ("web.1".into(), "ready", Some(11))
     );
 }
+
+#[test]
+fn a_reload_rolls_the_changed_starts_the_added_stops_the_removed() {
+    let t = Instant::now();
+    let old = r#"
+[processes.web]
+backend = "command"
+command = ["sleep", "100"]
+instances = 2
+health = { notify = true }
+
+[processes.worker]
+backend = "command"
+command = ["sleep", "100"]
+
+[processes.gone]
+backend = "command"
+command = ["sleep", "100"]
+"#;
+    let mut c = core(old);
+    c.begin(t, J);
+    for (s, pid) in [
+        ("web.1", 11),
+        ("web.2", 12),
+        ("worker.1", 13),
+        ("gone.1", 14),
+    ] {
+        spawned(&mut c, t, s, pid);
+        ready(&mut c, t, s);
+    }
+    let new = plan(
+        r#"
+[processes.worker]
+backend = "command"
+command = ["sleep", "100"]
+
+[processes.web]
+backend = "command"
+command = ["sleep", "100"]
+instances = 2
+health = { notify = true }
+env = { NEW = "1" }
+
+[processes.beat]
+backend = "command"
+command = ["sleep", "100"]
+"#,
+    );
+    let out = request(
+        &mut c,
+        t,
+        9,
+        Request::Reload {
+            plan: Box::new(new),
+        },
+    );
+    assert!(out.contains(&Command::Log(
+        "reload: changed web; added beat; removed gone; unchanged worker".into()
+    )));
+    // gone stops, web.1 rolls first, beat starts; worker is not touched.
+    assert_eq!(
+        acts(&out),
+        vec![
+            Command::Signal {
+                id: id("gone.1"),
+                pid: 14,
+                signal: libc::SIGTERM
+            },
+            Command::Signal {
+                id: id("web.1"),
+                pid: 11,
+                signal: libc::SIGTERM
+            },
+            spawn("beat.1", 1),
+        ]
+    );
+    exited(&mut c, t, "gone.1", ExitStatus::Signal(libc::SIGTERM));
+    assert!(c.phase(&id("gone.1")).is_none(), "removed once ended");
+    spawned(&mut c, t, "beat.1", 15);
+    ready(&mut c, t, "beat.1");
+    exited(&mut c, t, "web.1", ExitStatus::Signal(libc::SIGTERM));
+    spawned(&mut c, t, "web.1", 21);
+    assert_eq!(
+        acts(&ready(&mut c, t, "web.1")),
+        vec![Command::Signal {
+            id: id("web.2"),
+            pid: 12,
+            signal: libc::SIGTERM
+        }]
+    );
+    exited(&mut c, t, "web.2", ExitStatus::Signal(libc::SIGTERM));
+    spawned(&mut c, t, "web.2", 22);
+    assert_eq!(
+        acts(&ready(&mut c, t, "web.2")),
+        vec![Command::Reply {
+            ticket: 9,
+            reply: Reply::Done
+        }]
+    );
+    assert!(matches!(
+        c.phase(&id("worker.1")),
+        Some(Phase::Running { pid: 13, .. })
+    ));
+    assert_eq!(
+        c.plan().processes[1].env.get("NEW").map(String::as_str),
+        Some("1")
+    );
+}

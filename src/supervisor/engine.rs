@@ -90,7 +90,6 @@ pub(super) enum Msg {
 
 /// The I/O side of one instance.
 pub(super) struct Io {
-    pub process: ProcessId,
     /// Unique for the run, never reused: names the notify socket.
     pub key: usize,
     pub timer: Option<Instant>,
@@ -103,9 +102,14 @@ pub(super) struct Io {
 /// A handle to steer a running engine: each request is answered once it
 /// is done (a restart once the replacements are ready, or with the
 /// reason they failed).
+/// What the inlet carries: a request, with the new resolved plan when it is
+/// a reload (the loop owns launches and health plans; the core owns the
+/// plan).
+type Envelope = (Request, Option<Box<ResolvedPlan>>, oneshot::Sender<Reply>);
+
 #[derive(Clone)]
 pub struct Control {
-    tx: mpsc::UnboundedSender<(Request, oneshot::Sender<Reply>)>,
+    tx: mpsc::UnboundedSender<Envelope>,
     logs: Logs,
 }
 
@@ -120,7 +124,18 @@ impl Control {
     /// has ended.
     pub async fn request(&self, request: Request) -> Option<Reply> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send((request, tx)).ok()?;
+        self.tx.send((request, None, tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Applies a new plan (see [`Request::Reload`]); answered once the
+    /// changed processes have rolled and the added ones are ready.
+    pub async fn reload(&self, plan: Plan, resolved: ResolvedPlan) -> Option<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let request = Request::Reload {
+            plan: Box::new(plan),
+        };
+        self.tx.send((request, Some(Box::new(resolved)), tx)).ok()?;
         rx.await.ok()
     }
 }
@@ -134,8 +149,8 @@ pub struct Engine {
     logs: Logs,
     pub(super) tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
-    control_tx: mpsc::UnboundedSender<(Request, oneshot::Sender<Reply>)>,
-    control_rx: mpsc::UnboundedReceiver<(Request, oneshot::Sender<Reply>)>,
+    control_tx: mpsc::UnboundedSender<Envelope>,
+    control_rx: mpsc::UnboundedReceiver<Envelope>,
     replies: HashMap<Ticket, oneshot::Sender<Reply>>,
     next_ticket: Ticket,
     /// Inputs for the core, produced while carrying out its commands.
@@ -195,19 +210,11 @@ impl Engine {
 
     pub(super) fn ensure_io(&mut self, id: &InstanceId) -> &mut Io {
         if !self.io.contains_key(id) {
-            let process = self
-                .core
-                .plan()
-                .processes
-                .iter()
-                .position(|p| p.name == id.process)
-                .unwrap_or(0);
             let key = self.next_key;
             self.next_key += 1;
             self.io.insert(
                 id.clone(),
                 Io {
-                    process,
                     key,
                     timer: None,
                     generation: 0,
@@ -255,10 +262,15 @@ impl Engine {
             tokio::select! {
                 biased;
                 Some(sig) = signals.recv() => self.on_signal(sig),
-                Some((request, reply)) = self.control_rx.recv() => {
+                Some((request, resolved, reply)) = self.control_rx.recv() => {
                     let ticket = self.next_ticket;
                     self.next_ticket += 1;
                     self.replies.insert(ticket, reply);
+                    if let Some(resolved) = resolved {
+                        // Launches of what the reload starts come from the
+                        // new plan; unchanged processes resolve the same.
+                        self.opts.resolved = *resolved;
+                    }
                     self.pending.push_back(Input::Request { ticket, request });
                 }
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
@@ -279,6 +291,12 @@ impl Engine {
         while let Some(input) = self.pending.pop_front() {
             let cmds = self.core.handle(Instant::now(), input, jitter01());
             self.execute_all(cmds);
+        }
+        // Instances the core dropped (scaled down, removed by a reload)
+        // take their I/O state with them.
+        if self.io.len() != self.core.ids().count() {
+            let core = &self.core;
+            self.io.retain(|id, _| core.phase(id).is_some());
         }
     }
 
@@ -346,8 +364,28 @@ impl Engine {
         }
     }
 
+    /// The instance's process in the current plan (looked up by name, so a
+    /// reload that reorders the file changes nothing); `None` once a reload
+    /// removed it.
+    pub(super) fn process_of(&self, id: &InstanceId) -> Option<ProcessId> {
+        self.core
+            .plan()
+            .processes
+            .iter()
+            .position(|p| p.name == id.process)
+    }
+
     fn spawn(&mut self, id: &InstanceId, generation: u64) {
-        let process = self.ensure_io(id).process;
+        self.ensure_io(id);
+        let Some(process) = self.process_of(id) else {
+            self.pending.push_back(Input::SpawnFailed {
+                id: id.clone(),
+                generation,
+                permanent: true,
+                message: "its process was removed by a reload".into(),
+            });
+            return;
+        };
         if self.core.plan().processes[process].singleton {
             if let Err(held) = self.lock_singleton(id) {
                 self.pending.push_back(Input::Lock {
@@ -452,16 +490,16 @@ impl Engine {
     /// The environment of an instance's child (and of its exec probes), in
     /// the documented precedence; `{instance}` expanded.
     pub(super) fn child_env(&self, id: &InstanceId) -> Vec<(String, String)> {
-        let process = self.io.get(id).map_or(0, |io| io.process);
         let mut env: BTreeMap<String, String> = self.opts.base_env.iter().cloned().collect();
-        match self.launch(id) {
-            Some(launch) => env.extend(launch.env.clone()),
+        match (self.launch(id), self.process_of(id)) {
+            (Some(launch), _) => env.extend(launch.env.clone()),
             // An instance beyond the resolved ones (scaled up): its spec.
-            None => env.extend(
+            (None, Some(process)) => env.extend(
                 self.core.plan().processes[process]
                     .for_instance(id.number)
                     .env,
             ),
+            (None, None) => {}
         }
         env.insert("PRODSERVER_PROCESS".into(), id.process.clone());
         env.insert("PRODSERVER_INSTANCE".into(), id.number.to_string());
@@ -470,7 +508,7 @@ impl Engine {
 
     /// The instance's health plan, if it has one.
     pub(super) fn health_plan(&self, id: &InstanceId) -> Option<&HealthPlan> {
-        let process = self.io.get(id)?.process;
+        let process = self.process_of(id)?;
         self.opts
             .resolved
             .instance(process, id.number)
@@ -479,7 +517,7 @@ impl Engine {
 
     /// The instance's launch: argv and env, `{instance}` expanded.
     fn launch(&self, id: &InstanceId) -> Option<&crate::backend::Launch> {
-        let process = self.io.get(id)?.process;
+        let process = self.process_of(id)?;
         Some(&self.opts.resolved.instance(process, id.number)?.launch)
     }
 
@@ -658,9 +696,9 @@ impl Engine {
                         ExitStatus::Code(c) => format!("exited with code {c}"),
                         ExitStatus::Signal(sig) => format!("killed by {}", os::signal_name(sig)),
                     };
-                    let policy = self.core.plan().processes[self.io[id].process]
-                        .restart
-                        .name();
+                    let policy = self
+                        .process_of(id)
+                        .map_or("never", |p| self.core.plan().processes[p].restart.name());
                     format!("FAILED: {how} and restart is \"{policy}\"")
                 }
                 FailReason::TooManyRestarts { max, window } => {
@@ -688,10 +726,11 @@ impl Engine {
                 None => "waiting for the singleton lock".into(),
             },
         };
-        let fatal = matches!(note_kind, NoteKind::Failed) && {
-            let spec = &self.core.plan().processes[self.io[id].process];
-            spec.oneshot || spec.critical
-        };
+        let fatal = matches!(note_kind, NoteKind::Failed)
+            && self.process_of(id).is_some_and(|p| {
+                let spec = &self.core.plan().processes[p];
+                spec.oneshot || spec.critical
+            });
         self.note_toned(id, text, tone);
         if fatal {
             // Why it failed is usually in its last words.

@@ -381,6 +381,13 @@ impl Instance {
         &self.cfg
     }
 
+    /// A reload changed the process: the new settings apply from now on
+    /// (the restart window starts afresh with its new limits).
+    pub fn reconfigure(&mut self, cfg: InstanceConfig) {
+        self.window = RestartWindow::new(cfg.max_restarts, cfg.restart_window);
+        self.cfg = cfg;
+    }
+
     pub fn is_terminal(&self) -> bool {
         self.phase.is_terminal()
     }

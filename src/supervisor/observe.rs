@@ -53,8 +53,10 @@ impl Engine {
         let Some(dir) = self.opts.notify_dir.clone() else {
             return Vec::new();
         };
-        let process = self.io_ref(id).map_or(0, |io| io.process);
-        let owner = self.credentials(process).as_ref().map(|c| (c.uid, c.gid));
+        let owner = self
+            .process_of(id)
+            .and_then(|p| self.credentials(p))
+            .map(|c| (c.uid, c.gid));
         let key = self.io_mut(id).key;
         let socket = match NotifySocket::for_instance(&dir, key, owner) {
             Ok(socket) => socket,
@@ -307,7 +309,9 @@ impl Engine {
     }
 
     fn run_probe(&mut self, id: &InstanceId) {
-        let process = self.io_ref(id).map_or(0, |io| io.process);
+        let Some(process) = self.process_of(id) else {
+            return;
+        };
         let generation = self.generation(id);
         let Some(plan) = self.health_plan(id) else {
             return;
@@ -367,10 +371,6 @@ impl Engine {
             generation,
             event,
         });
-    }
-
-    pub(super) fn io_ref(&self, id: &InstanceId) -> Option<&super::engine::Io> {
-        self.io.get(id)
     }
 
     pub(super) fn io_mut(&mut self, id: &InstanceId) -> &mut super::engine::Io {
