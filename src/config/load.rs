@@ -624,13 +624,23 @@ impl Loader<'_> {
         }
         env.extend(launch.env);
 
+        // Exhaustive on purpose: a new backend must say whether it is Celery.
         let celery = match backend {
             BackendKind::CeleryWorker | BackendKind::CeleryBeat => Some(CeleryInfo {
                 app: app.unwrap_or_default(),
                 queues: queues.clone(),
                 integration: celery_integration.unwrap_or(true),
             }),
-            _ => None,
+            BackendKind::Command
+            | BackendKind::Gunicorn
+            | BackendKind::Uvicorn
+            | BackendKind::Granian
+            | BackendKind::Waitress
+            | BackendKind::Daphne
+            | BackendKind::Flower
+            | BackendKind::DjangoQ2
+            | BackendKind::DjangoTasks
+            | BackendKind::DjangoRunserver => None,
         };
 
         let spec = ProcessSpec {

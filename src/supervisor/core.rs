@@ -197,7 +197,7 @@ pub enum Command {
 
 #[derive(Debug)]
 struct Record {
-    fsm: Instance,
+    instance: Instance,
     generation: u64,
     last_exit: Option<ExitStatus>,
     /// Being removed by a scale-down: dropped once terminal.
@@ -295,11 +295,11 @@ impl Core {
     }
 
     pub fn phase(&self, id: &InstanceId) -> Option<&Phase> {
-        self.records.get(id).map(|r| r.fsm.phase())
+        self.records.get(id).map(|r| r.instance.phase())
     }
 
     pub fn instance(&self, id: &InstanceId) -> Option<&Instance> {
-        self.records.get(id).map(|r| &r.fsm)
+        self.records.get(id).map(|r| &r.instance)
     }
 
     pub fn generation(&self, id: &InstanceId) -> Option<u64> {
@@ -318,7 +318,7 @@ impl Core {
 
     /// Ended, or never started: nothing of it is left to stop.
     fn settled(&self, id: &InstanceId) -> bool {
-        !self.started_process_of(id) || self.records[id].fsm.is_terminal()
+        !self.started_process_of(id) || self.records[id].instance.is_terminal()
     }
 
     fn process_id(&self, name: &str) -> Option<ProcessId> {
@@ -420,8 +420,8 @@ impl Core {
         let Some(r) = self.records.get_mut(id) else {
             return;
         };
-        let was_terminal = r.fsm.is_terminal();
-        for action in r.fsm.handle(now, event, jitter) {
+        let was_terminal = r.instance.is_terminal();
+        for action in r.instance.handle(now, event, jitter) {
             out.push(match action {
                 Action::Spawn => {
                     r.generation += 1;
@@ -448,7 +448,7 @@ impl Core {
                 },
             });
         }
-        if !was_terminal && r.fsm.is_terminal() {
+        if !was_terminal && r.instance.is_terminal() {
             out.push(Command::Release { id: id.clone() });
         }
     }
@@ -508,13 +508,13 @@ impl Core {
                 InstanceStatus {
                     id: id.clone(),
                     state: if self.started[process] {
-                        r.fsm.phase().name()
+                        r.instance.phase().name()
                     } else {
                         "not started"
                     },
-                    pid: r.fsm.pid(),
-                    restarts: r.fsm.all_restarts(),
-                    last_restart: r.fsm.last_restart().map(str::to_string),
+                    pid: r.instance.pid(),
+                    restarts: r.instance.all_restarts(),
+                    last_restart: r.instance.last_restart().map(str::to_string),
                     last_exit: r.last_exit,
                 }
             })
@@ -739,7 +739,7 @@ impl Core {
                 let cfg = InstanceConfig::from(&self.plan.processes[process]);
                 for id in self.ids_of(process) {
                     if let Some(r) = self.records.get_mut(&id) {
-                        r.fsm.reconfigure(cfg.clone());
+                        r.instance.reconfigure(cfg.clone());
                     }
                 }
             }
@@ -802,7 +802,10 @@ impl Core {
                 if let Some(rolling) = self.rollouts.get_mut(&process) {
                     rolling.since_generation = generation;
                 }
-                let terminal = self.records.get(&id).is_some_and(|r| r.fsm.is_terminal());
+                let terminal = self
+                    .records
+                    .get(&id)
+                    .is_some_and(|r| r.instance.is_terminal());
                 let event = if terminal {
                     Event::Start
                 } else {
@@ -866,7 +869,7 @@ impl Core {
         }
         let fatal = self.records.iter().find_map(|(id, r)| {
             let spec = &self.plan.processes[self.process_id(&id.process)?];
-            let failed = matches!(r.fsm.phase(), Phase::Failed { .. });
+            let failed = matches!(r.instance.phase(), Phase::Failed { .. });
             (failed && (spec.oneshot || spec.critical)).then(|| {
                 let what = if spec.oneshot {
                     "oneshot"
@@ -938,7 +941,7 @@ impl Core {
             let id = InstanceId::new(&self.plan.processes[process].name, n);
             let outcome = match self.records.get(&id) {
                 None => Some(rollout::Outcome::Failed(n, "was removed".into())),
-                Some(r) if r.generation > rolling.since_generation => match r.fsm.phase() {
+                Some(r) if r.generation > rolling.since_generation => match r.instance.phase() {
                     Phase::Running { ready: true, .. } | Phase::Completed => {
                         Some(rollout::Outcome::Ready(n))
                     }
@@ -951,7 +954,7 @@ impl Core {
                     }
                     _ => None,
                 },
-                Some(r) if matches!(r.fsm.phase(), Phase::Failed { .. }) => {
+                Some(r) if matches!(r.instance.phase(), Phase::Failed { .. }) => {
                     Some(rollout::Outcome::Failed(n, "failed".into()))
                 }
                 Some(_) => None,
@@ -1004,7 +1007,7 @@ impl Core {
         self.ids_of(process)
             .iter()
             .filter(|id| !self.records[*id].retiring)
-            .all(|id| self.records[id].fsm.is_terminal())
+            .all(|id| self.records[id].instance.is_terminal())
             .then_some(Reply::Done)
     }
 
@@ -1034,7 +1037,7 @@ impl Core {
 
     fn drop_retired(&mut self) {
         self.records
-            .retain(|_, r| !(r.retiring && r.fsm.is_terminal()));
+            .retain(|_, r| !(r.retiring && r.instance.is_terminal()));
     }
 
     fn begin_shutdown(
@@ -1055,7 +1058,7 @@ impl Core {
         let failed_before = self
             .records
             .iter()
-            .filter(|(_, r)| matches!(r.fsm.phase(), Phase::Failed { .. }))
+            .filter(|(_, r)| matches!(r.instance.phase(), Phase::Failed { .. }))
             .map(|(id, _)| id.clone())
             .collect();
         let waves = order::stop_waves(&self.plan)
@@ -1153,7 +1156,7 @@ impl Core {
             let p = self.process_id(&id.process).unwrap_or(0);
             self.started[p]
                 && matches!(
-                    r.fsm.phase(),
+                    r.instance.phase(),
                     Phase::Running { ready: true, .. } | Phase::Completed
                 )
         });
@@ -1170,7 +1173,7 @@ impl Core {
 
     /// The verdict, once the run is over.
     fn finished(&self) -> Option<Verdict> {
-        let all_terminal = self.records.values().all(|r| r.fsm.is_terminal());
+        let all_terminal = self.records.values().all(|r| r.instance.is_terminal());
         let ending = match &self.shutdown {
             Some(sd) if self.records.keys().all(|id| self.settled(id)) => sd.ending.clone(),
             Some(_) => return None,
@@ -1194,12 +1197,12 @@ impl Core {
             .iter()
             .map(|(id, r)| InstanceEnd {
                 name: id.to_string(),
-                phase: r.fsm.phase(),
+                phase: r.instance.phase(),
                 started: self
                     .process_id(&id.process)
                     .is_some_and(|p| self.started[p]),
                 failed_before_stop: failed_before.is_some_and(|f| f.contains(id)),
-                stop: r.fsm.stop_outcome(),
+                stop: r.instance.stop_outcome(),
             })
             .collect();
         Some(summary::verdict(&ending, &ends))
@@ -1209,7 +1212,7 @@ impl Core {
 impl Record {
     fn new(cfg: InstanceConfig) -> Record {
         Record {
-            fsm: Instance::new(cfg),
+            instance: Instance::new(cfg),
             generation: 0,
             last_exit: None,
             retiring: false,

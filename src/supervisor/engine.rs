@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::core::{Command, Core, Goal, Input, InstanceId, Reply, Request, Ticket};
 use super::instance::{Event, ExitStatus, FailReason, Instance, Note};
-use super::observe::SlotHealth;
+use super::observe::InstanceHealth;
 use super::orphans::OrphanTally;
 use super::signal_policy::{self, SignalMeaning};
 use crate::config::units::format_duration;
@@ -96,7 +96,7 @@ pub(super) struct Io {
     /// The generation of the current (or last) spawn.
     pub generation: u64,
     pub lock: Option<SingletonLock>,
-    pub health: SlotHealth,
+    pub health: InstanceHealth,
 }
 
 /// A handle to steer a running engine: each request is answered once it
@@ -219,7 +219,7 @@ impl Engine {
                     timer: None,
                     generation: 0,
                     lock: None,
-                    health: SlotHealth::default(),
+                    health: InstanceHealth::default(),
                 },
             );
         }
@@ -772,7 +772,7 @@ impl Engine {
         let mut lines = vec![("exit summary:".to_string(), crate::logs::Tone::Plain)];
         let status = self.core.status();
         for s in &status {
-            let Some(fsm) = self.core.instance(&s.id) else {
+            let Some(instance) = self.core.instance(&s.id) else {
                 continue;
             };
             let last = match s.last_exit {
@@ -794,7 +794,7 @@ impl Engine {
                     "  {}: {}, {}{tasks}{last}",
                     s.id,
                     s.state,
-                    restarts_text(fsm)
+                    restarts_text(instance)
                 ),
                 tone,
             ));
@@ -818,14 +818,14 @@ impl Engine {
 
 /// `0 restarts`, `1 restart`, `3 restarts (last: unhealthy: ...)`: every
 /// restart, whatever its cause, with the last reason.
-fn restarts_text(fsm: &Instance) -> String {
-    let n = fsm.all_restarts();
+fn restarts_text(instance: &Instance) -> String {
+    let n = instance.all_restarts();
     let count = if n == 1 {
         "1 restart".to_string()
     } else {
         format!("{n} restarts")
     };
-    match fsm.last_restart() {
+    match instance.last_restart() {
         Some(reason) if n > 0 => format!("{count} (last: {reason})"),
         _ => count,
     }

@@ -25,7 +25,7 @@ use crate::os::SpawnRequest;
 
 /// Per-instance health state.
 #[derive(Default)]
-pub(super) struct SlotHealth {
+pub(super) struct InstanceHealth {
     pub tracker: Option<Tracker>,
     pub timer: Option<Instant>,
     /// The notify socket's receiving task, kept for the instance's lifetime.
