@@ -47,6 +47,29 @@ pub struct ResolvedInstance {
 }
 
 impl ResolvedPlan {
+    /// Resolves instances of `process` up to `number` that the plan did not
+    /// have (a scale-up): launch and health exactly as at load.
+    pub fn ensure_instance(
+        &mut self,
+        process: usize,
+        spec: &ProcessSpec,
+        number: u32,
+        runtime_dir: &Path,
+    ) -> Result<(), String> {
+        let Some(p) = self.processes.get_mut(process) else {
+            return Err(format!("no process {}", spec.name));
+        };
+        while (p.instances.len() as u32) < number {
+            let one = spec.for_instance(p.instances.len() as u32 + 1);
+            let health = health::plan_for(&one).map_err(|e| e.to_string())?;
+            p.instances.push(ResolvedInstance {
+                launch: launch_of(&one, runtime_dir),
+                health,
+            });
+        }
+        Ok(())
+    }
+
     pub fn instance(&self, process: usize, number: u32) -> Option<&ResolvedInstance> {
         self.processes
             .get(process)?
@@ -274,6 +297,33 @@ mod tests {
         let path = std::env::temp_dir().join("prodserver-resolve-tests/prodserver.toml");
         let loaded = crate::config::load_str(&path, text.to_owned(), &opts).expect("loads");
         resolve(&loaded, &opts.runtime_dir).expect("resolves")
+    }
+
+    #[test]
+    fn a_scaled_up_instance_resolves_like_the_others() {
+        let text = "[processes.web]\nbackend = \"gunicorn\"\napp = \"a:b\"\n\
+             args = { bind = \"127.0.0.1:800{instance}\" }\n";
+        let opts = crate::config::LoadOptions {
+            env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
+            runtime_dir: "/run/ps".into(),
+        };
+        let path = std::env::temp_dir().join("prodserver-resolve-tests/prodserver.toml");
+        let loaded = crate::config::load_str(&path, text.to_owned(), &opts).expect("loads");
+        let mut r = resolve(&loaded, &opts.runtime_dir).expect("resolves");
+        assert!(r.instance(0, 3).is_none());
+        r.ensure_instance(0, &loaded.plan.processes[0], 3, &opts.runtime_dir)
+            .expect("resolves instance 3");
+        let three = r.instance(0, 3).expect("instance 3");
+        assert!(
+            three
+                .launch
+                .argv
+                .contains(&"--bind=127.0.0.1:8003".to_owned()),
+            "{:?}",
+            three.launch.argv
+        );
+        assert!(three.health.plan.is_some(), "the web default probe");
+        assert!(r.instance(0, 2).is_some(), "filled in order");
     }
 
     #[test]

@@ -386,6 +386,24 @@ impl Engine {
             });
             return;
         };
+        if self.opts.resolved.instance(process, id.number).is_none() {
+            // Scaled up beyond the file's count: resolve it as at load.
+            let spec = self.core.plan().processes[process].clone();
+            let runtime_dir = self.opts.runtime_dir.clone();
+            if let Err(message) =
+                self.opts
+                    .resolved
+                    .ensure_instance(process, &spec, id.number, &runtime_dir)
+            {
+                self.pending.push_back(Input::SpawnFailed {
+                    id: id.clone(),
+                    generation,
+                    permanent: true,
+                    message,
+                });
+                return;
+            }
+        }
         if self.core.plan().processes[process].singleton {
             if let Err(held) = self.lock_singleton(id) {
                 self.pending.push_back(Input::Lock {
@@ -493,7 +511,7 @@ impl Engine {
         let mut env: BTreeMap<String, String> = self.opts.base_env.iter().cloned().collect();
         match (self.launch(id), self.process_of(id)) {
             (Some(launch), _) => env.extend(launch.env.clone()),
-            // An instance beyond the resolved ones (scaled up): its spec.
+            // Not resolved (yet): its spec.
             (None, Some(process)) => env.extend(
                 self.core.plan().processes[process]
                     .for_instance(id.number)
