@@ -57,7 +57,8 @@ pub struct Keeper {
 
 #[derive(Debug)]
 struct Inner {
-    sock: OwnedFd,
+    /// `None` once shut down.
+    sock: Option<OwnedFd>,
     pid: i32,
     /// What the keeper should hold: replayed to a new keeper.
     groups: BTreeSet<i32>,
@@ -117,7 +118,7 @@ pub fn start_keeper_among_threads() -> io::Result<Keeper> {
     let (sock, pid) = fork_keeper(256)?;
     Ok(Keeper {
         inner: Arc::new(Mutex::new(Inner {
-            sock,
+            sock: Some(sock),
             pid,
             groups: BTreeSet::new(),
             pending: VecDeque::new(),
@@ -279,7 +280,7 @@ impl Keeper {
             let _ = wait_for(inner.pid, 0);
         }
         let (sock, pid) = fork_keeper(256.max(inner.groups.len() * 2))?;
-        inner.sock = sock;
+        inner.sock = Some(sock);
         inner.pid = pid;
         inner.gone = false;
         inner.pending.clear();
@@ -307,8 +308,8 @@ impl Keeper {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         // Close our end: the keeper reads EOF and exits.
-        let (closed, _) = channel()?;
-        drop(std::mem::replace(&mut inner.sock, closed));
+        inner.sock = None;
+        inner.gone = true;
         drop(inner);
         let result = wait_bounded(pid);
         KEEPER_PID.store(0, Ordering::Relaxed);
@@ -347,7 +348,14 @@ impl Inner {
         }
         while let Some(record) = self.pending.front() {
             let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
-            match send(self.sock.as_raw_fd(), record, flags) {
+            let Some(sock) = &self.sock else {
+                self.gone = true;
+                return Err(KeeperGone {
+                    first_report: false,
+                    source: io::Error::from_raw_os_error(libc::EPIPE),
+                });
+            };
+            match send(sock.as_raw_fd(), record, flags) {
                 Ok(_) => {
                     self.pending.pop_front();
                 }

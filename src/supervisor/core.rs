@@ -302,6 +302,15 @@ impl Core {
         self.records.get(id).map(|r| &r.instance)
     }
 
+    /// How many instances there are.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     pub fn generation(&self, id: &InstanceId) -> Option<u64> {
         self.records.get(id).map(|r| r.generation)
     }
@@ -490,8 +499,7 @@ impl Core {
                 out.push(Command::Log("status (SIGUSR1):".into()));
                 for s in self.status() {
                     let pid = s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-                    let n = s.restarts;
-                    let restarts = if n == 1 { "1 restart".to_string() } else { format!("{n} restarts") };
+                    let restarts = summary::restarts_count(s.restarts);
                     out.push(Command::Log(format!("  {}: {}{pid}, {restarts}", s.id, s.state)));
                 }
             }
@@ -554,7 +562,8 @@ impl Core {
             | Request::Stop { process }
             | Request::Start { process }
             | Request::Scale { process, .. } => process.clone(),
-            Request::Status | Request::Shutdown | Request::Reload { .. } => unreachable_status(),
+            // Answered above.
+            Request::Status | Request::Shutdown | Request::Reload { .. } => return,
         };
         let Some(process) = self.process_id(&name).filter(|p| self.selected[*p]) else {
             return reply(
@@ -1218,11 +1227,6 @@ impl Record {
             retiring: false,
         }
     }
-}
-
-fn unreachable_status() -> String {
-    // Status and Shutdown are answered before a process name is looked at.
-    String::new()
 }
 
 #[cfg(test)]

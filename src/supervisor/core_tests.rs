@@ -3,20 +3,9 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::config::{load_str, LoadOptions};
+pub(crate) use crate::supervisor::reload::tests::plan;
 
 const J: f64 = 0.5;
-
-fn plan(text: &str) -> Plan {
-    let dir = std::env::temp_dir();
-    let opts = LoadOptions {
-        env: [("PATH".to_string(), "/usr/bin:/bin".to_string())].into(),
-        runtime_dir: dir.join("prodserver-core-tests"),
-    };
-    load_str(&dir.join("prodserver.toml"), text.to_string(), &opts)
-        .unwrap_or_else(|e| panic!("{:?}", e.diagnostics))
-        .plan
-}
 
 fn core(text: &str) -> Core {
     let p = plan(text);

@@ -28,6 +28,7 @@ use super::instance::{Event, ExitStatus, FailReason, Instance, Note};
 use super::observe::InstanceHealth;
 use super::orphans::OrphanTally;
 use super::signal_policy::{self, SignalMeaning};
+use super::summary::{self, Verdict};
 use crate::config::units::format_duration;
 use crate::exit;
 use crate::health::probe::ExecPids;
@@ -37,12 +38,6 @@ use crate::notify::{Message, Sender};
 use crate::os::{self, Credentials, Keeper, LockOutcome, SingletonLock, SpawnRequest};
 use crate::plan::{Plan, ProcessId};
 use crate::resolve::ResolvedPlan;
-
-/// Whether a note needs more than its line.
-enum NoteKind {
-    Failed,
-    Other,
-}
 
 /// How often records for a keeper that does not read are retried.
 const KEEPER_RETRY: Duration = Duration::from_millis(100);
@@ -93,8 +88,6 @@ pub(super) struct Io {
     /// Unique for the run, never reused: names the notify socket.
     pub key: usize,
     pub timer: Option<Instant>,
-    /// The generation of the current (or last) spawn.
-    pub generation: u64,
     pub lock: Option<SingletonLock>,
     pub health: InstanceHealth,
 }
@@ -155,17 +148,13 @@ pub struct Engine {
     next_ticket: Ticket,
     /// Inputs for the core, produced while carrying out its commands.
     pub(super) pending: VecDeque<Input>,
-    verdict: Option<summary_verdict::Verdict>,
+    verdict: Option<Verdict>,
     /// Exec probes in flight: children of ours that orphan reaping must
     /// leave to tokio.
     pub(super) exec_pids: ExecPids,
     /// Our controlling terminal, to tell a hangup from `kill -HUP`.
     terminal: Option<os::Terminal>,
     orphans: OrphanTally,
-}
-
-mod summary_verdict {
-    pub use crate::supervisor::summary::Verdict;
 }
 
 impl Engine {
@@ -217,7 +206,6 @@ impl Engine {
                 Io {
                     key,
                     timer: None,
-                    generation: 0,
                     lock: None,
                     health: InstanceHealth::default(),
                 },
@@ -294,7 +282,7 @@ impl Engine {
         }
         // Instances the core dropped (scaled down, removed by a reload)
         // take their I/O state with them.
-        if self.io.len() != self.core.ids().count() {
+        if self.io.len() != self.core.len() {
             let core = &self.core;
             self.io.retain(|id, _| core.phase(id).is_some());
         }
@@ -425,7 +413,6 @@ impl Engine {
             cwd: spec.cwd.clone(),
             creds: self.credentials(process),
         };
-        self.ensure_io(id).generation = generation;
         match os::spawn(&request) {
             Ok(spawned) => {
                 let pid = spawned.pid;
@@ -564,7 +551,7 @@ impl Engine {
 
     /// The generation of the instance's current spawn.
     pub(super) fn generation(&self, id: &InstanceId) -> u64 {
-        self.io.get(id).map_or(0, |io| io.generation)
+        self.core.generation(id).unwrap_or(0)
     }
 
     fn on_msg(&mut self, msg: Msg) {
@@ -682,11 +669,7 @@ impl Engine {
 
     fn note(&mut self, id: &InstanceId, note: Note) {
         let tone = tone_of(&note);
-        let note_kind = if matches!(note, Note::Failed { .. }) {
-            NoteKind::Failed
-        } else {
-            NoteKind::Other
-        };
+        let failed = matches!(note, Note::Failed { .. });
         let has_health = self.health_plan(id).is_some();
         if matches!(note, Note::Stopping { .. } | Note::KilledOnRequest) {
             self.stop_health(id, false);
@@ -744,7 +727,7 @@ impl Engine {
                 None => "waiting for the singleton lock".into(),
             },
         };
-        let fatal = matches!(note_kind, NoteKind::Failed)
+        let fatal = failed
             && self.process_of(id).is_some_and(|p| {
                 let spec = &self.core.plan().processes[p];
                 spec.oneshot || spec.critical
@@ -783,7 +766,7 @@ impl Engine {
         if let Some(line) = self.orphans.flush(Instant::now(), true) {
             self.logs.project_event(&line);
         }
-        let verdict = self.verdict.clone().unwrap_or(summary_verdict::Verdict {
+        let verdict = self.verdict.clone().unwrap_or(Verdict {
             code: exit::INTERNAL,
             reason: "the run ended without a verdict".into(),
         });
@@ -812,7 +795,7 @@ impl Engine {
                     "  {}: {}, {}{tasks}{last}",
                     s.id,
                     s.state,
-                    restarts_text(instance)
+                    summary::restarts_text(instance)
                 ),
                 tone,
             ));
@@ -831,21 +814,6 @@ impl Engine {
         }
         let _ = self.keeper.shutdown();
         verdict.code
-    }
-}
-
-/// `0 restarts`, `1 restart`, `3 restarts (last: unhealthy: ...)`: every
-/// restart, whatever its cause, with the last reason.
-fn restarts_text(instance: &Instance) -> String {
-    let n = instance.all_restarts();
-    let count = if n == 1 {
-        "1 restart".to_string()
-    } else {
-        format!("{n} restarts")
-    };
-    match instance.last_restart() {
-        Some(reason) if n > 0 => format!("{count} (last: {reason})"),
-        _ => count,
     }
 }
 

@@ -66,15 +66,16 @@ fn same(old: &Plan, a: &ProcessSpec, new: &Plan, b: &ProcessSpec) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{load_str, LoadOptions};
 
-    fn plan(text: &str) -> Plan {
+    /// A plan from a file's text, for the supervisor's pure tests.
+    pub(crate) fn plan(text: &str) -> Plan {
         let dir = std::env::temp_dir();
         let opts = LoadOptions {
             env: [("PATH".to_string(), "/usr/bin:/bin".to_string())].into(),
-            runtime_dir: dir.join("prodserver-reload-tests"),
+            runtime_dir: dir.join("prodserver-supervisor-tests"),
         };
         load_str(&dir.join("prodserver.toml"), text.to_string(), &opts)
             .unwrap_or_else(|e| panic!("{:?}", e.diagnostics))
