@@ -330,7 +330,8 @@ impl Core {
         !self.started_process_of(id) || self.records[id].instance.is_terminal()
     }
 
-    fn process_id(&self, name: &str) -> Option<ProcessId> {
+    /// The process of that name in the current plan.
+    pub fn process_id(&self, name: &str) -> Option<ProcessId> {
         self.plan.processes.iter().position(|p| p.name == name)
     }
 

@@ -356,11 +356,7 @@ impl Engine {
     /// reload that reorders the file changes nothing); `None` once a reload
     /// removed it.
     pub(super) fn process_of(&self, id: &InstanceId) -> Option<ProcessId> {
-        self.core
-            .plan()
-            .processes
-            .iter()
-            .position(|p| p.name == id.process)
+        self.core.process_id(&id.process)
     }
 
     fn spawn(&mut self, id: &InstanceId, generation: u64) {
