@@ -306,6 +306,15 @@ pub enum MemoryMetric {
     Uss,
 }
 
+/// What `max_memory_per_child` is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryScope {
+    /// The instance's whole process tree; the instance is recycled.
+    Instance,
+    /// Each direct child of the main process; only that child is told to go.
+    Child,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Bytes.
@@ -315,6 +324,7 @@ pub struct Limits {
     pub memory_interval: Duration,
     /// Consecutive samples over the limit before recycling.
     pub memory_samples: u32,
+    pub memory_scope: MemoryScope,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1433,6 +1433,7 @@ impl Loader<'_> {
                 .r
                 .count(t, "memory_samples", 1, 3)
                 .unwrap_or(schema::DEFAULT_MEMORY_SAMPLES),
+            memory_scope: crate::plan::MemoryScope::Instance,
         }
     }
 

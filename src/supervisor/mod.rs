@@ -23,6 +23,7 @@ pub mod gate;
 pub mod instance;
 mod observe;
 pub mod order;
+pub mod recycle;
 pub mod orphans;
 pub mod reload;
 pub mod rollout;

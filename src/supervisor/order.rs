@@ -182,6 +182,7 @@ pub(crate) mod tests {
                 memory_metric: MemoryMetric::Rss,
                 memory_interval: Duration::from_secs(5),
                 memory_samples: 3,
+                memory_scope: crate::plan::MemoryScope::Instance,
             },
             celery: None,
             watch: vec![],
