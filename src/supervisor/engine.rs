@@ -699,7 +699,13 @@ impl Engine {
                     format!("FAILED: {how} and restart is \"{policy}\"")
                 }
                 FailReason::TooManyRestarts { max, window } => {
-                    format!("FAILED after {restarts} restarts (max_restarts = {max} within {}): staying down", format_duration(window))
+                    let last = self
+                        .core
+                        .instance(id)
+                        .and_then(Instance::last_restart)
+                        .map(|r| format!(", the last one {r}"))
+                        .unwrap_or_default();
+                    format!("FAILED after {restarts} restarts (max_restarts = {max} within {}){last}: staying down", format_duration(window))
                 }
                 FailReason::Blocked { reason } => format!("FAILED: cannot start: {reason}"),
                 FailReason::NotReady { reason } => format!("FAILED: {reason}"),
@@ -710,6 +716,7 @@ impl Engine {
             Note::Ready => "ready".into(),
             Note::KilledOnRequest => "killed its process group (asked to stop now)".into(),
             Note::RestartRequested { reason } => format!("restarting: {reason}"),
+            Note::Recycling { reason } => reason,
             Note::KilledAfterTimeout { timeout } => {
                 format!(
                     "did not stop within {}: killed its process group",
@@ -840,6 +847,7 @@ fn tone_of(note: &Note) -> crate::logs::Tone {
         Note::Restarting { .. }
         | Note::Unhealthy { .. }
         | Note::RestartRequested { .. }
+        | Note::Recycling { .. }
         | Note::KilledAfterTimeout { .. } => Tone::Warn,
         Note::Ready => Tone::Good,
         _ => Tone::Plain,

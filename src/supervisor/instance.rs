@@ -102,6 +102,12 @@ pub enum AfterStop {
     /// Restart as after a crash: counted, through backoff, subject to
     /// `max_restarts` (readiness never arrived within `start_timeout`).
     Backoff,
+    /// Recycled (memory, task count): spawn again at once if the instance
+    /// stayed up for `backoff.reset`; otherwise it breached its limit right
+    /// after starting, and the restart is counted and backs off like a
+    /// crash, so a limit it can never live within ends in FAILED instead
+    /// of a tight loop.
+    Recycle,
 }
 
 /// A stop requested while the spawn was still in flight; carried out as soon
@@ -228,8 +234,14 @@ pub enum Event {
     /// The supervisor is stopping: never spawn again (a crash before this
     /// instance's stop wave ends it), but don't stop it yet either.
     Hold,
-    /// Graceful stop then immediate respawn (recycling, `restart` command).
+    /// Graceful stop then immediate respawn (`restart` command).
     Restart {
+        reason: String,
+    },
+    /// Graceful stop then a fresh start, because a limit was reached
+    /// (`max_memory_per_child`, `max_tasks_per_child`); see
+    /// [`AfterStop::Recycle`].
+    Recycle {
         reason: String,
     },
     /// A singleton's lock is held by another process.
@@ -261,8 +273,12 @@ pub enum Note {
         /// Consecutive failures so far (1 = first).
         attempt: u32,
     },
-    /// Supervisor-initiated restart (recycle, liveness, command).
+    /// Supervisor-initiated restart (liveness, command).
     RestartRequested {
+        reason: String,
+    },
+    /// Recycling: `reason` is the whole phrase, `recycled after 5 tasks`.
+    Recycling {
         reason: String,
     },
     Completed,
@@ -327,6 +343,10 @@ pub struct Instance {
     restarts: u32,
     /// Supervisor-initiated restarts (not counted as crashes).
     requested_restarts: u32,
+    /// Recycles (memory, task count) since the last `Start`, and why the
+    /// last one happened.
+    recycles: u32,
+    last_recycle: Option<String>,
     /// Why the last restart of either kind happened, for the exit summary.
     last_restart: Option<String>,
     /// How the last stop on request ended; `None` until one has.
@@ -364,6 +384,8 @@ impl Instance {
             consecutive: 0,
             restarts: 0,
             requested_restarts: 0,
+            recycles: 0,
+            last_recycle: None,
             last_restart: None,
             stop_outcome: None,
             kill_cause: None,
@@ -398,9 +420,16 @@ impl Instance {
     }
 
     /// Every restart since the last `Start`: crashes and those the
-    /// supervisor asked for (liveness, watchdog, requests).
+    /// supervisor asked for (liveness, watchdog, requests, recycles).
     pub fn all_restarts(&self) -> u32 {
-        self.restarts.saturating_add(self.requested_restarts)
+        self.restarts
+            .saturating_add(self.requested_restarts)
+            .saturating_add(self.recycles)
+    }
+
+    /// Recycles since the last `Start`, and the last one's reason.
+    pub fn recycles(&self) -> (u32, Option<&str>) {
+        (self.recycles, self.last_recycle.as_deref())
     }
 
     /// Why the last restart happened.
@@ -577,6 +606,13 @@ impl Instance {
                 self.requested_restarts = self.requested_restarts.saturating_add(1);
                 self.begin_stop(now, pid, since, AfterStop::Restart, false, &mut out)
             }
+            (Phase::Running { pid, since, .. }, Event::Recycle { reason }) => {
+                self.recycles = self.recycles.saturating_add(1);
+                self.last_recycle = Some(reason.clone());
+                self.last_restart = Some(reason.clone());
+                out.push(Action::Note(Note::Recycling { reason }));
+                self.begin_stop(now, pid, since, AfterStop::Recycle, false, &mut out)
+            }
             (Phase::Running { pid, since, .. }, Event::Stop) => {
                 self.begin_stop(now, pid, since, AfterStop::Stay, false, &mut out)
             }
@@ -611,6 +647,12 @@ impl Instance {
                         stopped(&mut out)
                     }
                     AfterStop::Restart => spawn(&mut out),
+                    AfterStop::Recycle
+                        if now.saturating_duration_since(since) >= self.cfg.backoff.reset =>
+                    {
+                        spawn(&mut out)
+                    }
+                    AfterStop::Recycle => self.schedule_restart(now, jitter01, &mut out),
                     AfterStop::Backoff if self.cfg.restart == RestartPolicy::Never => {
                         let reason = "it never became ready".to_string();
                         self.fail(FailReason::NotReady { reason }, &mut out)
@@ -1930,6 +1972,114 @@ mod tests {
         );
         assert_eq!(acts[1..], [note(Note::Stopped)]);
         assert_eq!(i.phase(), &Phase::Stopped);
+    }
+
+    /// Recycles `i` at `t` and lets its stop finish cleanly at `t`.
+    fn recycle(i: &mut Instance, t: Instant, reason: &str) -> Vec<Action> {
+        let acts = i.handle(
+            t,
+            Event::Recycle {
+                reason: reason.into(),
+            },
+            NO_JITTER,
+        );
+        assert_eq!(
+            acts[0],
+            note(Note::Recycling {
+                reason: reason.into()
+            })
+        );
+        assert!(matches!(
+            i.phase(),
+            Phase::Stopping {
+                then: AfterStop::Recycle,
+                ..
+            }
+        ));
+        i.handle(
+            t,
+            Event::Exited {
+                status: ExitStatus::Code(0),
+            },
+            NO_JITTER,
+        )
+    }
+
+    #[test]
+    fn a_recycle_after_a_long_life_respawns_at_once_uncounted() {
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.max_restarts = 1;
+        let mut i = Instance::new(c);
+        run(&mut i, t0);
+        for k in 1..=5u64 {
+            // Each incarnation lived for backoff.reset (60 s).
+            let t = t0 + s(60 * k);
+            let acts = recycle(&mut i, t, "recycled after 5 tasks");
+            assert_eq!(acts.last(), Some(&Action::Spawn), "{acts:?}");
+            run(&mut i, t);
+        }
+        assert_eq!(i.restarts(), 0, "recycles are not crashes");
+        assert_eq!(i.recycles(), (5, Some("recycled after 5 tasks")));
+        assert_eq!(i.all_restarts(), 5);
+    }
+
+    #[test]
+    fn a_limit_breached_right_after_every_start_backs_off_then_fails() {
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.max_restarts = 2;
+        let mut i = Instance::new(c);
+        run(&mut i, t0);
+        let mut t = t0;
+        let reason = "recycled: 400 MiB > 300 MiB (pss, tree of 1, 3 samples)";
+        // Two short lives: each recycle goes through backoff, growing.
+        let mut delays = Vec::new();
+        for _ in 0..2 {
+            t += s(1);
+            let acts = recycle(&mut i, t, reason);
+            match acts.as_slice() {
+                [.., Action::Note(Note::Restarting { after, .. }), Action::SetTimer(_)] => {
+                    delays.push(*after)
+                }
+                other => panic!("no backoff: {other:?}"),
+            }
+            let Phase::Backoff { until } = *i.phase() else {
+                panic!("{:?}", i.phase())
+            };
+            t = until;
+            run(&mut i, t);
+        }
+        assert!(delays[1] > delays[0], "{delays:?}");
+        // The third is one too many within the window: FAILED, with why.
+        t += s(1);
+        let acts = recycle(&mut i, t, reason);
+        assert!(
+            acts.iter().any(|a| matches!(
+                a,
+                Action::Note(Note::Failed {
+                    reason: FailReason::TooManyRestarts { max: 2, .. },
+                    ..
+                })
+            )),
+            "{acts:?}"
+        );
+        assert_eq!(i.last_restart(), Some(reason));
+    }
+
+    #[test]
+    fn recycle_applies_to_a_running_process_only() {
+        let t0 = Instant::now();
+        let mut i = Instance::new(cfg());
+        let ev = || Event::Recycle { reason: "r".into() };
+        assert_eq!(i.handle(t0, ev(), NO_JITTER), vec![]);
+        i.handle(t0, Event::Start, NO_JITTER);
+        // A spawn in flight is already a fresh incarnation.
+        assert_eq!(i.handle(t0, ev(), NO_JITTER), vec![]);
+        i.handle(t0, Event::Spawned { pid: PID }, NO_JITTER);
+        i.handle(t0, Event::Stop, NO_JITTER);
+        assert_eq!(i.handle(t0, ev(), NO_JITTER), vec![], "already stopping");
+        assert_eq!(i.recycles(), (0, None));
     }
 
     #[test]

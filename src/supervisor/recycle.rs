@@ -28,7 +28,8 @@ pub struct Sample {
     pub children: Vec<(i32, u64)>,
 }
 
-/// What the watch wants done.
+/// What the watch wants done; the reasons are whole phrases for the log
+/// (`recycled after 5 tasks`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Recycle the whole instance, for this reason (logged and kept for
@@ -98,7 +99,7 @@ impl Watch {
                 }
                 self.decided = true;
                 Some(Decision::Recycle(format!(
-                    "{} > {} ({}, tree of {}, {} {})",
+                    "recycled: {} > {} ({}, tree of {}, {} {})",
                     mib(s.bytes),
                     mib(limit),
                     metric_name(self.metric),
@@ -131,7 +132,7 @@ impl Watch {
                         decision = Some(Decision::RecycleChild {
                             pid,
                             reason: format!(
-                                "child pid {pid}: {} > {} ({}, {} {})",
+                                "recycling child pid {pid}: {} > {} ({}, {} {})",
                                 mib(bytes),
                                 mib(limit),
                                 metric_name(self.metric),
@@ -154,7 +155,10 @@ impl Watch {
             return None;
         }
         self.decided = true;
-        Some(Decision::Recycle(format!("after {} tasks", self.tasks)))
+        Some(Decision::Recycle(format!(
+            "recycled after {} tasks",
+            self.tasks
+        )))
     }
 }
 
@@ -211,7 +215,7 @@ mod tests {
         assert_eq!(
             w.sample(&tree(312 * MIB, 5)),
             Some(Decision::Recycle(
-                "312 MiB > 300 MiB (pss, tree of 5, 3 samples)".into()
+                "recycled: 312 MiB > 300 MiB (pss, tree of 5, 3 samples)".into()
             ))
         );
         // Decided once per incarnation.
@@ -239,7 +243,7 @@ mod tests {
         assert_eq!(
             w.sample(&tree(2 * MIB, 1)),
             Some(Decision::Recycle(
-                "2 MiB > 1 MiB (pss, tree of 1, 1 sample)".into()
+                "recycled: 2 MiB > 1 MiB (pss, tree of 1, 1 sample)".into()
             ))
         );
     }
@@ -257,7 +261,7 @@ mod tests {
             w.sample(&s(150 * MIB, 150 * MIB)),
             Some(Decision::RecycleChild {
                 pid: 10,
-                reason: "child pid 10: 150 MiB > 100 MiB (pss, 2 samples)".into()
+                reason: "recycling child pid 10: 150 MiB > 100 MiB (pss, 2 samples)".into()
             })
         );
         // 10 drains; 11 waits for its turn even though it is over too.
@@ -295,7 +299,7 @@ mod tests {
         }
         assert_eq!(
             w.tasks_done(1),
-            Some(Decision::Recycle("after 5 tasks".into()))
+            Some(Decision::Recycle("recycled after 5 tasks".into()))
         );
         assert_eq!(w.tasks_done(1), None);
         assert_eq!(w.tasks(), 6);
