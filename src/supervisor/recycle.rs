@@ -11,7 +11,11 @@
 //! Tasks are counted per incarnation from `TASKS_DONE`, so a recycle
 //! happens after exactly `max_tasks_per_child` finished tasks.
 //!
-//! A watch belongs to one incarnation: a new spawn gets a fresh one.
+//! A watch belongs to one incarnation: a new spawn gets a fresh one. It
+//! says "recycle" at every observation while the condition holds; the core
+//! acts once (an instance already stopping or queued for its turn is not
+//! queued again), and a rollout that was aborted meanwhile is simply
+//! asked again by the next sample.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,8 +60,6 @@ pub struct Watch {
     told: BTreeSet<i32>,
     /// Tasks finished by this incarnation.
     tasks: u64,
-    /// A recycle was decided: nothing more to decide for this incarnation.
-    decided: bool,
 }
 
 impl Watch {
@@ -72,7 +74,6 @@ impl Watch {
             child_over: BTreeMap::new(),
             told: BTreeSet::new(),
             tasks: 0,
-            decided: false,
         }
     }
 
@@ -84,9 +85,6 @@ impl Watch {
     /// A memory sample of this incarnation.
     pub fn sample(&mut self, s: &Sample) -> Option<Decision> {
         let limit = self.limit?;
-        if self.decided {
-            return None;
-        }
         match self.scope {
             MemoryScope::Instance => {
                 if s.bytes <= limit {
@@ -97,7 +95,6 @@ impl Watch {
                 if self.over < self.samples {
                     return None;
                 }
-                self.decided = true;
                 Some(Decision::Recycle(format!(
                     "recycled: {} > {} ({}, tree of {}, {} {})",
                     mib(s.bytes),
@@ -151,10 +148,9 @@ impl Watch {
     pub fn tasks_done(&mut self, n: u64) -> Option<Decision> {
         self.tasks = self.tasks.saturating_add(n);
         let max = self.max_tasks?;
-        if self.decided || self.tasks < max {
+        if self.tasks < max {
             return None;
         }
-        self.decided = true;
         Some(Decision::Recycle(format!(
             "recycled after {} tasks",
             self.tasks
@@ -218,8 +214,8 @@ mod tests {
                 "recycled: 312 MiB > 300 MiB (pss, tree of 5, 3 samples)".into()
             ))
         );
-        // Decided once per incarnation.
-        assert_eq!(w.sample(&tree(400 * MIB, 5)), None);
+        // Still over: still says so (the core acts once).
+        assert!(w.sample(&tree(400 * MIB, 5)).is_some());
     }
 
     #[test]
@@ -301,8 +297,7 @@ mod tests {
             w.tasks_done(1),
             Some(Decision::Recycle("recycled after 5 tasks".into()))
         );
-        assert_eq!(w.tasks_done(1), None);
-        assert_eq!(w.tasks(), 6);
+        assert_eq!(w.tasks(), 5);
         // A fresh incarnation counts from zero.
         let mut w = Watch::new(&l);
         assert_eq!(w.tasks_done(4), None);

@@ -50,6 +50,17 @@ pub enum Outcome {
     Failed(u32, String),
 }
 
+/// What a rollout waits for, about instance `n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// `n`'s replacement to be ready (replace).
+    Replacement(u32),
+    /// `n`'s successor to be ready (surge).
+    Successor(u32),
+    /// `n` to have exited (surge).
+    Retirement(u32),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     /// Waiting for `n`'s replacement to be ready.
@@ -97,9 +108,33 @@ impl Rollout {
         self.phase == Phase::Finished
     }
 
+    /// What the rollout waits for now.
+    pub fn waiting_for(&self) -> Option<Waiting> {
+        match self.phase {
+            Phase::Replacing(n) => Some(Waiting::Replacement(n)),
+            Phase::Surging(n) => Some(Waiting::Successor(n)),
+            Phase::Retiring(n) => Some(Waiting::Retirement(n)),
+            Phase::Finished => None,
+        }
+    }
+
     /// Instances still waiting their turn (a scale-down drops them).
     pub fn forget(&mut self, instance: u32) {
         self.todo.retain(|&n| n != instance);
+    }
+
+    /// Adds `instance` to the end of the queue (a recycle that falls while
+    /// the process is rolling waits its turn); no-op if it is queued
+    /// already or being rolled now.
+    pub fn enqueue(&mut self, instance: u32) {
+        if self.current() != Some(instance) && !self.todo.contains(&instance) {
+            self.todo.push_back(instance);
+        }
+    }
+
+    /// Being rolled now or waiting its turn.
+    pub fn includes(&self, instance: u32) -> bool {
+        self.current() == Some(instance) || self.todo.contains(&instance)
     }
 
     fn next(&mut self) -> Step {
@@ -189,6 +224,17 @@ mod tests {
         );
         assert!(r.is_finished());
         assert_eq!(r.on(Outcome::Ready(3)), None);
+    }
+
+    #[test]
+    fn enqueued_instances_wait_their_turn_once() {
+        let (mut r, _) = Rollout::start(Mode::Replace, [1]);
+        r.enqueue(1);
+        r.enqueue(3);
+        r.enqueue(3);
+        assert!(r.includes(1) && r.includes(3) && !r.includes(2));
+        assert_eq!(r.on(Outcome::Ready(1)), Some(Step::Restart(3)));
+        assert_eq!(r.on(Outcome::Ready(3)), Some(Step::Done));
     }
 
     #[test]
