@@ -71,6 +71,7 @@ pub struct ProcessSpec {
     pub group: Option<String>,
     pub health: Option<HealthSpec>,
     pub limits: Limits,
+    pub rollout: RolloutMode,
     /// Celery-specific view, for queue routing checks and the integration.
     pub celery: Option<CeleryInfo>,
     /// Globs watched by `prodserver dev` (relative to `root`).
@@ -206,6 +207,16 @@ impl BackendKind {
             BackendKind::CeleryWorker | BackendKind::DjangoQ2 | BackendKind::DjangoTasks => 2,
         }
     }
+}
+
+/// How a running instance is replaced (restart, recycle, reload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutMode {
+    /// The old instance exits, then the new one starts: never two at once.
+    Replace,
+    /// The new one starts beside the old and becomes ready, then the old
+    /// one drains: capacity never drops, memory briefly doubles.
+    Surge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

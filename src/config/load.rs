@@ -520,6 +520,7 @@ impl Loader<'_> {
             }
         }
         let singleton = singleton_key.unwrap_or(false) || backend == BackendKind::CeleryBeat;
+        let rollout = self.rollout_mode(t, oneshot, singleton);
         if singleton && instances > 1 && backend != BackendKind::CeleryBeat {
             let span = t.value_span("instances");
             self.r.error(
@@ -664,6 +665,7 @@ impl Loader<'_> {
             group,
             health,
             limits,
+            rollout,
             celery,
             watch,
             dev,
@@ -671,6 +673,20 @@ impl Loader<'_> {
             readiness: launch.readiness,
         };
         self.check_exec_limits(t, &spec, &child_env);
+        let bound = spec.listen.first().map(|l| {
+            l.key(&spec.cwd)
+                .unwrap_or_else(|| "its address".to_string())
+        });
+        if let (RolloutMode::Surge, Some(listen)) = (spec.rollout, bound) {
+            self.r.error(
+                t.value_span("rollout"),
+                format!(
+                    "`{}` = \"surge\" would start a second copy that binds {listen} while the first still does",
+                    t.key_path("rollout")
+                ),
+                "use `rollout = \"replace\"` (the default) for a process that binds an address",
+            );
+        }
         Some(spec)
     }
 
@@ -1434,6 +1450,44 @@ impl Loader<'_> {
                 .count(t, "memory_samples", 1, 3)
                 .unwrap_or(schema::DEFAULT_MEMORY_SAMPLES),
             memory_scope: crate::plan::MemoryScope::Instance,
+        }
+    }
+
+    /// `rollout`: how a running instance is replaced.
+    fn rollout_mode(&mut self, t: &Table, oneshot: bool, singleton: bool) -> RolloutMode {
+        let Some(value) = t.get("rollout") else {
+            return RolloutMode::Replace;
+        };
+        let path = t.key_path("rollout");
+        let mode = match self.r.as_string(value, &path, "\"surge\"").as_deref() {
+            None | Some("replace") => RolloutMode::Replace,
+            Some("surge") => RolloutMode::Surge,
+            Some(other) => {
+                self.r.error(
+                    value.span(),
+                    format!("unknown rollout \"{other}\""),
+                    "use \"replace\" (stop, then start) or \"surge\" (start the new one, then stop the old)",
+                );
+                RolloutMode::Replace
+            }
+        };
+        let why = if oneshot {
+            Some("a oneshot is never replaced while it runs")
+        } else if singleton {
+            Some("a singleton must never run twice, not even for a moment")
+        } else {
+            None
+        };
+        match (mode, why) {
+            (RolloutMode::Surge, Some(why)) => {
+                self.r.error(
+                    value.span(),
+                    format!("`{path}` = \"surge\" is not possible here: {why}"),
+                    "remove `rollout` (the default replaces the instance)",
+                );
+                RolloutMode::Replace
+            }
+            _ => mode,
         }
     }
 

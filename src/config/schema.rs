@@ -41,6 +41,7 @@ pub const PROCESS: &[&str] = &[
     "memory_metric",
     "memory_interval",
     "memory_samples",
+    "rollout",
     "celery_integration",
     "dev",
 ];

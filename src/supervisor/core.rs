@@ -24,10 +24,11 @@ use std::time::Instant;
 use super::gate::{self, Gate, ProcessView};
 use super::instance::{Action, Event, ExitStatus, Instance, InstanceConfig, Note, Phase};
 use super::order;
-use super::rollout::{self, Mode, Rollout, Step};
+use super::recycle::{Decision, Sample, Watch};
+use super::rollout::{self, Mode, Rollout, Step, Waiting};
 use super::signal_policy::{SignalMeaning, StopCause};
 use super::summary::{self, Ending, InstanceEnd, Verdict};
-use crate::plan::{Plan, ProcessId};
+use crate::plan::{MemoryMetric, Plan, ProcessId, RolloutMode};
 
 /// One instance, by name: `web.2`. Survives scale and reload.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -106,6 +107,27 @@ pub struct InstanceStatus {
     pub restarts: u32,
     pub last_restart: Option<String>,
     pub last_exit: Option<ExitStatus>,
+    /// The latest measurement of the current incarnation.
+    pub usage: Option<Usage>,
+    /// Tasks finished by the current incarnation, and by all of them.
+    pub tasks: u64,
+    pub tasks_total: u64,
+    /// Recycles (of the instance or of one of its children), and why the
+    /// last one happened.
+    pub recycles: u32,
+    pub last_recycle: Option<String>,
+}
+
+/// An instance's resources, as last measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    pub metric: MemoryMetric,
+    /// Processes in its tree.
+    pub processes: u32,
+    /// CPU use since the previous sample, in tenths of a percent of one
+    /// core; `None` for the first sample.
+    pub cpu_tenths: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +169,19 @@ pub enum Input {
         ticket: Ticket,
         request: Request,
     },
+    /// A measurement of the incarnation of `generation`'s process tree.
+    Usage {
+        id: InstanceId,
+        generation: u64,
+        sample: Sample,
+        cpu_tenths: Option<u32>,
+    },
+    /// The incarnation of `generation` finished `count` more tasks.
+    TasksDone {
+        id: InstanceId,
+        generation: u64,
+        count: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +194,14 @@ pub enum Command {
     },
     Signal {
         id: InstanceId,
+        pid: i32,
+        signal: i32,
+    },
+    /// Signal `pid` if it is still a child of `parent` (a pool child seen
+    /// in a sample may have exited, and its pid been reused, since).
+    SignalChild {
+        id: InstanceId,
+        parent: i32,
         pid: i32,
         signal: i32,
     },
@@ -200,8 +243,19 @@ struct Record {
     instance: Instance,
     generation: u64,
     last_exit: Option<ExitStatus>,
-    /// Being removed by a scale-down: dropped once terminal.
+    /// Being removed by a scale-down, a reload or a surge: dropped once
+    /// terminal.
     retiring: bool,
+    /// The current incarnation's recycling state.
+    watch: Watch,
+    usage: Option<Usage>,
+    tasks_total: u64,
+    /// Pool children told to go, and (with the instance's own recycles)
+    /// why the last recycle happened.
+    child_recycles: u32,
+    last_recycle: Option<String>,
+    /// Recycles of the instances this one succeeded in a surge.
+    inherited_recycles: u32,
 }
 
 #[derive(Debug)]
@@ -233,6 +287,8 @@ struct Rolling {
     ticket: Option<Ticket>,
     /// Generation of the instance being rolled when its step began.
     since_generation: u64,
+    /// Surge: the number of the current instance's successor.
+    successor: Option<u32>,
 }
 
 pub struct Core {
@@ -245,6 +301,8 @@ pub struct Core {
     held_down: Vec<bool>,
     records: BTreeMap<InstanceId, Record>,
     rollouts: BTreeMap<ProcessId, Rolling>,
+    /// Instances queued for a recycle, with its reason.
+    recycle_reasons: BTreeMap<InstanceId, String>,
     waiters: Vec<Waiter>,
     shutdown: Option<Shutdown>,
     goal: Goal,
@@ -267,7 +325,7 @@ impl Core {
             for number in 1..=spec.instances {
                 records.insert(
                     InstanceId::new(&spec.name, number),
-                    Record::new(InstanceConfig::from(spec)),
+                    Record::new(spec),
                 );
             }
         }
@@ -278,6 +336,7 @@ impl Core {
             held_down: vec![false; n],
             records,
             rollouts: BTreeMap::new(),
+            recycle_reasons: BTreeMap::new(),
             waiters: Vec::new(),
             shutdown: None,
             goal,
@@ -365,6 +424,13 @@ impl Core {
                 pid,
             } => {
                 if self.current(&id, generation) {
+                    let limits = self
+                        .process_id(&id.process)
+                        .map(|p| self.plan.processes[p].limits.clone());
+                    if let (Some(r), Some(limits)) = (self.records.get_mut(&id), limits) {
+                        r.watch = Watch::new(&limits);
+                        r.usage = None;
+                    }
                     self.feed(now, &id, Event::Spawned { pid }, jitter, &mut out);
                 }
             }
@@ -406,9 +472,138 @@ impl Core {
             Input::Request { ticket, request } => {
                 self.on_request(now, ticket, request, jitter, &mut out)
             }
+            Input::Usage {
+                id,
+                generation,
+                sample,
+                cpu_tenths,
+            } => {
+                if self.current(&id, generation) {
+                    self.on_usage(now, &id, sample, cpu_tenths, jitter, &mut out);
+                }
+            }
+            Input::TasksDone {
+                id,
+                generation,
+                count,
+            } => {
+                if self.current(&id, generation) {
+                    let decision = self.records.get_mut(&id).and_then(|r| {
+                        r.tasks_total = r.tasks_total.saturating_add(count);
+                        r.watch.tasks_done(count)
+                    });
+                    self.decided(now, &id, decision, jitter, &mut out);
+                }
+            }
         }
         self.settle(now, jitter, &mut out);
         out
+    }
+
+    fn on_usage(
+        &mut self,
+        now: Instant,
+        id: &InstanceId,
+        sample: Sample,
+        cpu_tenths: Option<u32>,
+        jitter: f64,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(metric) = self
+            .process_id(&id.process)
+            .map(|p| self.plan.processes[p].limits.memory_metric)
+        else {
+            return;
+        };
+        let Some(r) = self.records.get_mut(id) else {
+            return;
+        };
+        r.usage = Some(Usage {
+            bytes: sample.bytes,
+            metric,
+            processes: sample.processes,
+            cpu_tenths,
+        });
+        let decision = r.watch.sample(&sample);
+        self.decided(now, id, decision, jitter, out);
+    }
+
+    /// Carries out a recycling decision about a running instance: the
+    /// whole instance joins its process's rollout (one at a time, the
+    /// replacement ready before the next); a pool child is told to go.
+    fn decided(
+        &mut self,
+        now: Instant,
+        id: &InstanceId,
+        decision: Option<Decision>,
+        jitter: f64,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(decision) = decision else { return };
+        let Some(process) = self.process_id(&id.process) else {
+            return;
+        };
+        let Some(Phase::Running { pid: parent, .. }) = self.phase(id).cloned() else {
+            return;
+        };
+        if self.shutdown.is_some() || self.records[id].retiring {
+            return;
+        }
+        match decision {
+            Decision::RecycleChild { pid, reason } => {
+                if let Some(r) = self.records.get_mut(id) {
+                    r.child_recycles = r.child_recycles.saturating_add(1);
+                    r.last_recycle = Some(reason.clone());
+                }
+                out.push(Command::Note {
+                    id: id.clone(),
+                    note: Note::Recycling { reason },
+                });
+                out.push(Command::SignalChild {
+                    id: id.clone(),
+                    parent,
+                    pid,
+                    signal: libc::SIGTERM,
+                });
+            }
+            Decision::Recycle(reason) => {
+                if let Some(rolling) = self.rollouts.get_mut(&process) {
+                    if !rolling.rollout.includes(id.number) {
+                        rolling.rollout.enqueue(id.number);
+                        self.recycle_reasons.insert(id.clone(), reason);
+                    }
+                    return;
+                }
+                self.recycle_reasons.insert(id.clone(), reason);
+                self.start_rollout(now, process, vec![id.number], None, jitter, out);
+            }
+        }
+    }
+
+    fn start_rollout(
+        &mut self,
+        now: Instant,
+        process: ProcessId,
+        numbers: Vec<u32>,
+        ticket: Option<Ticket>,
+        jitter: f64,
+        out: &mut Vec<Command>,
+    ) {
+        let mode = match self.plan.processes[process].rollout {
+            RolloutMode::Replace => Mode::Replace,
+            RolloutMode::Surge => Mode::Surge,
+        };
+        let (rollout, step) = Rollout::start(mode, numbers);
+        self.rollouts.insert(
+            process,
+            Rolling {
+                rollout,
+                ticket,
+                since_generation: 0,
+                successor: None,
+            },
+        );
+        self.take_step(now, process, step, jitter, out);
     }
 
     /// A report about the current incarnation (not a late one).
@@ -525,6 +720,11 @@ impl Core {
                     restarts: r.instance.all_restarts(),
                     last_restart: r.instance.last_restart().map(str::to_string),
                     last_exit: r.last_exit,
+                    usage: r.usage.clone(),
+                    tasks: r.watch.tasks(),
+                    tasks_total: r.tasks_total,
+                    recycles: r.recycles_so_far(),
+                    last_recycle: r.last_recycle.clone(),
                 }
             })
             .collect()
@@ -574,7 +774,7 @@ impl Core {
         };
         match request {
             Request::Restart { instance, .. } => {
-                if self.rollouts.contains_key(&process) {
+                if self.rollouts.get(&process).is_some_and(|r| r.ticket.is_some()) {
                     return reply(
                         out,
                         Reply::Failed(format!("{name} is already being restarted")),
@@ -589,20 +789,20 @@ impl Core {
                 };
                 self.started[process] = true;
                 self.held_down[process] = false;
-                let (rollout, step) = Rollout::start(Mode::Replace, numbers);
-                self.rollouts.insert(
-                    process,
-                    Rolling {
-                        rollout,
-                        ticket: Some(ticket),
-                        since_generation: 0,
-                    },
-                );
-                self.take_step(now, process, step, jitter, out);
+                if let Some(rolling) = self.rollouts.get_mut(&process) {
+                    // A recycle is rolling: the restart joins it, and is
+                    // answered when everything queued is done.
+                    for n in numbers {
+                        rolling.rollout.enqueue(n);
+                    }
+                    rolling.ticket = Some(ticket);
+                    return;
+                }
+                self.start_rollout(now, process, numbers, Some(ticket), jitter, out);
             }
             Request::Stop { .. } => {
                 self.held_down[process] = true;
-                self.rollouts.remove(&process);
+                self.end_rollout(process, Reply::Failed(format!("{name} was stopped")), out);
                 for id in self.ids_of(process) {
                     self.feed(now, &id, Event::Stop, jitter, out);
                 }
@@ -615,6 +815,14 @@ impl Core {
                 self.waiters.push(Waiter::Ready { ticket, process });
             }
             Request::Scale { instances, .. } => {
+                if self.rollouts.contains_key(&process) {
+                    return reply(
+                        out,
+                        Reply::Failed(format!(
+                            "{name} is being restarted or recycled: scale once that is done"
+                        )),
+                    );
+                }
                 if instances == 0 || instances > crate::config::MAX_INSTANCES {
                     return reply(
                         out,
@@ -641,19 +849,23 @@ impl Core {
         jitter: f64,
         out: &mut Vec<Command>,
     ) {
-        let name = self.plan.processes[process].name.clone();
-        let cfg = InstanceConfig::from(&self.plan.processes[process]);
-        let current = self.ids_of(process);
-        for number in 1..=instances {
-            let id = InstanceId::new(&name, number);
-            if !self.records.contains_key(&id) {
-                self.records.insert(id.clone(), Record::new(cfg.clone()));
-                if self.started[process] {
-                    self.feed(now, &id, Event::Start, jitter, out);
-                }
+        // By count, not by number: after a surge the instances may be
+        // numbered 2 and 3 rather than 1 and 2.
+        let current: Vec<InstanceId> = self
+            .ids_of(process)
+            .into_iter()
+            .filter(|id| !self.records[id].retiring)
+            .collect();
+        let wanted = instances as usize;
+        for _ in current.len()..wanted {
+            let id = self.free_id(process);
+            self.records
+                .insert(id.clone(), Record::new(&self.plan.processes[process]));
+            if self.started[process] {
+                self.feed(now, &id, Event::Start, jitter, out);
             }
         }
-        for id in current.iter().filter(|id| id.number > instances) {
+        for id in current.iter().skip(wanted) {
             if let Some(r) = self.records.get_mut(id) {
                 r.retiring = true;
             }
@@ -663,6 +875,15 @@ impl Core {
             self.feed(now, id, Event::Stop, jitter, out);
         }
         self.plan.processes[process].instances = instances;
+    }
+
+    /// The lowest instance number of `process` not in use.
+    fn free_id(&self, process: ProcessId) -> InstanceId {
+        let name = &self.plan.processes[process].name;
+        (1..)
+            .map(|n| InstanceId::new(name, n))
+            .find(|id| !self.records.contains_key(id))
+            .expect("fewer than u32::MAX instances")
     }
 
     fn reload(
@@ -677,7 +898,7 @@ impl Core {
             out.push(Command::Reply {
                 ticket,
                 reply: Reply::Failed(
-                    "a restart, stop, start or scale is still in progress: reload once it is done"
+                    "a restart, recycle, stop, start or scale is still in progress: reload once it is done"
                         .into(),
                 ),
             });
@@ -729,10 +950,11 @@ impl Core {
             let Some(process) = self.process_id(name) else {
                 continue;
             };
-            let cfg = InstanceConfig::from(&self.plan.processes[process]);
             for number in 1..=self.plan.processes[process].instances {
-                self.records
-                    .insert(InstanceId::new(name, number), Record::new(cfg.clone()));
+                self.records.insert(
+                    InstanceId::new(name, number),
+                    Record::new(&self.plan.processes[process]),
+                );
             }
             added.push(process);
         }
@@ -761,16 +983,7 @@ impl Core {
                     .filter(|id| !self.records[*id].retiring)
                     .map(|id| id.number)
                     .collect();
-                let (rollout, step) = Rollout::start(Mode::Replace, numbers);
-                self.rollouts.insert(
-                    process,
-                    Rolling {
-                        rollout,
-                        ticket: None,
-                        since_generation: 0,
-                    },
-                );
-                self.take_step(now, process, step, jitter, out);
+                self.start_rollout(now, process, numbers, None, jitter, out);
                 rolling.push(process);
             }
         }
@@ -816,38 +1029,90 @@ impl Core {
                     .records
                     .get(&id)
                     .is_some_and(|r| r.instance.is_terminal());
-                let event = if terminal {
-                    Event::Start
-                } else {
-                    Event::Restart {
-                        reason: "restart requested".into(),
+                let event = match self.recycle_reasons.remove(&id) {
+                    _ if terminal => Event::Start,
+                    Some(reason) => {
+                        self.note_recycle(&id, &reason);
+                        Event::Recycle { reason }
                     }
+                    None => Event::Restart {
+                        reason: "restart requested".into(),
+                    },
                 };
                 self.feed(now, &id, event, jitter, out);
             }
-            // Surge needs held sockets, which come later: a surge rollout is
-            // never started yet.
-            Step::StartSuccessor(_) | Step::RetirePredecessor(_) => {}
-            Step::Done => {
-                if let Some(rolling) = self.rollouts.remove(&process) {
-                    if let Some(ticket) = rolling.ticket {
-                        out.push(Command::Reply {
-                            ticket,
-                            reply: Reply::Done,
-                        });
-                    }
+            Step::StartSuccessor(n) => {
+                // Beside the old one, under the lowest free number (so
+                // numbers stay within instances + 1, and a Celery node
+                // name never runs twice).
+                let successor = self.free_id(process);
+                let mut record = Record::new(&self.plan.processes[process]);
+                if let Some(old) = self.records.get(&InstanceId::new(&name, n)) {
+                    record.inherited_recycles = old.recycles_so_far();
+                    record.last_recycle = old.last_recycle.clone();
                 }
+                self.records.insert(successor.clone(), record);
+                if let Some(rolling) = self.rollouts.get_mut(&process) {
+                    rolling.successor = Some(successor.number);
+                }
+                out.push(Command::Log(format!(
+                    "{name}.{n}: starting {successor} beside it (surge)"
+                )));
+                self.feed(now, &successor, Event::Start, jitter, out);
             }
+            Step::RetirePredecessor(n) => {
+                let id = InstanceId::new(&name, n);
+                let reason = self.recycle_reasons.remove(&id);
+                if let Some(r) = self.records.get_mut(&id) {
+                    r.retiring = true;
+                }
+                if let Some(reason) = reason {
+                    self.note_recycle(&id, &reason);
+                    out.push(Command::Note {
+                        id: id.clone(),
+                        note: Note::Recycling { reason },
+                    });
+                }
+                self.feed(now, &id, Event::Stop, jitter, out);
+            }
+            Step::Done => self.end_rollout(process, Reply::Done, out),
             Step::Aborted { instance, reason } => {
-                if let Some(rolling) = self.rollouts.remove(&process) {
-                    if let Some(ticket) = rolling.ticket {
-                        out.push(Command::Reply {
-                            ticket,
-                            reply: Reply::Failed(format!("{name}.{instance} {reason}")),
-                        });
+                // A surge's successor that failed goes; the old one stays.
+                let successor = self
+                    .rollouts
+                    .get(&process)
+                    .and_then(|r| r.successor)
+                    .map(|m| InstanceId::new(&name, m));
+                if let Some(id) = successor {
+                    if let Some(r) = self.records.get_mut(&id) {
+                        r.retiring = true;
                     }
+                    self.feed(now, &id, Event::Stop, jitter, out);
                 }
+                let reply = Reply::Failed(format!("{name}.{instance} {reason}"));
+                self.end_rollout(process, reply, out);
             }
+        }
+    }
+
+    /// A recycle of the whole instance is happening: counted where
+    /// `status` finds it.
+    fn note_recycle(&mut self, id: &InstanceId, reason: &str) {
+        if let Some(r) = self.records.get_mut(id) {
+            r.last_recycle = Some(reason.to_string());
+        }
+    }
+
+    /// Ends a process's rollout (if any) and answers whoever asked for it.
+    fn end_rollout(&mut self, process: ProcessId, reply: Reply, out: &mut Vec<Command>) {
+        let name = &self.plan.processes[process].name;
+        self.recycle_reasons.retain(|id, _| &id.process != name);
+        if let Some(Rolling {
+            ticket: Some(ticket),
+            ..
+        }) = self.rollouts.remove(&process)
+        {
+            out.push(Command::Reply { ticket, reply });
         }
     }
 
@@ -945,29 +1210,26 @@ impl Core {
             let Some(rolling) = self.rollouts.get(&process) else {
                 continue;
             };
-            let Some(n) = rolling.rollout.current() else {
+            let Some(waiting) = rolling.rollout.waiting_for() else {
                 continue;
             };
-            let id = InstanceId::new(&self.plan.processes[process].name, n);
-            let outcome = match self.records.get(&id) {
-                None => Some(rollout::Outcome::Failed(n, "was removed".into())),
-                Some(r) if r.generation > rolling.since_generation => match r.instance.phase() {
-                    Phase::Running { ready: true, .. } | Phase::Completed => {
-                        Some(rollout::Outcome::Ready(n))
-                    }
-                    Phase::Failed { .. } | Phase::Backoff { .. } | Phase::Stopped => {
-                        let why = r
-                            .last_exit
-                            .map(|s| s.describe())
-                            .unwrap_or_else(|| "did not start".into());
-                        Some(rollout::Outcome::Failed(n, why))
-                    }
-                    _ => None,
-                },
-                Some(r) if matches!(r.instance.phase(), Phase::Failed { .. }) => {
-                    Some(rollout::Outcome::Failed(n, "failed".into()))
+            let name = &self.plan.processes[process].name;
+            let outcome = match waiting {
+                Waiting::Replacement(n) => {
+                    let id = InstanceId::new(name, n);
+                    self.replacement_outcome(n, &id, rolling.since_generation)
                 }
-                Some(_) => None,
+                Waiting::Successor(n) => match rolling.successor {
+                    Some(m) => self.replacement_outcome(n, &InstanceId::new(name, m), 0),
+                    None => Some(rollout::Outcome::Failed(n, "has no successor".into())),
+                },
+                Waiting::Retirement(n) => {
+                    let gone = self
+                        .records
+                        .get(&InstanceId::new(name, n))
+                        .is_none_or(|r| r.instance.is_terminal());
+                    gone.then_some(rollout::Outcome::Retired(n))
+                }
             };
             let Some(outcome) = outcome else { continue };
             let step = self
@@ -977,6 +1239,36 @@ impl Core {
             if let Some(step) = step {
                 self.take_step(now, process, step, jitter, out);
             }
+        }
+    }
+
+    /// How the replacement of instance `n` (the record `id`, spawned after
+    /// `since_generation`) is doing.
+    fn replacement_outcome(
+        &self,
+        n: u32,
+        id: &InstanceId,
+        since_generation: u64,
+    ) -> Option<rollout::Outcome> {
+        match self.records.get(id) {
+            None => Some(rollout::Outcome::Failed(n, "was removed".into())),
+            Some(r) if r.generation > since_generation => match r.instance.phase() {
+                Phase::Running { ready: true, .. } | Phase::Completed => {
+                    Some(rollout::Outcome::Ready(n))
+                }
+                Phase::Failed { .. } | Phase::Backoff { .. } | Phase::Stopped => {
+                    let why = r
+                        .last_exit
+                        .map(|s| s.describe())
+                        .unwrap_or_else(|| "did not start".into());
+                    Some(rollout::Outcome::Failed(n, why))
+                }
+                _ => None,
+            },
+            Some(r) if matches!(r.instance.phase(), Phase::Failed { .. }) => {
+                Some(rollout::Outcome::Failed(n, "failed".into()))
+            }
+            Some(_) => None,
         }
     }
 
@@ -1220,13 +1512,27 @@ impl Core {
 }
 
 impl Record {
-    fn new(cfg: InstanceConfig) -> Record {
+    fn new(spec: &crate::plan::ProcessSpec) -> Record {
         Record {
-            instance: Instance::new(cfg),
+            instance: Instance::new(InstanceConfig::from(spec)),
             generation: 0,
             last_exit: None,
             retiring: false,
+            watch: Watch::new(&spec.limits),
+            usage: None,
+            tasks_total: 0,
+            child_recycles: 0,
+            last_recycle: None,
+            inherited_recycles: 0,
         }
+    }
+
+    fn recycles_so_far(&self) -> u32 {
+        self.instance
+            .recycles()
+            .0
+            .saturating_add(self.child_recycles)
+            .saturating_add(self.inherited_recycles)
     }
 }
 
