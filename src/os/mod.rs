@@ -36,6 +36,7 @@
 pub mod keeper;
 pub mod limits;
 pub mod lock;
+pub mod memory;
 pub mod proc;
 pub mod reap;
 pub mod signals;
@@ -48,6 +49,7 @@ pub use lock::{
     ensure_own_dir, ensure_runtime_dir, runtime_dir, share_runtime_dir, try_lock, LockOutcome,
     SingletonLock,
 };
+pub use memory::{is_child_of, sample_tree, ChildSample, Sampler, TreeSample};
 pub use reap::{live_orphans, reap_orphans, set_child_subreaper};
 pub use signals::{ignore_sigpipe, kill_group, send, signal_by_name, signal_group, signal_name};
 pub use spawn::{
