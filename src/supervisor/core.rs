@@ -323,10 +323,7 @@ impl Core {
                 continue;
             }
             for number in 1..=spec.instances {
-                records.insert(
-                    InstanceId::new(&spec.name, number),
-                    Record::new(spec),
-                );
+                records.insert(InstanceId::new(&spec.name, number), Record::new(spec));
             }
         }
         Core {
@@ -774,7 +771,11 @@ impl Core {
         };
         match request {
             Request::Restart { instance, .. } => {
-                if self.rollouts.get(&process).is_some_and(|r| r.ticket.is_some()) {
+                if self
+                    .rollouts
+                    .get(&process)
+                    .is_some_and(|r| r.ticket.is_some())
+                {
                     return reply(
                         out,
                         Reply::Failed(format!("{name} is already being restarted")),
@@ -1045,33 +1046,43 @@ impl Core {
                 // Beside the old one, under the lowest free number (so
                 // numbers stay within instances + 1, and a Celery node
                 // name never runs twice).
+                let old = InstanceId::new(&name, n);
                 let successor = self.free_id(process);
                 let mut record = Record::new(&self.plan.processes[process]);
-                if let Some(old) = self.records.get(&InstanceId::new(&name, n)) {
-                    record.inherited_recycles = old.recycles_so_far();
-                    record.last_recycle = old.last_recycle.clone();
+                if let Some(r) = self.records.get(&old) {
+                    record.inherited_recycles = r.recycles_so_far();
+                    record.last_recycle = r.last_recycle.clone();
                 }
                 self.records.insert(successor.clone(), record);
                 if let Some(rolling) = self.rollouts.get_mut(&process) {
                     rolling.successor = Some(successor.number);
                 }
-                out.push(Command::Log(format!(
-                    "{name}.{n}: starting {successor} beside it (surge)"
-                )));
+                let what = format!("starting {successor} beside it (surge)");
+                let note = match self.recycle_reasons.get(&old) {
+                    Some(reason) => Note::Recycling {
+                        reason: format!("{reason}: {what}"),
+                    },
+                    None => Note::RestartRequested { reason: what },
+                };
+                out.push(Command::Note { id: old, note });
                 self.feed(now, &successor, Event::Start, jitter, out);
             }
             Step::RetirePredecessor(n) => {
                 let id = InstanceId::new(&name, n);
-                let reason = self.recycle_reasons.remove(&id);
                 if let Some(r) = self.records.get_mut(&id) {
                     r.retiring = true;
                 }
-                if let Some(reason) = reason {
-                    self.note_recycle(&id, &reason);
-                    out.push(Command::Note {
-                        id: id.clone(),
-                        note: Note::Recycling { reason },
-                    });
+                // The successor carries the count on.
+                let successor = self
+                    .rollouts
+                    .get(&process)
+                    .and_then(|r| r.successor)
+                    .map(|m| InstanceId::new(&name, m));
+                if let (Some(reason), Some(next)) = (self.recycle_reasons.remove(&id), successor) {
+                    if let Some(r) = self.records.get_mut(&next) {
+                        r.inherited_recycles = r.inherited_recycles.saturating_add(1);
+                        r.last_recycle = Some(reason);
+                    }
                 }
                 self.feed(now, &id, Event::Stop, jitter, out);
             }

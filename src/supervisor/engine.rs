@@ -81,6 +81,13 @@ pub(super) enum Msg {
         id: InstanceId,
         generation: u64,
     },
+    /// A measurement from the sampling thread.
+    Usage {
+        id: InstanceId,
+        generation: u64,
+        sample: super::recycle::Sample,
+        cpu_tenths: Option<u32>,
+    },
 }
 
 /// The I/O side of one instance.
@@ -155,6 +162,9 @@ pub struct Engine {
     /// Our controlling terminal, to tell a hangup from `kill -HUP`.
     terminal: Option<os::Terminal>,
     orphans: OrphanTally,
+    /// The thread that measures instances' memory and CPU; `None` if it
+    /// could not be started (said once, at the start).
+    sampling: Option<super::sampler::Sampling>,
 }
 
 impl Engine {
@@ -163,6 +173,15 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let exec_pids = ExecPids::with_keeper(keeper.clone());
+        let sampling = match super::sampler::Sampling::start(tx.clone()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                logs.project_event(&format!(
+                    "cannot start the memory sampling thread ({e}): max_memory_per_child is not enforced and status shows no memory"
+                ));
+                None
+            }
+        };
         let mut engine = Engine {
             core,
             opts,
@@ -181,6 +200,7 @@ impl Engine {
             exec_pids,
             terminal: os::Terminal::controlling(),
             orphans: OrphanTally::default(),
+            sampling,
         };
         let ids: Vec<InstanceId> = engine.core.ids().cloned().collect();
         for id in ids {
@@ -299,6 +319,18 @@ impl Engine {
             Command::Spawn { id, generation } => self.spawn(&id, generation),
             Command::Signal { id, pid, signal } => {
                 if let Err(e) = os::send(pid, signal) {
+                    self.note_text(&id, format!("cannot signal pid {pid}: {e}"));
+                }
+            }
+            Command::SignalChild {
+                id,
+                parent,
+                pid,
+                signal,
+            } => {
+                if !os::memory::is_child_of(pid, parent) {
+                    self.note_text(&id, format!("pid {pid} has exited already"));
+                } else if let Err(e) = os::send(pid, signal) {
                     self.note_text(&id, format!("cannot signal pid {pid}: {e}"));
                 }
             }
@@ -475,6 +507,10 @@ impl Engine {
                     jitter01(),
                 );
                 self.execute_all(cmds);
+                if let Some(sampling) = &self.sampling {
+                    let limits = &self.core.plan().processes[process].limits;
+                    sampling.watch(id, generation, pid, limits);
+                }
                 self.start_health(id, Instant::now());
             }
             Err(e) => {
@@ -563,6 +599,17 @@ impl Engine {
                 sender,
             } => self.on_notify(&id, messages, sender),
             Msg::LogMatch { id, generation } => self.on_log_match(&id, generation),
+            Msg::Usage {
+                id,
+                generation,
+                sample,
+                cpu_tenths,
+            } => self.pending.push_back(Input::Usage {
+                id,
+                generation,
+                sample,
+                cpu_tenths,
+            }),
             Msg::Exited {
                 id,
                 generation,
@@ -571,6 +618,9 @@ impl Engine {
             } => {
                 if self.generation(&id) == generation {
                     self.stop_health(&id, true);
+                    if let Some(sampling) = &self.sampling {
+                        sampling.forget(&id);
+                    }
                 }
                 self.pending.push_back(Input::Exited {
                     id,
@@ -783,11 +833,29 @@ impl Engine {
                 Some(status) => format!(", last {}", status.describe()),
                 None => String::new(),
             };
-            let tasks = match self.io.get(&s.id).map_or(0, |io| io.health.tasks_done) {
+            let tasks = match s.tasks_total {
                 0 => String::new(),
                 1 => ", 1 task done".to_string(),
                 n => format!(", {n} tasks done"),
             };
+            let recycles = match (s.recycles, &s.last_recycle) {
+                (0, _) | (_, None) => String::new(),
+                (n, Some(last)) => format!(
+                    ", {n} {} (last {last})",
+                    if n == 1 { "recycle" } else { "recycles" }
+                ),
+            };
+            let memory = s
+                .usage
+                .as_ref()
+                .map(|u| {
+                    format!(
+                        ", {} {}",
+                        super::recycle::mib(u.bytes),
+                        super::recycle::metric_name(u.metric)
+                    )
+                })
+                .unwrap_or_default();
             let tone = if s.state == "failed" {
                 crate::logs::Tone::Bad
             } else {
@@ -795,7 +863,7 @@ impl Engine {
             };
             lines.push((
                 format!(
-                    "  {}: {}, {}{tasks}{last}",
+                    "  {}: {}, {}{tasks}{recycles}{memory}{last}",
                     s.id,
                     s.state,
                     summary::restarts_text(instance)

@@ -27,5 +27,6 @@ pub mod orphans;
 pub mod recycle;
 pub mod reload;
 pub mod rollout;
+mod sampler;
 pub mod signal_policy;
 pub mod summary;

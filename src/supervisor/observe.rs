@@ -33,7 +33,6 @@ pub(super) struct InstanceHealth {
     /// `NOTIFY_SOCKET` (and `WATCHDOG_USEC`) for the child.
     pub notify_env: Vec<(String, String)>,
     pub status: Option<String>,
-    pub tasks_done: u64,
     /// Who may speak for the instance: its process tree, cached (Celery
     /// sends a datagram per finished task).
     pub senders: Option<notify::SenderView>,
@@ -273,9 +272,13 @@ impl Engine {
                     }
                     None
                 }
-                (Message::TasksDone(n), _) => {
-                    let h = &mut self.io_mut(id).health;
-                    h.tasks_done = h.tasks_done.saturating_add(n);
+                (Message::TasksDone(count), _) => {
+                    let generation = self.generation(id);
+                    self.pending.push_back(Input::TasksDone {
+                        id: id.clone(),
+                        generation,
+                        count,
+                    });
                     None
                 }
                 _ => None,

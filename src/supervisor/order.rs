@@ -184,6 +184,7 @@ pub(crate) mod tests {
                 memory_samples: 3,
                 memory_scope: crate::plan::MemoryScope::Instance,
             },
+            rollout: crate::plan::RolloutMode::Replace,
             celery: None,
             watch: vec![],
             dev: Default::default(),

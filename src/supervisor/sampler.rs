@@ -1,0 +1,202 @@
+//! Measuring instances off the event loop.
+//!
+//! Theory of operation. One thread owns an [`os::memory::Sampler`] and the
+//! list of running instances (main pid, generation, metric, interval). It
+//! sleeps until the next instance is due, measures its process tree
+//! (/proc reads: smaps_rollup for PSS costs tens of microseconds a
+//! process, and must never delay a signal or an exit on the loop) and
+//! sends the sample to the loop, tagged with the generation so a sample
+//! of a previous incarnation is dropped by the core. Instances with a
+//! memory limit are measured every `memory_interval`; the others every
+//! [`STATUS_INTERVAL`], only so that `status` can show their figures.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::core::InstanceId;
+use super::engine::Msg;
+use super::recycle::Sample;
+use crate::os::memory::Sampler;
+use crate::plan::{Limits, MemoryMetric};
+
+/// How often an instance without a memory limit is measured.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
+enum Change {
+    Watch {
+        id: InstanceId,
+        generation: u64,
+        pid: i32,
+        metric: MemoryMetric,
+        interval: Duration,
+    },
+    Forget {
+        id: InstanceId,
+    },
+}
+
+/// The loop's handle on the sampling thread; dropping it ends the thread.
+pub(super) struct Sampling {
+    tx: mpsc::Sender<Change>,
+}
+
+struct Entry {
+    generation: u64,
+    pid: i32,
+    metric: MemoryMetric,
+    interval: Duration,
+    next: Instant,
+    /// CPU ticks of the tree at the previous sample, and when.
+    last_cpu: Option<(u64, Instant)>,
+}
+
+impl Sampling {
+    /// Starts the thread; samples go to `report`.
+    pub fn start(report: tokio::sync::mpsc::UnboundedSender<Msg>) -> std::io::Result<Sampling> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("prodserver-sampler".into())
+            .spawn(move || run(&rx, &report))?;
+        Ok(Sampling { tx })
+    }
+
+    /// Measures instance `id`'s tree from now on (replacing a previous
+    /// incarnation's).
+    pub fn watch(&self, id: &InstanceId, generation: u64, pid: i32, limits: &Limits) {
+        let limited = limits.max_memory_per_child.is_some();
+        let interval = if limited {
+            limits.memory_interval
+        } else {
+            STATUS_INTERVAL.max(limits.memory_interval)
+        };
+        let _ = self.tx.send(Change::Watch {
+            id: id.clone(),
+            generation,
+            pid,
+            metric: limits.memory_metric,
+            interval,
+        });
+    }
+
+    /// The instance's process exited: stop measuring it.
+    pub fn forget(&self, id: &InstanceId) {
+        let _ = self.tx.send(Change::Forget { id: id.clone() });
+    }
+}
+
+fn run(rx: &mpsc::Receiver<Change>, report: &tokio::sync::mpsc::UnboundedSender<Msg>) {
+    let mut sampler = Sampler::new();
+    let mut watched: BTreeMap<InstanceId, Entry> = BTreeMap::new();
+    let ticks = ticks_per_second();
+    loop {
+        let next = watched.values().map(|e| e.next).min();
+        let change = match next {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+        };
+        match change {
+            Ok(c) => {
+                apply(&mut watched, c);
+                // Take every change that is waiting before measuring.
+                while let Ok(c) = rx.try_recv() {
+                    apply(&mut watched, c);
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        for (id, e) in watched.iter_mut().filter(|(_, e)| e.next <= now) {
+            // Keep the cadence, but never try to catch up on a backlog.
+            e.next = (e.next + e.interval).max(now);
+            let Some(tree) = sampler.sample_tree(e.pid, e.metric) else {
+                // Gone: its exit is on the way to the loop.
+                continue;
+            };
+            let at = Instant::now();
+            let cpu_tenths = e.last_cpu.and_then(|(before, then)| {
+                cpu_tenths(tree.cpu_ticks.saturating_sub(before), at - then, ticks)
+            });
+            e.last_cpu = Some((tree.cpu_ticks, at));
+            let sample = Sample {
+                bytes: tree.bytes,
+                processes: tree.processes,
+                children: tree.children.iter().map(|c| (c.pid, c.bytes)).collect(),
+            };
+            let msg = Msg::Usage {
+                id: id.clone(),
+                generation: e.generation,
+                sample,
+                cpu_tenths,
+            };
+            if report.send(msg).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn apply(watched: &mut BTreeMap<InstanceId, Entry>, change: Change) {
+    match change {
+        Change::Watch {
+            id,
+            generation,
+            pid,
+            metric,
+            interval,
+        } => {
+            watched.insert(
+                id,
+                Entry {
+                    generation,
+                    pid,
+                    metric,
+                    interval,
+                    // At once: a fresh process's figures are what `status`
+                    // lacks most.
+                    next: Instant::now(),
+                    last_cpu: None,
+                },
+            );
+        }
+        Change::Forget { id } => {
+            watched.remove(&id);
+        }
+    }
+}
+
+/// CPU use over `elapsed`, in tenths of a percent of one core.
+fn cpu_tenths(ticks: u64, elapsed: Duration, per_second: u64) -> Option<u32> {
+    let elapsed = elapsed.as_secs_f64();
+    if elapsed <= 0.0 || per_second == 0 {
+        return None;
+    }
+    let tenths = ticks as f64 / per_second as f64 / elapsed * 1000.0;
+    Some(tenths.round().min(f64::from(u32::MAX)) as u32)
+}
+
+/// Linux reports CPU times in USER_HZ, 100 on every architecture;
+/// sysconf only confirms it.
+fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_share_in_tenths_of_a_percent() {
+        // 50 ticks of 100/s over one second: half a core.
+        assert_eq!(cpu_tenths(50, Duration::from_secs(1), 100), Some(500));
+        assert_eq!(cpu_tenths(400, Duration::from_secs(2), 100), Some(2000));
+        assert_eq!(cpu_tenths(1, Duration::ZERO, 100), None);
+        assert_eq!(cpu_tenths(1, Duration::from_secs(1), 0), None);
+    }
+}
