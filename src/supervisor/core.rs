@@ -303,6 +303,8 @@ pub struct Core {
     rollouts: BTreeMap<ProcessId, Rolling>,
     /// Instances queued for a recycle, with its reason.
     recycle_reasons: BTreeMap<InstanceId, String>,
+    /// The last generation of dropped instances, by name.
+    generation_floors: BTreeMap<InstanceId, u64>,
     waiters: Vec<Waiter>,
     shutdown: Option<Shutdown>,
     goal: Goal,
@@ -334,6 +336,7 @@ impl Core {
             records,
             rollouts: BTreeMap::new(),
             recycle_reasons: BTreeMap::new(),
+            generation_floors: BTreeMap::new(),
             waiters: Vec::new(),
             shutdown: None,
             goal,
@@ -860,8 +863,7 @@ impl Core {
         let wanted = instances as usize;
         for _ in current.len()..wanted {
             let id = self.free_id(process);
-            self.records
-                .insert(id.clone(), Record::new(&self.plan.processes[process]));
+            self.insert_record(id.clone(), process);
             if self.started[process] {
                 self.feed(now, &id, Event::Start, jitter, out);
             }
@@ -952,10 +954,7 @@ impl Core {
                 continue;
             };
             for number in 1..=self.plan.processes[process].instances {
-                self.records.insert(
-                    InstanceId::new(name, number),
-                    Record::new(&self.plan.processes[process]),
-                );
+                self.insert_record(InstanceId::new(name, number), process);
             }
             added.push(process);
         }
@@ -1048,12 +1047,15 @@ impl Core {
                 // name never runs twice).
                 let old = InstanceId::new(&name, n);
                 let successor = self.free_id(process);
-                let mut record = Record::new(&self.plan.processes[process]);
-                if let Some(r) = self.records.get(&old) {
-                    record.inherited_recycles = r.recycles_so_far();
-                    record.last_recycle = r.last_recycle.clone();
+                let carried = self
+                    .records
+                    .get(&old)
+                    .map(|r| (r.recycles_so_far(), r.last_recycle.clone()));
+                let record = self.insert_record(successor.clone(), process);
+                if let Some((count, last)) = carried {
+                    record.inherited_recycles = count;
+                    record.last_recycle = last;
                 }
-                self.records.insert(successor.clone(), record);
                 if let Some(rolling) = self.rollouts.get_mut(&process) {
                     rolling.successor = Some(successor.number);
                 }
@@ -1349,8 +1351,24 @@ impl Core {
     }
 
     fn drop_retired(&mut self) {
-        self.records
-            .retain(|_, r| !(r.retiring && r.instance.is_terminal()));
+        let floors = &mut self.generation_floors;
+        self.records.retain(|id, r| {
+            let keep = !(r.retiring && r.instance.is_terminal());
+            if !keep {
+                floors.insert(id.clone(), r.generation);
+            }
+            keep
+        });
+    }
+
+    /// A new record for `id`: its generations continue those of an
+    /// earlier instance of that name, so a late report about the earlier
+    /// one can never pass for news about this one.
+    fn insert_record(&mut self, id: InstanceId, process: ProcessId) -> &mut Record {
+        let mut record = Record::new(&self.plan.processes[process]);
+        record.generation = self.generation_floors.remove(&id).unwrap_or(0);
+        self.records.insert(id.clone(), record);
+        self.records.get_mut(&id).expect("inserted above")
     }
 
     fn begin_shutdown(

@@ -657,3 +657,295 @@ command = ["sleep", "100"]
         Some("1")
     );
 }
+
+// ---- recycling -------------------------------------------------------------
+
+const MIB: u64 = 1024 * 1024;
+
+const WORKERS: &str = r#"
+[processes.w]
+backend = "command"
+command = ["sleep", "100"]
+instances = 3
+max_memory_per_child = "100MiB"
+memory_samples = 2
+max_tasks_per_child = 3
+"#;
+
+fn usage(c: &mut Core, t: Instant, s: &str, bytes: u64) -> Vec<Command> {
+    let generation = c.generation(&id(s)).unwrap();
+    let sample = Sample {
+        bytes,
+        processes: 2,
+        children: vec![(900, bytes)],
+    };
+    c.handle(
+        t,
+        Input::Usage {
+            id: id(s),
+            generation,
+            sample,
+            cpu_tenths: None,
+        },
+        J,
+    )
+}
+
+fn tasks(c: &mut Core, t: Instant, s: &str, count: u64) -> Vec<Command> {
+    let generation = c.generation(&id(s)).unwrap();
+    c.handle(
+        t,
+        Input::TasksDone {
+            id: id(s),
+            generation,
+            count,
+        },
+        J,
+    )
+}
+
+fn running(text: &str, t: Instant, pids: &[(&str, i32)]) -> Core {
+    let mut c = core(text);
+    c.begin(t, J);
+    for (s, pid) in pids {
+        spawned(&mut c, t, s, *pid);
+        ready(&mut c, t, s);
+    }
+    c
+}
+
+fn ready_count(c: &Core) -> usize {
+    c.ids()
+        .filter(|i| c.instance(i).is_some_and(Instance::is_ready))
+        .count()
+}
+
+fn term_of(s: &str, pid: i32) -> Command {
+    Command::Signal {
+        id: id(s),
+        pid,
+        signal: libc::SIGTERM,
+    }
+}
+
+#[test]
+fn memory_recycles_roll_one_instance_at_a_time_never_below_n_minus_one() {
+    let t = Instant::now();
+    let mut c = running(WORKERS, t, &[("w.1", 11), ("w.2", 12), ("w.3", 13)]);
+    // Every instance goes over; one sample is not enough.
+    for s in ["w.1", "w.2", "w.3"] {
+        assert_eq!(acts(&usage(&mut c, t, s, 150 * MIB)), vec![]);
+    }
+    // The second consecutive sample recycles w.1 only; the others queue.
+    let out = usage(&mut c, t, "w.1", 150 * MIB);
+    assert_eq!(acts(&out), vec![term_of("w.1", 11)]);
+    assert!(out.contains(&note(
+        "w.1",
+        Note::Recycling {
+            reason: "recycled: 150 MiB > 100 MiB (rss, tree of 2, 2 samples)".into()
+        }
+    )));
+    assert_eq!(acts(&usage(&mut c, t, "w.2", 150 * MIB)), vec![]);
+    assert_eq!(acts(&usage(&mut c, t, "w.3", 150 * MIB)), vec![]);
+    // Still over, while its turn waits: queued once, never twice.
+    assert_eq!(acts(&usage(&mut c, t, "w.2", 150 * MIB)), vec![]);
+    assert_eq!(ready_count(&c), 2);
+    let later = t + Duration::from_secs(120);
+    exited(&mut c, later, "w.1", ExitStatus::Code(0));
+    spawned(&mut c, later, "w.1", 21);
+    assert_eq!(ready_count(&c), 2, "the replacement is not ready yet");
+    // Ready: now w.2's turn.
+    assert_eq!(acts(&ready(&mut c, later, "w.1")), vec![term_of("w.2", 12)]);
+    assert_eq!(ready_count(&c), 2);
+    exited(&mut c, later, "w.2", ExitStatus::Code(0));
+    spawned(&mut c, later, "w.2", 22);
+    assert_eq!(
+        acts(&ready(&mut c, later, "w.1")),
+        vec![],
+        "stale readiness"
+    );
+    assert_eq!(acts(&ready(&mut c, later, "w.2")), vec![term_of("w.3", 13)]);
+    exited(&mut c, later, "w.3", ExitStatus::Code(0));
+    spawned(&mut c, later, "w.3", 23);
+    assert_eq!(acts(&ready(&mut c, later, "w.3")), vec![]);
+    assert_eq!(ready_count(&c), 3);
+    let status = c.status();
+    assert!(status.iter().all(|s| s.recycles == 1), "{status:?}");
+    // A fresh incarnation starts counting again.
+    assert_eq!(acts(&usage(&mut c, later, "w.1", 150 * MIB)), vec![]);
+    // Recycles are not crashes.
+    assert_eq!(c.instance(&id("w.1")).unwrap().restarts(), 0);
+}
+
+#[test]
+fn a_sample_of_a_previous_incarnation_is_ignored() {
+    let t = Instant::now();
+    let mut c = running(WORKERS, t, &[("w.1", 11), ("w.2", 12), ("w.3", 13)]);
+    let old = c.generation(&id("w.1")).unwrap();
+    usage(&mut c, t, "w.1", 150 * MIB);
+    exited(&mut c, t, "w.1", ExitStatus::Code(1));
+    let stale = Input::Usage {
+        id: id("w.1"),
+        generation: old,
+        sample: Sample {
+            bytes: 150 * MIB,
+            processes: 1,
+            children: vec![],
+        },
+        cpu_tenths: None,
+    };
+    assert_eq!(acts(&c.handle(t, stale, J)), vec![]);
+}
+
+#[test]
+fn tasks_recycle_at_n_exactly_per_incarnation() {
+    let t = Instant::now();
+    let mut c = running(WORKERS, t, &[("w.1", 11), ("w.2", 12), ("w.3", 13)]);
+    assert_eq!(acts(&tasks(&mut c, t, "w.1", 2)), vec![]);
+    let out = tasks(&mut c, t, "w.1", 1);
+    assert_eq!(acts(&out), vec![term_of("w.1", 11)]);
+    assert!(out.contains(&note(
+        "w.1",
+        Note::Recycling {
+            reason: "recycled after 3 tasks".into()
+        }
+    )));
+    let later = t + Duration::from_secs(120);
+    exited(&mut c, later, "w.1", ExitStatus::Code(0));
+    spawned(&mut c, later, "w.1", 21);
+    ready(&mut c, later, "w.1");
+    // The new incarnation counts from zero; the lifetime total goes on.
+    assert_eq!(acts(&tasks(&mut c, later, "w.1", 2)), vec![]);
+    let s = &c.status()[0];
+    assert_eq!((s.tasks, s.tasks_total), (2, 5));
+    assert_eq!(s.last_recycle.as_deref(), Some("recycled after 3 tasks"));
+    assert_eq!(
+        acts(&tasks(&mut c, later, "w.1", 1)),
+        vec![term_of("w.1", 21)]
+    );
+}
+
+const SURGE: &str = r#"
+[processes.w]
+backend = "command"
+command = ["sleep", "100"]
+max_tasks_per_child = 2
+rollout = "surge"
+"#;
+
+#[test]
+fn a_surge_recycle_starts_the_successor_first_and_retires_the_old_once_ready() {
+    let t = Instant::now();
+    let mut c = running(SURGE, t, &[("w.1", 11)]);
+    // The successor takes the lowest free number, beside w.1.
+    assert_eq!(acts(&tasks(&mut c, t, "w.1", 2)), vec![spawn("w.2", 1)]);
+    spawned(&mut c, t, "w.2", 12);
+    assert!(c.instance(&id("w.1")).unwrap().is_ready(), "still serving");
+    // Ready: the old one drains.
+    assert_eq!(acts(&ready(&mut c, t, "w.2")), vec![term_of("w.1", 11)]);
+    exited(&mut c, t, "w.1", ExitStatus::Code(0));
+    assert_eq!(c.ids().cloned().collect::<Vec<_>>(), vec![id("w.2")]);
+    let s = &c.status()[0];
+    assert_eq!(
+        (s.recycles, s.last_recycle.as_deref()),
+        (1, Some("recycled after 2 tasks"))
+    );
+    // Next time the numbers swap back: never more than instances + 1.
+    assert_eq!(acts(&tasks(&mut c, t, "w.2", 2)), vec![spawn("w.1", 2)]);
+    spawned(&mut c, t, "w.1", 13);
+    assert_eq!(acts(&ready(&mut c, t, "w.1")), vec![term_of("w.2", 12)]);
+    exited(&mut c, t, "w.2", ExitStatus::Code(0));
+    assert_eq!(c.ids().cloned().collect::<Vec<_>>(), vec![id("w.1")]);
+    assert_eq!(c.status()[0].recycles, 2);
+    // Scale counts instances, not numbers.
+    let out = request(
+        &mut c,
+        t,
+        1,
+        Request::Scale {
+            process: "w".into(),
+            instances: 2,
+        },
+    );
+    // Generations go on from the earlier w.2: its late reports are stale.
+    assert_eq!(acts(&out), vec![spawn("w.2", 2)]);
+}
+
+#[test]
+fn a_surge_successor_that_fails_goes_and_the_old_one_keeps_serving() {
+    let t = Instant::now();
+    let mut c = running(SURGE, t, &[("w.1", 11)]);
+    let out = request(
+        &mut c,
+        t,
+        7,
+        Request::Restart {
+            process: "w".into(),
+            instance: None,
+        },
+    );
+    assert_eq!(acts(&out), vec![spawn("w.2", 1)]);
+    spawned(&mut c, t, "w.2", 12);
+    let out = exited(&mut c, t, "w.2", ExitStatus::Code(3));
+    assert!(out.contains(&Command::Reply {
+        ticket: 7,
+        reply: Reply::Failed("w.1 exited with code 3".into())
+    }));
+    assert!(!out
+        .iter()
+        .any(|c| matches!(c, Command::Signal { pid: 11, .. })));
+    assert_eq!(c.ids().cloned().collect::<Vec<_>>(), vec![id("w.1")]);
+    assert!(c.instance(&id("w.1")).unwrap().is_ready());
+}
+
+#[test]
+fn child_scope_tells_the_fat_child_only() {
+    let t = Instant::now();
+    let mut p = plan(WORKERS);
+    p.processes[0].limits.memory_scope = crate::plan::MemoryScope::Child;
+    let mut c = Core::new(p, &[0], Goal::UntilStopped);
+    c.begin(t, J);
+    spawned(&mut c, t, "w.1", 11);
+    usage(&mut c, t, "w.1", 150 * MIB);
+    let out = usage(&mut c, t, "w.1", 150 * MIB);
+    assert!(out.contains(&Command::SignalChild {
+        id: id("w.1"),
+        parent: 11,
+        pid: 900,
+        signal: libc::SIGTERM
+    }));
+    assert!(!out.iter().any(|c| matches!(c, Command::Signal { .. })));
+    assert_eq!(c.status()[0].recycles, 1);
+}
+
+#[test]
+fn a_restart_request_joins_a_rolling_recycle() {
+    let t = Instant::now();
+    let mut c = running(WORKERS, t, &[("w.1", 11), ("w.2", 12), ("w.3", 13)]);
+    tasks(&mut c, t, "w.2", 3);
+    let out = request(
+        &mut c,
+        t,
+        4,
+        Request::Restart {
+            process: "w".into(),
+            instance: None,
+        },
+    );
+    assert_eq!(acts(&out), vec![], "waits for the recycle's turn");
+    let later = t + Duration::from_secs(120);
+    for (s, pid) in [("w.2", 22), ("w.1", 21), ("w.3", 23)] {
+        exited(&mut c, later, s, ExitStatus::Code(0));
+        spawned(&mut c, later, s, pid);
+        let out = ready(&mut c, later, s);
+        if s == "w.3" {
+            assert_eq!(
+                acts(&out),
+                vec![Command::Reply {
+                    ticket: 4,
+                    reply: Reply::Done
+                }]
+            );
+        }
+    }
+}
