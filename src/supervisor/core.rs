@@ -302,7 +302,7 @@ pub struct Core {
     records: BTreeMap<InstanceId, Record>,
     rollouts: BTreeMap<ProcessId, Rolling>,
     /// Instances queued for a recycle, with its reason.
-    recycle_reasons: BTreeMap<InstanceId, String>,
+    recycle_reasons: BTreeMap<InstanceId, (String, bool)>,
     /// The last generation of dropped instances, by name.
     generation_floors: BTreeMap<InstanceId, u64>,
     waiters: Vec<Waiter>,
@@ -566,15 +566,15 @@ impl Core {
                     signal: libc::SIGTERM,
                 });
             }
-            Decision::Recycle(reason) => {
+            Decision::Recycle { reason, guarded } => {
                 if let Some(rolling) = self.rollouts.get_mut(&process) {
                     if !rolling.rollout.includes(id.number) {
                         rolling.rollout.enqueue(id.number);
-                        self.recycle_reasons.insert(id.clone(), reason);
+                        self.recycle_reasons.insert(id.clone(), (reason, guarded));
                     }
                     return;
                 }
-                self.recycle_reasons.insert(id.clone(), reason);
+                self.recycle_reasons.insert(id.clone(), (reason, guarded));
                 self.start_rollout(now, process, vec![id.number], None, jitter, out);
             }
         }
@@ -1031,9 +1031,9 @@ impl Core {
                     .is_some_and(|r| r.instance.is_terminal());
                 let event = match self.recycle_reasons.remove(&id) {
                     _ if terminal => Event::Start,
-                    Some(reason) => {
+                    Some((reason, guarded)) => {
                         self.note_recycle(&id, &reason);
-                        Event::Recycle { reason }
+                        Event::Recycle { reason, guarded }
                     }
                     None => Event::Restart {
                         reason: "restart requested".into(),
@@ -1061,7 +1061,7 @@ impl Core {
                 }
                 let what = format!("starting {successor} beside it (surge)");
                 let note = match self.recycle_reasons.get(&old) {
-                    Some(reason) => Note::Recycling {
+                    Some((reason, _)) => Note::Recycling {
                         reason: format!("{reason}: {what}"),
                     },
                     None => Note::RestartRequested { reason: what },
@@ -1080,7 +1080,9 @@ impl Core {
                     .get(&process)
                     .and_then(|r| r.successor)
                     .map(|m| InstanceId::new(&name, m));
-                if let (Some(reason), Some(next)) = (self.recycle_reasons.remove(&id), successor) {
+                if let (Some((reason, _)), Some(next)) =
+                    (self.recycle_reasons.remove(&id), successor)
+                {
                     if let Some(r) = self.records.get_mut(&next) {
                         r.inherited_recycles = r.inherited_recycles.saturating_add(1);
                         r.last_recycle = Some(reason);

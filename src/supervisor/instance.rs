@@ -102,12 +102,14 @@ pub enum AfterStop {
     /// Restart as after a crash: counted, through backoff, subject to
     /// `max_restarts` (readiness never arrived within `start_timeout`).
     Backoff,
-    /// Recycled (memory, task count): spawn again at once if the instance
-    /// stayed up for `backoff.reset`; otherwise it breached its limit right
-    /// after starting, and the restart is counted and backs off like a
-    /// crash, so a limit it can never live within ends in FAILED instead
-    /// of a tight loop.
-    Recycle,
+    /// Recycled (memory, task count): spawn again at once. With
+    /// `guarded` (a memory limit, which a process can breach at every
+    /// start), an instance that did not stay up for `backoff.reset` is
+    /// restarted as after a crash: counted, through backoff, so a limit it
+    /// can never live within ends in FAILED instead of a tight loop. A
+    /// task-count recycle is never guarded: each incarnation finished its
+    /// tasks, which is no failure.
+    Recycle { guarded: bool },
 }
 
 /// A stop requested while the spawn was still in flight; carried out as soon
@@ -243,6 +245,7 @@ pub enum Event {
     /// [`AfterStop::Recycle`].
     Recycle {
         reason: String,
+        guarded: bool,
     },
     /// A singleton's lock is held by another process.
     LockHeld {
@@ -606,12 +609,13 @@ impl Instance {
                 self.requested_restarts = self.requested_restarts.saturating_add(1);
                 self.begin_stop(now, pid, since, AfterStop::Restart, false, &mut out)
             }
-            (Phase::Running { pid, since, .. }, Event::Recycle { reason }) => {
+            (Phase::Running { pid, since, .. }, Event::Recycle { reason, guarded }) => {
                 self.recycles = self.recycles.saturating_add(1);
                 self.last_recycle = Some(reason.clone());
                 self.last_restart = Some(reason.clone());
                 out.push(Action::Note(Note::Recycling { reason }));
-                self.begin_stop(now, pid, since, AfterStop::Recycle, false, &mut out)
+                let then = AfterStop::Recycle { guarded };
+                self.begin_stop(now, pid, since, then, false, &mut out)
             }
             (Phase::Running { pid, since, .. }, Event::Stop) => {
                 self.begin_stop(now, pid, since, AfterStop::Stay, false, &mut out)
@@ -647,12 +651,12 @@ impl Instance {
                         stopped(&mut out)
                     }
                     AfterStop::Restart => spawn(&mut out),
-                    AfterStop::Recycle
-                        if now.saturating_duration_since(since) >= self.cfg.backoff.reset =>
+                    AfterStop::Recycle { guarded: true }
+                        if now.saturating_duration_since(since) < self.cfg.backoff.reset =>
                     {
-                        spawn(&mut out)
+                        self.schedule_restart(now, jitter01, &mut out)
                     }
-                    AfterStop::Recycle => self.schedule_restart(now, jitter01, &mut out),
+                    AfterStop::Recycle { .. } => spawn(&mut out),
                     AfterStop::Backoff if self.cfg.restart == RestartPolicy::Never => {
                         let reason = "it never became ready".to_string();
                         self.fail(FailReason::NotReady { reason }, &mut out)
@@ -1975,11 +1979,12 @@ mod tests {
     }
 
     /// Recycles `i` at `t` and lets its stop finish cleanly at `t`.
-    fn recycle(i: &mut Instance, t: Instant, reason: &str) -> Vec<Action> {
+    fn recycle(i: &mut Instance, t: Instant, reason: &str, guarded: bool) -> Vec<Action> {
         let acts = i.handle(
             t,
             Event::Recycle {
                 reason: reason.into(),
+                guarded,
             },
             NO_JITTER,
         );
@@ -1992,7 +1997,7 @@ mod tests {
         assert!(matches!(
             i.phase(),
             Phase::Stopping {
-                then: AfterStop::Recycle,
+                then: AfterStop::Recycle { .. },
                 ..
             }
         ));
@@ -2015,7 +2020,7 @@ mod tests {
         for k in 1..=5u64 {
             // Each incarnation lived for backoff.reset (60 s).
             let t = t0 + s(60 * k);
-            let acts = recycle(&mut i, t, "recycled after 5 tasks");
+            let acts = recycle(&mut i, t, "recycled after 5 tasks", true);
             assert_eq!(acts.last(), Some(&Action::Spawn), "{acts:?}");
             run(&mut i, t);
         }
@@ -2037,7 +2042,7 @@ mod tests {
         let mut delays = Vec::new();
         for _ in 0..2 {
             t += s(1);
-            let acts = recycle(&mut i, t, reason);
+            let acts = recycle(&mut i, t, reason, true);
             match acts.as_slice() {
                 [.., Action::Note(Note::Restarting { after, .. }), Action::SetTimer(_)] => {
                     delays.push(*after)
@@ -2053,7 +2058,7 @@ mod tests {
         assert!(delays[1] > delays[0], "{delays:?}");
         // The third is one too many within the window: FAILED, with why.
         t += s(1);
-        let acts = recycle(&mut i, t, reason);
+        let acts = recycle(&mut i, t, reason, true);
         assert!(
             acts.iter().any(|a| matches!(
                 a,
@@ -2068,10 +2073,29 @@ mod tests {
     }
 
     #[test]
+    fn a_task_count_recycle_is_never_counted_however_short_the_life() {
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.max_restarts = 1;
+        let mut i = Instance::new(c);
+        run(&mut i, t0);
+        for k in 1..=5u64 {
+            let t = t0 + s(k);
+            let acts = recycle(&mut i, t, "recycled after 1 tasks", false);
+            assert_eq!(acts.last(), Some(&Action::Spawn), "{acts:?}");
+            run(&mut i, t);
+        }
+        assert_eq!(i.restarts(), 0);
+    }
+
+    #[test]
     fn recycle_applies_to_a_running_process_only() {
         let t0 = Instant::now();
         let mut i = Instance::new(cfg());
-        let ev = || Event::Recycle { reason: "r".into() };
+        let ev = || Event::Recycle {
+            reason: "r".into(),
+            guarded: true,
+        };
         assert_eq!(i.handle(t0, ev(), NO_JITTER), vec![]);
         i.handle(t0, Event::Start, NO_JITTER);
         // A spawn in flight is already a fresh incarnation.

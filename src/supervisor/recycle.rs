@@ -37,8 +37,9 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Recycle the whole instance, for this reason (logged and kept for
-    /// `status`).
-    Recycle(String),
+    /// `status`). `guarded`: a memory limit, which a process may breach at
+    /// every start (see `AfterStop::Recycle`).
+    Recycle { reason: String, guarded: bool },
     /// Ask this direct child of the main process to finish and exit (its
     /// parent replaces it).
     RecycleChild { pid: i32, reason: String },
@@ -95,15 +96,18 @@ impl Watch {
                 if self.over < self.samples {
                     return None;
                 }
-                Some(Decision::Recycle(format!(
-                    "recycled: {} > {} ({}, tree of {}, {} {})",
-                    mib(s.bytes),
-                    mib(limit),
-                    metric_name(self.metric),
-                    s.processes,
-                    self.over,
-                    if self.over == 1 { "sample" } else { "samples" }
-                )))
+                Some(Decision::Recycle {
+                    reason: format!(
+                        "recycled: {} > {} ({}, tree of {}, {} {})",
+                        mib(s.bytes),
+                        mib(limit),
+                        metric_name(self.metric),
+                        s.processes,
+                        self.over,
+                        if self.over == 1 { "sample" } else { "samples" }
+                    ),
+                    guarded: true,
+                })
             }
             MemoryScope::Child => {
                 // Children that are gone (or replaced) start afresh.
@@ -151,10 +155,10 @@ impl Watch {
         if self.tasks < max {
             return None;
         }
-        Some(Decision::Recycle(format!(
-            "recycled after {} tasks",
-            self.tasks
-        )))
+        Some(Decision::Recycle {
+            reason: format!("recycled after {} tasks", self.tasks),
+            guarded: false,
+        })
     }
 }
 
@@ -210,9 +214,10 @@ mod tests {
         assert_eq!(w.sample(&tree(312 * MIB, 5)), None);
         assert_eq!(
             w.sample(&tree(312 * MIB, 5)),
-            Some(Decision::Recycle(
-                "recycled: 312 MiB > 300 MiB (pss, tree of 5, 3 samples)".into()
-            ))
+            Some(Decision::Recycle {
+                reason: "recycled: 312 MiB > 300 MiB (pss, tree of 5, 3 samples)".into(),
+                guarded: true
+            })
         );
         // Still over: still says so (the core acts once).
         assert!(w.sample(&tree(400 * MIB, 5)).is_some());
@@ -238,9 +243,10 @@ mod tests {
         let mut w = Watch::new(&limits(Some(MIB), 1, MemoryScope::Instance));
         assert_eq!(
             w.sample(&tree(2 * MIB, 1)),
-            Some(Decision::Recycle(
-                "recycled: 2 MiB > 1 MiB (pss, tree of 1, 1 sample)".into()
-            ))
+            Some(Decision::Recycle {
+                reason: "recycled: 2 MiB > 1 MiB (pss, tree of 1, 1 sample)".into(),
+                guarded: true
+            })
         );
     }
 
@@ -295,7 +301,10 @@ mod tests {
         }
         assert_eq!(
             w.tasks_done(1),
-            Some(Decision::Recycle("recycled after 5 tasks".into()))
+            Some(Decision::Recycle {
+                reason: "recycled after 5 tasks".into(),
+                guarded: false
+            })
         );
         assert_eq!(w.tasks(), 5);
         // A fresh incarnation counts from zero.
