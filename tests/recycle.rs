@@ -100,8 +100,20 @@ elif mode == "rolling":
         time.sleep(1)
 "#;
 
+/// The real interpreter, not a wrapper script (pyenv's shims run a shell
+/// and a few helpers first, which would count in the tree).
+fn python() -> String {
+    let _no_engine_now = engine::exclusive();
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "python3: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn setup(config: &str) -> Setup {
-    let s = Setup::new(config);
+    let s = Setup::new(&config.replace("\"python3\"", &format!("{:?}", python())));
     std::fs::write(s.path().join("child.py"), CHILD).unwrap();
     s
 }
@@ -165,13 +177,14 @@ memory_samples = 3
         }
         // Measured under the limit after the second step (a sample of
         // its tree now holds both steps), and not recycled.
-        engine::wait_status(&control, "a sample after step 2", |st| {
+        let under = engine::wait_status(&control, "a sample after step 2", |st| {
             get(st, "grow.1")
                 .usage
                 .as_ref()
                 .is_some_and(|u| u.bytes >= 160 * MIB)
         })
         .await;
+        assert_eq!(get(&under, "grow.1").recycles, 0, "{under:#?}");
         // The third step crosses it: recycled, a new process.
         mark(&dir, "step-3");
         let after = engine::wait_status(&control, "grow.1 recycled", |st| {
@@ -185,10 +198,11 @@ memory_samples = 3
             "{reason}"
         );
     });
-    // The recycle came after the step that crossed, never before it.
-    let crossed = out.find("| at step 3").expect("step 3 logged");
-    let recycled = out.find("| recycled: ").expect("recycle logged");
-    assert!(crossed < recycled, "{out}");
+    // Once, after the step that crossed (the recycle may overtake the
+    // child's own "at step 3" line: it is measured while it allocates).
+    let step2 = out.find("| at step 2").unwrap_or_else(|| panic!("{out}"));
+    let recycled = out.find("| recycled: ").unwrap_or_else(|| panic!("{out}"));
+    assert!(step2 < recycled, "{out}");
     assert_eq!(out.matches("| recycled: ").count(), 1, "{out}");
 }
 
@@ -245,12 +259,18 @@ memory_samples = 1
             whole("by-rss.1") && whole("by-pss.1") && whole("by-uss.1")
         })
         .await;
-        assert!(get(&st, "by-rss.1").recycles >= 1 || {
-            // Measured whole, yet not recycled: only if RSS were fair.
-            panic!("RSS of the pool was under 300 MiB: {st:#?}")
-        });
+        assert!(
+            get(&st, "by-rss.1").recycles >= 1 || {
+                // Measured whole, yet not recycled: only if RSS were fair.
+                panic!("RSS of the pool was under 300 MiB: {st:#?}")
+            }
+        );
         let reason = get(&st, "by-rss.1").last_recycle.clone().unwrap();
-        assert!(reason.contains("(rss, tree of 4, 1 sample)"), "{reason}");
+        // Over 300 MiB by RSS as soon as two children share the 120 MiB.
+        assert!(
+            reason.contains("(rss, tree of ") && reason.ends_with(", 1 sample)"),
+            "{reason}"
+        );
         let pss = get(&st, "by-pss.1");
         let uss = get(&st, "by-uss.1");
         assert_eq!((pss.recycles, uss.recycles), (0, 0), "{st:#?}");
@@ -334,8 +354,7 @@ health = { notify = true }
     let dir = s.path().to_path_buf();
     let (_, out) = s.run(async |control, _| {
         let ready = |st: &[InstanceStatus]| st.iter().filter(|i| i.state == "ready").count();
-        let before =
-            engine::wait_status(&control, "all ready", |st| ready(st) == 3).await;
+        let before = engine::wait_status(&control, "all ready", |st| ready(st) == 3).await;
         mark(&dir, "go");
         // Sample readiness all through the rollout.
         let mut lowest = 3;
@@ -359,7 +378,11 @@ health = { notify = true }
         .iter()
         .map(|l| {
             let who = l.split_whitespace().next().unwrap();
-            let what = if l.contains("recycled") { "recycle" } else { "ready" };
+            let what = if l.contains("recycled") {
+                "recycle"
+            } else {
+                "ready"
+            };
             format!("{who} {what}")
         })
         .collect();

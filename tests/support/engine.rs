@@ -73,14 +73,7 @@ impl Setup {
     where
         F: AsyncFnOnce(Control, Captured),
     {
-        // An engine owns its process's children: it reaps the ones it does
-        // not know and kills them when it ends. Two engines in one test
-        // process would take each other's children, so they run one at a
-        // time (a panicking test must not block the others).
-        static ONE_ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _turn = ONE_ENGINE
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _turn = exclusive();
         let env: BTreeMap<String, String> = std::env::vars().collect();
         let (loaded, resolved) = prodserver::resolve::load(&self.config, &self.load_options())
             .unwrap_or_else(|e| panic!("{:?}", e.diagnostics));
@@ -117,6 +110,18 @@ impl Setup {
         let _ = writer.flush_and_stop();
         (code, out.text())
     }
+}
+
+/// An engine owns its process's children: it reaps the ones it does not
+/// know and kills them when it ends. Two engines in one test process would
+/// take each other's children, and so would an engine a child the test
+/// runs itself: hold this while doing either (a panicking test must not
+/// block the others).
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_ENGINE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A failing test shows what the engine said until then.
