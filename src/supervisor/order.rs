@@ -182,6 +182,8 @@ pub(crate) mod tests {
                 memory_metric: MemoryMetric::Rss,
                 memory_interval: Duration::from_secs(5),
                 memory_samples: 3,
+                memory_scope: MemoryScope::Instance,
+                server_recycling: None,
             },
             celery: None,
             watch: vec![],
