@@ -359,6 +359,32 @@ mod tests {
     }
 
     #[test]
+    fn max_requests_gets_a_tenth_as_jitter_at_least_one() {
+        use crate::backend::{ArgValue, TaskLimit};
+        let args = |n| match super::max_requests(n, &[]) {
+            Ok(TaskLimit::Server {
+                args, main_exits, ..
+            }) => {
+                assert!(!main_exits);
+                args
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            args(1000),
+            vec![
+                ("max-requests".to_owned(), ArgValue::Int(1000)),
+                ("max-requests-jitter".to_owned(), ArgValue::Int(100)),
+            ]
+        );
+        assert_eq!(args(9)[1].1, ArgValue::Int(1));
+        assert_eq!(args(1)[1].1, ArgValue::Int(1));
+        let given = [("max-requests".to_owned(), ArgValue::Int(5))];
+        let e = super::max_requests(10, &given).expect_err("two sources");
+        assert_eq!(e.arg.as_deref(), Some("max-requests"));
+    }
+
+    #[test]
     fn nested_list_is_an_error() {
         In::new()
             .app("a:b")

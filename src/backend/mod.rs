@@ -447,7 +447,7 @@ pub fn recycling_table() -> String {
                 "counted by prodserver (the Celery integration's `TASKS_DONE`)"
             }
             BackendKind::Command | BackendKind::DjangoQ2 | BackendKind::DjangoTasks => {
-                "counted by prodserver: the child must send `TASKS_DONE=n`"
+                "counted by prodserver: the child must send `TASKS_DONE=N`"
             }
             BackendKind::Granian
             | BackendKind::Waitress
@@ -860,6 +860,51 @@ mod tests {
             };
             assert_eq!(first, expected, "{kind:?}: {shape}");
         }
+    }
+
+    #[test]
+    fn every_backend_decides_max_tasks_and_child_scope() {
+        use crate::plan::MemoryScope;
+        for kind in BackendKind::ALL {
+            let input = In::new();
+            let limit = input.with(|i| task_limit(kind, 100, i));
+            let child = input.with(|i| check_child_scope(kind, i));
+            match kind {
+                BackendKind::Gunicorn | BackendKind::Uvicorn => {
+                    assert!(matches!(limit, Ok(TaskLimit::Server { .. })), "{kind:?}")
+                }
+                BackendKind::Command
+                | BackendKind::CeleryWorker
+                | BackendKind::DjangoQ2
+                | BackendKind::DjangoTasks => assert_eq!(limit, Ok(TaskLimit::Counted)),
+                _ => assert!(limit.is_err(), "{kind:?}"),
+            }
+            if let Err(e) = &limit {
+                assert!(e.hint.contains("remove `max_tasks_per_child`"), "{e:?}");
+            }
+            // The default scope is always one the backend accepts.
+            if default_memory_scope(kind) == MemoryScope::Child {
+                assert_eq!(child, Ok(()), "{kind:?}");
+            }
+            assert_eq!(child.is_ok(), kind == BackendKind::Gunicorn, "{kind:?}");
+        }
+        let workers = In::new().arg("workers", 2);
+        assert_eq!(
+            workers.with(|i| check_child_scope(BackendKind::Uvicorn, i)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn recycling_table_is_in_the_readme() {
+        let table = recycling_table();
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md's recycling table is out of date; paste this table:\n{table}"
+        );
+        assert!(table.contains("| `gunicorn` | `--max-requests=N --max-requests-jitter=J` (J = N/10, at least 1) | child | yes |"));
+        assert!(table.contains("| `celery-worker` | counted by prodserver"));
     }
 
     #[test]

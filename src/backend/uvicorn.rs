@@ -138,6 +138,45 @@ mod tests {
     }
 
     #[test]
+    fn workers_are_read_as_uvicorn_reads_them() {
+        let w = |i: In| i.with(super::workers);
+        assert_eq!(w(In::new()), Some(1));
+        assert_eq!(w(In::new().env("WEB_CONCURRENCY", "3")), Some(3));
+        assert_eq!(
+            w(In::new()
+                .env("WEB_CONCURRENCY", "3")
+                .env("UVICORN_WORKERS", "5")),
+            Some(5)
+        );
+        assert_eq!(
+            w(In::new().env("UVICORN_WORKERS", "5").arg("workers", 2)),
+            Some(2)
+        );
+        assert_eq!(w(In::new().arg("workers", "many")), None);
+    }
+
+    #[test]
+    fn max_requests_in_one_process_exits_the_main_process() {
+        use crate::backend::TaskLimit;
+        match In::new().with(|i| super::max_requests(10, i)) {
+            Ok(TaskLimit::Server {
+                args, main_exits, ..
+            }) => {
+                assert!(main_exits);
+                assert_eq!(args.len(), 1, "no jitter: older uvicorns refuse the flag");
+            }
+            other => panic!("{other:?}"),
+        }
+        match In::new()
+            .arg("workers", 4)
+            .with(|i| super::max_requests(10, i))
+        {
+            Ok(TaskLimit::Server { main_exits, .. }) => assert!(!main_exits),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn missing_app_is_an_error_with_an_asgi_example() {
         let e = In::new().error(Uvicorn, Field::App);
         assert!(
