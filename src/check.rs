@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::config;
 use crate::config::{Diagnostic, Loaded, Severity, Sources};
-use crate::plan::{Plan, ProcessSpec};
+use crate::plan::{MemoryScope, Plan, ProcessSpec};
 use crate::resolve::ResolvedPlan;
 use crate::signals::signal_name;
 use crate::supervisor::order;
@@ -177,6 +177,34 @@ fn health_line(resolved: &ResolvedPlan, id: usize) -> String {
         .unwrap_or_default()
 }
 
+/// What recycles an instance, one line each: prodserver's memory and task
+/// limits, and `max_tasks_per_child` translated into the web server's own
+/// flag (named, so the user sees what the server was told).
+pub fn recycling_lines(spec: &ProcessSpec) -> Vec<String> {
+    let limits = &spec.limits;
+    let mut out = Vec::new();
+    if let Some(bytes) = limits.max_memory_per_child {
+        let what = match limits.memory_scope {
+            MemoryScope::Instance => "the instance's whole process tree",
+            MemoryScope::Child => "each child of the main process, recycled alone",
+        };
+        out.push(format!(
+            "memory     recycle above {} ({} of {what}; {} samples {} apart)",
+            crate::units::format_size(bytes),
+            limits.memory_metric.name(),
+            limits.memory_samples,
+            format_duration(limits.memory_interval)
+        ));
+    }
+    if let Some(n) = limits.max_tasks_per_child {
+        out.push(format!("tasks      recycle after {n} tasks (TASKS_DONE)"));
+    }
+    if let Some(note) = &limits.server_recycling {
+        out.push(format!("requests   {note}"));
+    }
+    out
+}
+
 pub fn render_text(
     loaded: &Loaded,
     resolved: &ResolvedPlan,
@@ -215,6 +243,9 @@ pub fn render_text(
         }
         out.push_str(&format!("  instances  {}\n", spec.instances));
         out.push_str(&format!("  health     {}\n", health_line(resolved, id)));
+        for line in recycling_lines(spec) {
+            out.push_str(&format!("  {line}\n"));
+        }
         if !spec.depends_on.is_empty() {
             let deps: Vec<String> = spec
                 .depends_on
@@ -282,6 +313,10 @@ pub fn render_json(
                 "restart": spec.restart.name(),
                 "stop_signal": signal_name(spec.stop_signal),
                 "stop_timeout_ms": spec.stop_timeout.as_millis() as u64,
+                "recycling": recycling_lines(spec)
+                    .iter()
+                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .collect::<Vec<_>>(),
                 "depends_on": spec.depends_on.iter().map(|d| json!({
                     "process": plan.processes[d.process].name,
                     "condition": d.condition.name(),

@@ -317,20 +317,47 @@ pub enum MemoryMetric {
     Uss,
 }
 
-/// What `max_memory_per_child` is compared with.
+impl MemoryMetric {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryMetric::Rss => "rss",
+            MemoryMetric::Pss => "pss",
+            MemoryMetric::Uss => "uss",
+        }
+    }
+}
+
+/// What `max_memory_per_child` is compared with, and what is recycled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryScope {
     /// The instance's whole process tree; the instance is recycled.
     Instance,
-    /// Each direct child of the main process; only that child is told to go.
+    /// Each direct child of the main pid (a gunicorn worker); only that
+    /// child gets SIGTERM, and the server replaces it.
     Child,
+}
+
+impl MemoryScope {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryScope::Instance => "instance",
+            MemoryScope::Child => "child",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Bytes.
     pub max_memory_per_child: Option<u64>,
+    /// Finished tasks (TASKS_DONE) per incarnation before prodserver
+    /// recycles the instance. `None` as well when the key was translated
+    /// into a web server's own per-worker request limit: then the server
+    /// recycles and prodserver counts nothing (see `server_recycling`).
     pub max_tasks_per_child: Option<u64>,
+    /// `max_tasks_per_child` of a web server, as the server's own flags
+    /// were added to argv: the sentence `check` shows.
+    pub server_recycling: Option<String>,
     pub memory_metric: MemoryMetric,
     pub memory_interval: Duration,
     /// Consecutive samples over the limit before recycling.

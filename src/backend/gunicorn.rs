@@ -1,7 +1,9 @@
 //! `backend = "gunicorn"`: `gunicorn [args...] APP`.
 
 use super::launch::host_port;
-use super::{args, require_app, BackendError, BackendInput, BackendKind, DefaultReadiness, Listen};
+use super::{
+    args, require_app, ArgValue, BackendError, BackendInput, BackendKind, DefaultReadiness, Listen,
+};
 
 pub(super) const PROGRAM: &str = "gunicorn";
 
@@ -146,6 +148,47 @@ fn has_option(words: &[String], long: &str) -> bool {
     let eq = format!("--{long}=");
     let flag = format!("--{long}");
     words.iter().any(|a| *a == flag || a.starts_with(&eq))
+}
+
+/// `max_tasks_per_child = n`: gunicorn's own `--max-requests`, per worker,
+/// with a jitter of a tenth of `n` (at least 1): workers start together at
+/// boot, and without jitter they would all reach `n` together and reload
+/// at once, leaving the server with no worker to answer. A jitter written
+/// in `args` wins; `max-requests` written there is a second source of
+/// truth for the same limit, and refused.
+pub(super) fn max_requests(
+    n: u64,
+    given: &[(String, ArgValue)],
+) -> Result<super::TaskLimit, super::LimitError> {
+    if let Some(key) = args::first_set(given, &["max-requests"]) {
+        return Err(super::LimitError {
+            arg: Some(key.to_owned()),
+            message: format!(
+                "`args.{key}` and `max_tasks_per_child` both set gunicorn's per-worker request limit"
+            ),
+            hint: "keep one: `max_tasks_per_child = N` becomes `--max-requests=N` with a jitter"
+                .to_owned(),
+        });
+    }
+    let count = i64::try_from(n).unwrap_or(i64::MAX);
+    let mut extra = vec![("max-requests".to_owned(), ArgValue::Int(count))];
+    let jitter = match args::last(given, &["max-requests-jitter"]) {
+        Some(j) => j,
+        None => {
+            let j = (count / 10).max(1);
+            extra.push(("max-requests-jitter".to_owned(), ArgValue::Int(j)));
+            j.to_string()
+        }
+    };
+    Ok(super::TaskLimit::Server {
+        note: format!(
+            "gunicorn replaces each worker after {n} requests plus a random 0 to {jitter} more, \
+             so workers don't reload together (--max-requests={n} --max-requests-jitter={jitter}); \
+             the server keeps listening"
+        ),
+        args: extra,
+        main_exits: false,
+    })
 }
 
 fn control_socket(input: &BackendInput) -> String {
@@ -313,6 +356,32 @@ mod tests {
             .app("a:b")
             .arg("D", true)
             .error(Gunicorn, Field::Arg("D".into()));
+    }
+
+    #[test]
+    fn max_requests_gets_a_tenth_as_jitter_at_least_one() {
+        use crate::backend::{ArgValue, TaskLimit};
+        let args = |n| match super::max_requests(n, &[]) {
+            Ok(TaskLimit::Server {
+                args, main_exits, ..
+            }) => {
+                assert!(!main_exits);
+                args
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            args(1000),
+            vec![
+                ("max-requests".to_owned(), ArgValue::Int(1000)),
+                ("max-requests-jitter".to_owned(), ArgValue::Int(100)),
+            ]
+        );
+        assert_eq!(args(9)[1].1, ArgValue::Int(1));
+        assert_eq!(args(1)[1].1, ArgValue::Int(1));
+        let given = [("max-requests".to_owned(), ArgValue::Int(5))];
+        let e = super::max_requests(10, &given).expect_err("two sources");
+        assert_eq!(e.arg.as_deref(), Some("max-requests"));
     }
 
     #[test]

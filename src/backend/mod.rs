@@ -273,6 +273,203 @@ fn code_list(keys: &[&str]) -> String {
         .join(", ")
 }
 
+// ---- recycling: `max_tasks_per_child` and `memory_scope` per backend ----
+
+/// How a backend honours `max_tasks_per_child = N`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskLimit {
+    /// prodserver counts `TASKS_DONE` per incarnation (from the Celery
+    /// integration, or a child that speaks the protocol) and recycles at N.
+    Counted,
+    /// Per-request recycling belongs to the server: these options are
+    /// added to `args`, prodserver counts nothing.
+    Server {
+        args: Vec<(String, ArgValue)>,
+        /// What `check` says about it.
+        note: String,
+        /// The server's main process itself exits at the limit (one
+        /// process, no workers): prodserver's restart is the recycle.
+        main_exits: bool,
+    },
+}
+
+/// A recycling key the backend cannot honour; `arg` names the `args` key
+/// it clashes with, otherwise the recycling key itself is at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitError {
+    pub arg: Option<String>,
+    pub message: String,
+    pub hint: String,
+}
+
+/// `max_tasks_per_child = n` on `kind`: counted by prodserver, translated
+/// into the server's own per-worker request limit, or refused where
+/// neither can work (a key that silently does nothing would be a lie).
+pub fn task_limit(
+    kind: BackendKind,
+    n: u64,
+    input: &BackendInput,
+) -> Result<TaskLimit, LimitError> {
+    let none = |why: &str, hint: &str| LimitError {
+        arg: None,
+        message: format!(
+            "`max_tasks_per_child` can't apply to {}: {why}",
+            kind.name()
+        ),
+        hint: hint.to_owned(),
+    };
+    match kind {
+        BackendKind::Command
+        | BackendKind::CeleryWorker
+        | BackendKind::DjangoQ2
+        | BackendKind::DjangoTasks => Ok(TaskLimit::Counted),
+        BackendKind::Gunicorn => gunicorn::max_requests(n, input.args),
+        BackendKind::Uvicorn => uvicorn::max_requests(n, input),
+        BackendKind::Granian => Err(none(
+            "granian has no per-request worker recycling",
+            "remove `max_tasks_per_child`; granian recycles workers by age \
+             (`args = { workers-lifetime = 3600 }`, seconds, at least 60) or by memory \
+             (`max_memory_per_child`)",
+        )),
+        BackendKind::Daphne | BackendKind::Waitress => Err(none(
+            "it serves every request from one process and has no request limit",
+            "remove `max_tasks_per_child`; recycle it by memory with `max_memory_per_child`, \
+             or serve the app with gunicorn or uvicorn, which limit requests per worker",
+        )),
+        BackendKind::CeleryBeat | BackendKind::Flower => Err(none(
+            "it runs no tasks",
+            "remove `max_tasks_per_child`; the workers' limit belongs on the celery-worker process",
+        )),
+        BackendKind::DjangoRunserver => Err(none(
+            "it is a development server that runs no tasks",
+            "remove `max_tasks_per_child`",
+        )),
+    }
+}
+
+/// The scope `max_memory_per_child` has when `memory_scope` is not
+/// written: gunicorn replaces a worker that exits and a worker finishes
+/// its requests on TERM, so one fat worker is recycled alone; anything
+/// else is recycled whole.
+pub fn default_memory_scope(kind: BackendKind) -> crate::plan::MemoryScope {
+    use crate::plan::MemoryScope;
+    match kind {
+        BackendKind::Gunicorn => MemoryScope::Child,
+        BackendKind::Command
+        | BackendKind::Uvicorn
+        | BackendKind::Granian
+        | BackendKind::Waitress
+        | BackendKind::Daphne
+        | BackendKind::Flower
+        | BackendKind::CeleryWorker
+        | BackendKind::CeleryBeat
+        | BackendKind::DjangoQ2
+        | BackendKind::DjangoTasks
+        | BackendKind::DjangoRunserver => MemoryScope::Instance,
+    }
+}
+
+/// Whether `memory_scope = "child"` is safe on `kind`: only where the
+/// server replaces a child that exits, and the child's TERM loses nothing.
+/// Elsewhere recycling one child shrinks capacity for good, or loses work.
+pub fn check_child_scope(kind: BackendKind, input: &BackendInput) -> Result<(), LimitError> {
+    let refuse = |why: String, hint: &str| {
+        Err(LimitError {
+            arg: None,
+            message: format!(
+                "`memory_scope = \"child\"` can't apply to {}: {why}",
+                kind.name()
+            ),
+            hint: hint.to_owned(),
+        })
+    };
+    let whole = "remove `memory_scope`: the whole instance is then recycled, gracefully";
+    match kind {
+        BackendKind::Gunicorn => Ok(()),
+        BackendKind::Uvicorn => match uvicorn::workers(input) {
+            Some(n) if n >= 2 => Ok(()),
+            _ => refuse(
+                "it runs as one process here (no `workers` of 2 or more), so there is no worker to recycle alone".to_owned(),
+                "remove `memory_scope` to recycle the whole instance, or run workers \
+                 (`args = { workers = 4 }`): uvicorn 0.30+ replaces a worker that exits",
+            ),
+        },
+        BackendKind::CeleryWorker => refuse(
+            "a TERM to a pool child raises inside its running task, and the task is lost".to_owned(),
+            "recycle the whole instance (remove `memory_scope`: a warm shutdown lets the running \
+             task finish), or pass Celery's own limit in args: \
+             `max-memory-per-child = 300000` (KiB, checked after each task)",
+        ),
+        BackendKind::Granian => refuse(
+            "granian stops the whole server when a worker exits unasked (with \
+             `respawn-failed-workers`, two exits within 5.5 s count as a crash loop and stop it too)"
+                .to_owned(),
+            "remove `memory_scope` to recycle the whole instance, or pass granian's own limit in \
+             args: `workers-max-rss = 300` (MiB; it starts the new worker before stopping the old)",
+        ),
+        BackendKind::DjangoQ2 | BackendKind::DjangoTasks => refuse(
+            "a TERM to a worker child can lose the task it is running".to_owned(),
+            whole,
+        ),
+        BackendKind::Command => refuse(
+            "prodserver cannot know whether the command replaces a child that exits; if it \
+             doesn't, capacity shrinks until the instance restarts"
+                .to_owned(),
+            whole,
+        ),
+        BackendKind::CeleryBeat
+        | BackendKind::Waitress
+        | BackendKind::Daphne
+        | BackendKind::Flower
+        | BackendKind::DjangoRunserver => refuse(
+            "nothing replaces a child of it that exits, so recycling one would shrink capacity \
+             until the instance restarts"
+                .to_owned(),
+            whole,
+        ),
+    }
+}
+
+/// The README's recycling table: what `max_tasks_per_child` becomes and
+/// the default `memory_scope`, per backend; generated like the backend
+/// table so it cannot drift.
+pub fn recycling_table() -> String {
+    let mut out = String::from(
+        "| backend | `max_tasks_per_child = N` | default `memory_scope` | `memory_scope = \"child\"` |\n|---|---|---|---|\n",
+    );
+    for kind in BackendKind::ALL {
+        let tasks = match kind {
+            BackendKind::Gunicorn => {
+                "`--max-requests=N --max-requests-jitter=J` (J = N/10, at least 1)"
+            }
+            BackendKind::Uvicorn => "`--limit-max-requests=N`",
+            BackendKind::CeleryWorker => {
+                "counted by prodserver (the Celery integration's `TASKS_DONE`)"
+            }
+            BackendKind::Command | BackendKind::DjangoQ2 | BackendKind::DjangoTasks => {
+                "counted by prodserver: the child must send `TASKS_DONE=N`"
+            }
+            BackendKind::Granian
+            | BackendKind::Waitress
+            | BackendKind::Daphne
+            | BackendKind::Flower
+            | BackendKind::CeleryBeat
+            | BackendKind::DjangoRunserver => "refused",
+        };
+        let child = match kind {
+            BackendKind::Gunicorn => "yes",
+            BackendKind::Uvicorn => "with `workers` ≥ 2 (uvicorn 0.30+)",
+            _ => "refused",
+        };
+        out.push_str(&format!(
+            "| `{}` | {tasks} | {} | {child} |\n",
+            kind.name(),
+            default_memory_scope(kind).name()
+        ));
+    }
+    out
+}
+
 // ---- helpers shared by the backend modules ----
 
 const CELERY: &str = "celery";
@@ -663,6 +860,51 @@ mod tests {
             };
             assert_eq!(first, expected, "{kind:?}: {shape}");
         }
+    }
+
+    #[test]
+    fn every_backend_decides_max_tasks_and_child_scope() {
+        use crate::plan::MemoryScope;
+        for kind in BackendKind::ALL {
+            let input = In::new();
+            let limit = input.with(|i| task_limit(kind, 100, i));
+            let child = input.with(|i| check_child_scope(kind, i));
+            match kind {
+                BackendKind::Gunicorn | BackendKind::Uvicorn => {
+                    assert!(matches!(limit, Ok(TaskLimit::Server { .. })), "{kind:?}")
+                }
+                BackendKind::Command
+                | BackendKind::CeleryWorker
+                | BackendKind::DjangoQ2
+                | BackendKind::DjangoTasks => assert_eq!(limit, Ok(TaskLimit::Counted)),
+                _ => assert!(limit.is_err(), "{kind:?}"),
+            }
+            if let Err(e) = &limit {
+                assert!(e.hint.contains("remove `max_tasks_per_child`"), "{e:?}");
+            }
+            // The default scope is always one the backend accepts.
+            if default_memory_scope(kind) == MemoryScope::Child {
+                assert_eq!(child, Ok(()), "{kind:?}");
+            }
+            assert_eq!(child.is_ok(), kind == BackendKind::Gunicorn, "{kind:?}");
+        }
+        let workers = In::new().arg("workers", 2);
+        assert_eq!(
+            workers.with(|i| check_child_scope(BackendKind::Uvicorn, i)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn recycling_table_is_in_the_readme() {
+        let table = recycling_table();
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md's recycling table is out of date; paste this table:\n{table}"
+        );
+        assert!(table.contains("| `gunicorn` | `--max-requests=N --max-requests-jitter=J` (J = N/10, at least 1) | child | yes |"));
+        assert!(table.contains("| `celery-worker` | counted by prodserver"));
     }
 
     #[test]

@@ -178,6 +178,11 @@ impl In {
     }
 
     pub fn resolve(&self, kind: BackendKind) -> Result<Launch, Vec<BackendError>> {
+        self.with(|input| resolve(kind, input))
+    }
+
+    /// Runs `f` on the [`BackendInput`] this builder describes.
+    pub fn with<T>(&self, f: impl FnOnce(&BackendInput) -> T) -> T {
         let input = BackendInput {
             process: &self.process,
             project: &self.project,
@@ -194,7 +199,7 @@ impl In {
             file_exists: &|p: &std::path::Path| self.files.iter().any(|f| f == p),
             celery_integration: self.celery_integration,
         };
-        resolve(kind, &input)
+        f(&input)
     }
 
     /// The argv, failing the test with the errors if there are any.

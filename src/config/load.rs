@@ -472,7 +472,7 @@ impl Loader<'_> {
         let cwd = self.cwd(t);
         let watch = self.globs(t, "watch");
         let health = self.health(t, backend);
-        let limits = self.limits(t);
+        let mut limits = self.limits(t, backend);
         let dev = self.process_dev(t);
         self.depends_on(id, t, raw_deps);
 
@@ -584,6 +584,13 @@ impl Loader<'_> {
                 backend,
                 BackendKind::CeleryWorker | BackendKind::CeleryBeat
             ) && celery_integration.unwrap_or(true),
+        };
+        let server_args = self.recycling(t, backend, restart, &input, &mut limits);
+        let args_with_limits: Vec<(String, ArgValue)> =
+            args.iter().cloned().chain(server_args).collect();
+        let input = BackendInput {
+            args: &args_with_limits,
+            ..input
         };
         if backend == BackendKind::CeleryWorker && t.get("queues").is_none() {
             for key in ["Q", "queues"] {
@@ -1404,52 +1411,176 @@ impl Loader<'_> {
         })
     }
 
-    fn limits(&mut self, t: &Table) -> Limits {
-        // Validated now so files written today stay valid; enforcing them
-        // (recycling) is a later step, and a key that silently does nothing
-        // would be a lie.
-        for key in ["max_memory_per_child", "max_tasks_per_child"] {
-            if let Some(span) = t.key_span(key) {
-                self.r.warning(
-                    span,
-                    format!("`{}` is checked but not enforced yet: this prodserver does not recycle instances", t.key_path(key)),
-                    "keep it for a prodserver that recycles; Celery's own per-pool-child option goes in `args` (e.g. `max-tasks-per-child = 1000`) and works today",
-                );
-            }
-        }
+    /// The recycling keys every backend reads; what depends on the
+    /// backend's launch (`memory_scope = "child"`, `max_tasks_per_child` on
+    /// a web server) is decided by [`Loader::recycling`].
+    fn limits(&mut self, t: &Table, backend: Option<BackendKind>) -> Limits {
         let memory_metric = match t.get("memory_metric") {
-            None => MemoryMetric::Rss,
+            None => schema::DEFAULT_MEMORY_METRIC,
             Some(value) => match self
                 .r
                 .as_string(value, &t.key_path("memory_metric"), "\"pss\"")
                 .as_deref()
             {
-                Some("rss") | None => MemoryMetric::Rss,
+                None => schema::DEFAULT_MEMORY_METRIC,
+                Some("rss") => MemoryMetric::Rss,
                 Some("pss") => MemoryMetric::Pss,
                 Some("uss") => MemoryMetric::Uss,
                 Some(other) => {
                     self.r.error(
                         value.span(),
                         format!("unknown memory metric \"{other}\""),
-                        "use \"rss\", \"pss\" or \"uss\"",
+                        "use \"pss\" (the default), \"rss\" or \"uss\"",
                     );
-                    MemoryMetric::Rss
+                    schema::DEFAULT_MEMORY_METRIC
                 }
             },
         };
+        let memory_scope = match t.get("memory_scope") {
+            None => backend.map_or(MemoryScope::Instance, backend::default_memory_scope),
+            Some(value) => match self
+                .r
+                .as_string(value, &t.key_path("memory_scope"), "\"instance\"")
+                .as_deref()
+            {
+                Some("instance") => MemoryScope::Instance,
+                Some("child") => MemoryScope::Child,
+                None => MemoryScope::Instance,
+                Some(other) => {
+                    self.r.error(
+                        value.span(),
+                        format!("unknown memory scope \"{other}\""),
+                        "use \"instance\" (the whole process tree, recycled as one) or \"child\" (each child of the main process, recycled alone)",
+                    );
+                    MemoryScope::Instance
+                }
+            },
+        };
+        let max_memory_per_child = self.memory_limit(t);
+        if max_memory_per_child.is_none() && t.get("max_memory_per_child").is_none() {
+            if let Some(span) = t.key_span("memory_scope") {
+                self.r.warning(
+                    span,
+                    format!(
+                        "`{}` has no effect without `max_memory_per_child`",
+                        t.key_path("memory_scope")
+                    ),
+                    "set `max_memory_per_child = \"300MiB\"`, or remove `memory_scope`",
+                );
+            }
+        }
         Limits {
-            max_memory_per_child: self.memory_limit(t),
+            max_memory_per_child,
             max_tasks_per_child: self.r.big_count(t, "max_tasks_per_child", 1000),
+            server_recycling: None,
             memory_metric,
             memory_interval: self
-                .r
-                .duration(t, "memory_interval", "5s")
+                .memory_interval(t)
                 .unwrap_or(schema::DEFAULT_MEMORY_INTERVAL),
             memory_samples: self
-                .r
-                .count(t, "memory_samples", 1, 3)
+                .memory_samples(t)
                 .unwrap_or(schema::DEFAULT_MEMORY_SAMPLES),
-            memory_scope: crate::plan::MemoryScope::Instance,
+            memory_scope,
+        }
+    }
+
+    /// `memory_interval`, within [`schema::MIN_MEMORY_INTERVAL`] and
+    /// [`schema::MAX_MEMORY_INTERVAL`] (why each: see there).
+    fn memory_interval(&mut self, t: &Table) -> Option<Duration> {
+        let d = self.r.duration(t, "memory_interval", "250ms")?;
+        let path = t.key_path("memory_interval");
+        let (min, max) = (schema::MIN_MEMORY_INTERVAL, schema::MAX_MEMORY_INTERVAL);
+        if d < min {
+            self.r.error(
+                t.value_span("memory_interval"),
+                format!("`{path}` is shorter than the minimum of {}", crate::units::format_duration(min)),
+                "each sample walks the instance's process tree in /proc and costs CPU; sample every 50ms or slower (the default, 250ms, reacts within 750ms)",
+            );
+            return None;
+        }
+        if d > max {
+            self.r.error(
+                t.value_span("memory_interval"),
+                format!("`{path}` is longer than the maximum of {}", crate::units::format_duration(max)),
+                "between samples a leak grows unwatched; sample at least every minute (the default is 250ms)",
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    /// `memory_samples`, 1 to [`schema::MAX_MEMORY_SAMPLES`].
+    fn memory_samples(&mut self, t: &Table) -> Option<u32> {
+        let n = self.r.count(t, "memory_samples", 1, 3)?;
+        if n > schema::MAX_MEMORY_SAMPLES {
+            self.r.error(
+                t.value_span("memory_samples"),
+                format!(
+                    "`{}` = {n} is more than the maximum of {}",
+                    t.key_path("memory_samples"),
+                    schema::MAX_MEMORY_SAMPLES
+                ),
+                "the recycle waits memory_samples × memory_interval after the limit is crossed; to tolerate longer spikes raise `memory_interval` instead",
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    /// What the backend's launch decides about recycling: whether
+    /// `memory_scope = "child"` is safe for it, and what
+    /// `max_tasks_per_child` becomes (prodserver's count, or the web
+    /// server's own flags, returned to be added to `args`).
+    fn recycling(
+        &mut self,
+        t: &Table,
+        kind: BackendKind,
+        restart: RestartPolicy,
+        input: &BackendInput,
+        limits: &mut Limits,
+    ) -> Vec<(String, ArgValue)> {
+        if limits.memory_scope == MemoryScope::Child {
+            if let Err(e) = backend::check_child_scope(kind, input) {
+                let span = t.value_span("memory_scope");
+                self.r
+                    .error(span, format!("`{}`: {}", t.path, e.message), e.hint);
+            }
+        }
+        let Some(n) = limits.max_tasks_per_child else {
+            return Vec::new();
+        };
+        match backend::task_limit(kind, n, input) {
+            Ok(backend::TaskLimit::Counted) => Vec::new(),
+            Ok(backend::TaskLimit::Server {
+                args,
+                note,
+                main_exits,
+            }) => {
+                if main_exits && restart != RestartPolicy::Always {
+                    self.r.error(
+                        t.value_span("max_tasks_per_child"),
+                        format!(
+                            "`{}`: {} exits with status 0 at the limit, and `restart = \"{}\"` would not start it again",
+                            t.key_path("max_tasks_per_child"),
+                            kind.name(),
+                            restart.name()
+                        ),
+                        "use `restart = \"always\"` (the default), or run workers (`args = { workers = 4 }`) so the server replaces them itself",
+                    );
+                }
+                limits.max_tasks_per_child = None;
+                limits.server_recycling = Some(note);
+                args
+            }
+            Err(e) => {
+                let span = match &e.arg {
+                    Some(key) => self.field_span(t, &Field::Arg(key.clone())),
+                    None => t.value_span("max_tasks_per_child"),
+                };
+                self.r
+                    .error(span, format!("`{}`: {}", t.path, e.message), e.hint);
+                Vec::new()
+            }
         }
     }
 

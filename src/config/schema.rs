@@ -42,6 +42,7 @@ pub const PROCESS: &[&str] = &[
     "memory_interval",
     "memory_samples",
     "rollout",
+    "memory_scope",
     "celery_integration",
     "dev",
 ];
@@ -79,8 +80,22 @@ pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
 pub const DEFAULT_START_PERIOD: Duration = Duration::ZERO;
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub const DEFAULT_MEMORY_INTERVAL: Duration = Duration::from_secs(5);
+/// PSS: a prefork server's children share their parent's pages
+/// copy-on-write, and RSS counts every shared page once per process.
+pub const DEFAULT_MEMORY_METRIC: crate::plan::MemoryMetric = crate::plan::MemoryMetric::Pss;
+/// With [`DEFAULT_MEMORY_SAMPLES`], at most 750 ms from crossing the limit
+/// to the recycle starting (the target is 1 s).
+pub const DEFAULT_MEMORY_INTERVAL: Duration = Duration::from_millis(250);
 pub const DEFAULT_MEMORY_SAMPLES: u32 = 3;
+/// Each sample walks the instance's process tree in `/proc`: CPU spent
+/// for every instance with a limit, so no faster than this.
+pub const MIN_MEMORY_INTERVAL: Duration = Duration::from_millis(50);
+/// Slower than this, a leak can grow unwatched for minutes between
+/// samples; the limit would no longer be a limit.
+pub const MAX_MEMORY_INTERVAL: Duration = Duration::from_secs(60);
+/// More consecutive samples than this is a delay, not debouncing: raise
+/// `memory_interval` instead.
+pub const MAX_MEMORY_SAMPLES: u32 = 100;
 
 pub const DEFAULT_DEV_DEBOUNCE: Duration = Duration::from_millis(200);
 

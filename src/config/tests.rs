@@ -745,3 +745,245 @@ fn queues_without_a_consumer_among_the_selected() {
     assert_eq!(super::unconsumed_queues(&plan, &[0]), ["emails"]);
     assert_eq!(super::unconsumed_queues(&plan, &[2]), ["celery", "emails"]);
 }
+
+// ---- recycling keys ----
+
+fn loads(text: &str) -> crate::plan::ProcessSpec {
+    match load(text) {
+        Ok(loaded) => loaded.plan.processes[0].clone(),
+        Err(found) => panic!("expected a plan, got {found:#?}"),
+    }
+}
+
+fn warnings(text: &str) -> Vec<String> {
+    load(text)
+        .unwrap_or_else(|f| panic!("{f:#?}"))
+        .warnings
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .map(|d| d.message.clone())
+        .collect()
+}
+
+#[test]
+fn memory_defaults_react_within_750ms_and_recycling_is_not_called_unenforced() {
+    use crate::plan::{MemoryMetric, MemoryScope};
+    let text = format!("{WEB}max_memory_per_child = \"300MiB\"\nmax_tasks_per_child = 10\n");
+    let web = loads(&text);
+    assert_eq!(web.limits.memory_metric, MemoryMetric::Pss);
+    assert_eq!(web.limits.memory_interval, Duration::from_millis(250));
+    assert_eq!(web.limits.memory_samples, 3);
+    assert_eq!(
+        web.limits.memory_interval * web.limits.memory_samples,
+        Duration::from_millis(750)
+    );
+    assert_eq!(web.limits.memory_scope, MemoryScope::Child);
+    assert!(
+        !warnings(&text).iter().any(|w| w.contains("not enforced")),
+        "{:?}",
+        warnings(&text)
+    );
+}
+
+#[test]
+fn memory_interval_and_samples_are_bounded() {
+    let cases: &[(&str, (usize, usize), &str)] = &[
+        ("memory_interval = \"49ms\"", (4, 19), "minimum of 50ms"),
+        ("memory_interval = \"61s\"", (4, 19), "maximum of 1m"),
+        ("memory_samples = 0", (4, 18), "1 or more"),
+        ("memory_samples = 101", (4, 18), "maximum of 100"),
+        ("memory_scope = \"tree\"", (4, 16), "unknown memory scope"),
+        ("memory_metric = \"vsz\"", (4, 17), "unknown memory metric"),
+    ];
+    for (line, at, what) in cases {
+        let e = error(&format!("{WEB}{line}\n"));
+        assert_eq!((e.line, e.col), *at, "{line}: {e:#?}");
+        assert!(e.message.contains(what), "{line}: {e:#?}");
+        assert!(!e.hint.is_empty());
+    }
+    let web = loads(&format!(
+        "{WEB}memory_interval = \"50ms\"\nmemory_samples = 100\n"
+    ));
+    assert_eq!(web.limits.memory_interval, Duration::from_millis(50));
+    assert_eq!(web.limits.memory_samples, 100);
+    let web = loads(&format!("{WEB}memory_interval = \"1m\"\n"));
+    assert_eq!(web.limits.memory_interval, Duration::from_secs(60));
+}
+
+#[test]
+fn memory_scope_defaults_per_backend() {
+    use crate::plan::MemoryScope;
+    let worker = loads(
+        "[processes.w]\nbackend = \"celery-worker\"\napp = \"shop.celery.app\"\nmax_memory_per_child = \"300MiB\"\n",
+    );
+    assert_eq!(worker.limits.memory_scope, MemoryScope::Instance);
+    let api = loads(
+        "[processes.api]\nbackend = \"uvicorn\"\napp = \"shop.asgi:application\"\nargs = { workers = 3 }\nmax_memory_per_child = \"300MiB\"\nmemory_scope = \"child\"\n",
+    );
+    assert_eq!(api.limits.memory_scope, MemoryScope::Child);
+    let web = loads(&format!(
+        "{WEB}memory_scope = \"instance\"\nmax_memory_per_child = \"1GiB\"\n"
+    ));
+    assert_eq!(web.limits.memory_scope, MemoryScope::Instance);
+}
+
+#[test]
+fn child_scope_on_celery_worker_is_refused_with_both_ways_out() {
+    let e = error(
+        "[processes.w]\nbackend = \"celery-worker\"\napp = \"shop.celery.app\"\nmax_memory_per_child = \"300MiB\"\nmemory_scope = \"child\"\n",
+    );
+    assert_eq!((e.line, e.col), (5, 16), "{e:#?}");
+    assert!(e.message.contains("task is lost"), "{e:#?}");
+    assert!(e.hint.contains("remove `memory_scope`"), "{e:#?}");
+    assert!(e.hint.contains("max-memory-per-child"), "{e:#?}");
+}
+
+#[test]
+fn child_scope_where_nothing_replaces_a_child_is_refused() {
+    for (backend, app) in [
+        ("command", "command = \"python job.py\""),
+        ("celery-beat", "app = \"shop.celery.app\""),
+        ("uvicorn", "app = \"shop.asgi:application\""),
+        ("granian", "app = \"shop.asgi:application\""),
+        ("daphne", "app = \"shop.asgi:application\""),
+        ("waitress", "app = \"shop.wsgi:application\""),
+    ] {
+        let e = error(&format!(
+            "[processes.p]\nbackend = \"{backend}\"\n{app}\nmemory_scope = \"child\"\nmax_memory_per_child = \"300MiB\"\n"
+        ));
+        assert_eq!((e.line, e.col), (4, 16), "{backend}: {e:#?}");
+        assert!(e.message.contains(backend), "{e:#?}");
+        assert!(e.hint.contains("remove `memory_scope`"), "{e:#?}");
+    }
+}
+
+#[test]
+fn uvicorn_workers_from_the_environment_allow_child_scope() {
+    let api = loads(
+        "[processes.api]\nbackend = \"uvicorn\"\napp = \"shop.asgi:application\"\nenv = { WEB_CONCURRENCY = \"4\" }\nmax_memory_per_child = \"300MiB\"\nmemory_scope = \"child\"\n",
+    );
+    assert_eq!(api.limits.memory_scope, crate::plan::MemoryScope::Child);
+}
+
+#[test]
+fn memory_scope_without_a_limit_warns() {
+    let w = warnings(&format!("{WEB}memory_scope = \"instance\"\n"));
+    assert!(
+        w.iter()
+            .any(|m| m.contains("no effect without `max_memory_per_child`")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn max_tasks_on_gunicorn_becomes_max_requests_with_jitter() {
+    let web = loads(&format!("{WEB}max_tasks_per_child = 1000\n"));
+    let n = web.argv.len();
+    assert_eq!(
+        web.argv[n - 3..],
+        [
+            "--max-requests=1000",
+            "--max-requests-jitter=100",
+            "shop.wsgi:application"
+        ]
+    );
+    // The server recycles: prodserver counts nothing, and `check` says why.
+    assert_eq!(web.limits.max_tasks_per_child, None);
+    let note = web.limits.server_recycling.expect("a note for check");
+    assert!(
+        note.contains("--max-requests=1000 --max-requests-jitter=100"),
+        "{note}"
+    );
+    let web = loads(&format!("{WEB}max_tasks_per_child = 5\n"));
+    assert!(
+        web.argv.contains(&"--max-requests-jitter=1".to_owned()),
+        "{:?}",
+        web.argv
+    );
+}
+
+#[test]
+fn a_jitter_in_args_wins_over_ours() {
+    let web = loads(
+        "[processes.web]\nbackend = \"gunicorn\"\napp = \"a:b\"\nargs = { max-requests-jitter = 7 }\nmax_tasks_per_child = 1000\n",
+    );
+    let jitters: Vec<_> = web.argv.iter().filter(|a| a.contains("jitter")).collect();
+    assert_eq!(jitters, ["--max-requests-jitter=7"]);
+}
+
+#[test]
+fn the_servers_own_limit_in_args_too_is_two_sources_of_truth() {
+    let e = error(
+        "[processes.web]\nbackend = \"gunicorn\"\napp = \"a:b\"\nargs = { max-requests = 500 }\nmax_tasks_per_child = 1000\n",
+    );
+    assert_eq!((e.line, e.col), (4, 25), "{e:#?}");
+    assert!(e.message.contains("both set"), "{e:#?}");
+    let e = error(
+        "[processes.api]\nbackend = \"uvicorn\"\napp = \"a:b\"\nargs = { limit-max-requests = 500 }\nmax_tasks_per_child = 1000\n",
+    );
+    assert_eq!((e.line, e.col), (4, 31), "{e:#?}");
+}
+
+#[test]
+fn max_tasks_on_uvicorn_becomes_limit_max_requests() {
+    let one =
+        loads("[processes.api]\nbackend = \"uvicorn\"\napp = \"a:b\"\nmax_tasks_per_child = 300\n");
+    assert_eq!(one.argv, ["uvicorn", "--limit-max-requests=300", "a:b"]);
+    let note = one.limits.server_recycling.expect("note");
+    assert!(note.contains("prodserver restarts it"), "{note}");
+    assert!(note.contains("refusing connections"), "{note}");
+    let many = loads(
+        "[processes.api]\nbackend = \"uvicorn\"\napp = \"a:b\"\nargs = { workers = 2 }\nmax_tasks_per_child = 300\n",
+    );
+    let note = many.limits.server_recycling.expect("note");
+    assert!(note.contains("each uvicorn worker"), "{note}");
+}
+
+#[test]
+fn single_process_uvicorn_that_would_not_be_restarted_is_refused() {
+    let e = error(
+        "[processes.api]\nbackend = \"uvicorn\"\napp = \"a:b\"\nrestart = \"on-failure\"\nmax_tasks_per_child = 300\n",
+    );
+    assert_eq!((e.line, e.col), (5, 23), "{e:#?}");
+    assert!(e.message.contains("status 0"), "{e:#?}");
+}
+
+#[test]
+fn max_tasks_where_no_one_counts_is_refused() {
+    for (backend, app, what) in [
+        (
+            "granian",
+            "app = \"shop.asgi:application\"",
+            "workers-lifetime",
+        ),
+        (
+            "daphne",
+            "app = \"shop.asgi:application\"",
+            "max_memory_per_child",
+        ),
+        (
+            "waitress",
+            "app = \"shop.wsgi:application\"",
+            "max_memory_per_child",
+        ),
+        ("celery-beat", "app = \"shop.celery.app\"", "celery-worker"),
+    ] {
+        let e = error(&format!(
+            "[processes.p]\nbackend = \"{backend}\"\n{app}\nmax_tasks_per_child = 10\n"
+        ));
+        assert_eq!((e.line, e.col), (4, 23), "{backend}: {e:#?}");
+        assert!(e.hint.contains(what), "{backend}: {e:#?}");
+    }
+}
+
+#[test]
+fn max_tasks_stays_prodserver_s_where_tasks_done_is_counted() {
+    let w = loads(
+        "[processes.w]\nbackend = \"celery-worker\"\napp = \"shop.celery.app\"\nmax_tasks_per_child = 1000\n",
+    );
+    assert_eq!(w.limits.max_tasks_per_child, Some(1000));
+    assert_eq!(w.limits.server_recycling, None);
+    assert!(!w.argv.iter().any(|a| a.contains("max")), "{:?}", w.argv);
+    let c = loads("[processes.c]\nbackend = \"command\"\ncommand = \"python job.py\"\nmax_tasks_per_child = 5\n");
+    assert_eq!(c.limits.max_tasks_per_child, Some(5));
+}

@@ -742,7 +742,7 @@ fn memory_recycles_roll_one_instance_at_a_time_never_below_n_minus_one() {
     assert!(out.contains(&note(
         "w.1",
         Note::Recycling {
-            reason: "recycled: 150 MiB > 100 MiB (rss, tree of 2, 2 samples)".into()
+            reason: "recycled: 150 MiB > 100 MiB (pss, tree of 2, 2 samples)".into()
         }
     )));
     assert_eq!(acts(&usage(&mut c, t, "w.2", 150 * MIB)), vec![]);

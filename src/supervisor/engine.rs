@@ -848,13 +848,7 @@ impl Engine {
             let memory = s
                 .usage
                 .as_ref()
-                .map(|u| {
-                    format!(
-                        ", {} {}",
-                        super::recycle::mib(u.bytes),
-                        super::recycle::metric_name(u.metric)
-                    )
-                })
+                .map(|u| format!(", {} {}", super::recycle::mib(u.bytes), u.metric.name()))
                 .unwrap_or_default();
             let tone = if s.state == "failed" {
                 crate::logs::Tone::Bad

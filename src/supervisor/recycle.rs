@@ -101,7 +101,7 @@ impl Watch {
                         "recycled: {} > {} ({}, tree of {}, {} {})",
                         mib(s.bytes),
                         mib(limit),
-                        metric_name(self.metric),
+                        self.metric.name(),
                         s.processes,
                         self.over,
                         if self.over == 1 { "sample" } else { "samples" }
@@ -136,7 +136,7 @@ impl Watch {
                                 "recycling child pid {pid}: {} > {} ({}, {} {})",
                                 mib(bytes),
                                 mib(limit),
-                                metric_name(self.metric),
+                                self.metric.name(),
                                 count,
                                 if count == 1 { "sample" } else { "samples" }
                             ),
@@ -159,14 +159,6 @@ impl Watch {
             reason: format!("recycled after {} tasks", self.tasks),
             guarded: false,
         })
-    }
-}
-
-pub fn metric_name(m: MemoryMetric) -> &'static str {
-    match m {
-        MemoryMetric::Rss => "rss",
-        MemoryMetric::Pss => "pss",
-        MemoryMetric::Uss => "uss",
     }
 }
 
@@ -196,6 +188,7 @@ mod tests {
             memory_interval: Duration::from_millis(250),
             memory_samples: samples,
             memory_scope: scope,
+            server_recycling: None,
         }
     }
 
