@@ -64,3 +64,96 @@ stop_timeout = "10s"
     let code = run.wait_exit(T);
     assert_eq!(code, 0, "{}", run.output());
 }
+
+/// `/hog` makes the worker that serves it hold 150 MiB for its life.
+const HOG_APP: &str = "import os\n\
+HELD = []\n\
+def application(environ, start_response):\n    \
+if environ['PATH_INFO'] == '/hog':\n        \
+HELD.append(b'\\x01' * (150 * 1024 * 1024))\n    \
+start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+return [str(os.getpid()).encode()]\n";
+
+#[test]
+fn one_fat_gunicorn_worker_is_replaced_alone_while_every_request_succeeds() {
+    let ports = reserve();
+    let port = ports.port(0);
+    let gunicorn = python::bin("gunicorn");
+    // memory_scope is "child" by default for gunicorn: each worker is held
+    // to the limit, and only a fat one goes.
+    let p = Project::new(&format!(
+        r#"
+[processes.web]
+backend = "gunicorn"
+app = "hogapp:application"
+program = "{gunicorn}"
+args = {{ bind = "127.0.0.1:{port}", workers = 2, chdir = "." }}
+max_memory_per_child = "100MiB"
+memory_interval = "50ms"
+memory_samples = 2
+stop_timeout = "10s"
+"#
+    ));
+    p.write("hogapp.py", HOG_APP);
+    let run = p.spawn(&["start"]);
+    let line = run.wait_for("web.1 | spawned (pid ", T);
+    let master: i32 = line
+        .rsplit("(pid ")
+        .next()
+        .and_then(|s| s.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    run.wait_for("web.1 | ready", T);
+    support::wait_until(T, || support::descendants(master).len() == 2);
+    let workers_before = support::descendants(master);
+
+    // Requests all through the recycle, on another thread.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut results = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                results.push(request("GET", port, "/"));
+            }
+            results
+        })
+    };
+    let (status, fat) = request("GET", port, "/hog").expect("hog");
+    assert_eq!(status, 200);
+    let fat: i32 = fat.parse().unwrap();
+    run.wait_for(&format!("| recycling child pid {fat}: "), T);
+    assert!(
+        support::wait_until(T, || !support::alive(fat)),
+        "{}",
+        run.output()
+    );
+    // gunicorn replaced it; the other worker and the master are untouched.
+    assert!(
+        support::wait_until(T, || {
+            let now = support::descendants(master);
+            now.len() == 2 && !now.contains(&fat)
+        }),
+        "{}",
+        run.output()
+    );
+    let other: Vec<i32> = workers_before
+        .iter()
+        .copied()
+        .filter(|w| *w != fat)
+        .collect();
+    assert!(other.iter().all(|w| support::alive(*w)), "{other:?}");
+    assert!(support::alive(master));
+    assert_eq!(run.count("web.1 | spawned"), 1, "{}", run.output());
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let results = client.join().unwrap();
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|r| !matches!(r, Ok((200, _))))
+        .collect();
+    assert!(results.len() >= 10, "only {} requests", results.len());
+    assert!(failed.is_empty(), "{failed:?}\n{}", run.output());
+    let mut run = run;
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}
