@@ -3,59 +3,14 @@
 //! done, scaling keeps the other instances' pids, stopping every process
 //! keeps the supervisor running, and a start brings a process back.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod support;
 
-use prodserver::config::LoadOptions;
-use prodserver::logs::{Format, Logs};
-use prodserver::supervisor::core::{Goal, InstanceStatus, Reply, Request};
-use prodserver::supervisor::engine::{Control, Engine, RunOptions};
-
-const T: Duration = Duration::from_secs(20);
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-async fn status(control: &Control) -> Vec<InstanceStatus> {
-    match control.request(Request::Status).await {
-        Some(Reply::Status(s)) => s,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn pid_of(status: &[InstanceStatus], name: &str) -> Option<i32> {
-    status
-        .iter()
-        .find(|s| s.id.to_string() == name)
-        .and_then(|s| s.pid)
-}
-
-async fn ask(control: &Control, request: Request) -> Reply {
-    tokio::time::timeout(T, control.request(request.clone()))
-        .await
-        .unwrap_or_else(|_| panic!("no reply to {request:?} within {T:?}"))
-        .unwrap_or_else(|| panic!("the engine ended before answering {request:?}"))
-}
+use prodserver::supervisor::core::{Reply, Request};
+use support::engine::{ask, pid_of, status, wait_status, Setup, T};
 
 #[test]
 fn rolling_restart_scale_stop_and_start_through_the_inlet() {
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prodserver.toml");
-    std::fs::write(
-        &config,
+    let setup = Setup::new(
         r#"
 [processes.web]
 backend = "command"
@@ -66,48 +21,14 @@ instances = 2
 backend = "command"
 command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
 "#,
-    )
-    .unwrap();
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    let load_opts = LoadOptions {
-        env: env.clone(),
-        runtime_dir: runtime.path().to_path_buf(),
-    };
-    let (loaded, resolved) = prodserver::resolve::load(&config, &load_opts)
-        .unwrap_or_else(|e| panic!("{:?}", e.diagnostics));
-    let plan = loaded.plan;
-    let out = Captured::default();
-    let (logs, writer) =
-        Logs::start(Format::Text { color: false }, 12, Box::new(out.clone())).unwrap();
-    let keeper = prodserver::os::start_keeper_among_threads().unwrap();
-    let opts = RunOptions {
-        selected: (0..plan.processes.len()).collect(),
-        base_env: env.into_iter().collect(),
-        runtime_dir: runtime.path().to_path_buf(),
-        resolved,
-        notify_dir: None,
-        goal: Goal::UntilStopped,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let code = rt.block_on(async {
-        let engine = Engine::new(plan, opts, keeper, logs.clone());
-        let control = engine.control();
-        let run = tokio::spawn(engine.run());
-        // Everything up (polled, with a deadline).
-        let before = tokio::time::timeout(T, async {
-            loop {
-                let s = status(&control).await;
-                if s.iter().all(|i| i.state == "ready") {
-                    break s;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+    );
+    let config = setup.config.clone();
+    let load_opts = setup.load_options();
+    let (code, text) = setup.run(async |control, _| {
+        let before = wait_status(&control, "everything ready", |s| {
+            s.iter().all(|i| i.state == "ready")
         })
-        .await
-        .expect("everything ready");
+        .await;
         let worker = pid_of(&before, "worker.1");
         let mut stream = control.subscribe_logs();
 
@@ -230,15 +151,7 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
         .await;
         assert_eq!(reply, Reply::Done);
         assert!(pid_of(&status(&control).await, "worker.1").is_some());
-
-        assert_eq!(ask(&control, Request::Shutdown).await, Reply::Done);
-        tokio::time::timeout(T, run)
-            .await
-            .expect("ends")
-            .expect("joins")
     });
-    let _ = writer.flush_and_stop();
-    let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("restarting: restart requested"), "{text}");
 }
