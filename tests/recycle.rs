@@ -337,6 +337,11 @@ health = { notify = true }
         assert_eq!((by_pid(pids[0]), by_pid(pids[1])), (3, 3));
     });
     assert_eq!(out.matches("| recycled after 3 tasks").count(), 2, "{out}");
+    // The exit summary keeps the counts.
+    assert!(
+        out.contains("tasks.1: stopped, 2 restarts (last: recycled after 3 tasks), 6 tasks done, 2 recycles, "),
+        "{out}"
+    );
 }
 
 #[test]

@@ -838,12 +838,18 @@ impl Engine {
                 1 => ", 1 task done".to_string(),
                 n => format!(", {n} tasks done"),
             };
+            // The last recycle's reason, unless the restarts said it.
             let recycles = match (s.recycles, &s.last_recycle) {
-                (0, _) | (_, None) => String::new(),
-                (n, Some(last)) => format!(
-                    ", {n} {} (last {last})",
-                    if n == 1 { "recycle" } else { "recycles" }
-                ),
+                (0, _) => String::new(),
+                (n, last) => {
+                    let word = if n == 1 { "recycle" } else { "recycles" };
+                    match last {
+                        Some(last) if s.last_restart.as_ref() != Some(last) => {
+                            format!(", {n} {word} (last: {last})")
+                        }
+                        _ => format!(", {n} {word}"),
+                    }
+                }
             };
             let memory = s
                 .usage
