@@ -4,7 +4,14 @@
 //! - `lines N`: writes N short lines as fast as it can;
 //! - `crash FILE`: appends its start and exit times (CLOCK_MONOTONIC, ns,
 //!   comparable across processes) to FILE and exits 1;
-//! - `sleep`: waits forever.
+//! - `sleep`: waits forever;
+//! - `grow LIMIT_MIB FILE`: allocates (and touches) memory a MiB at a
+//!   time until its own RSS passes LIMIT_MIB, appends `c <monotonic ns>`
+//!   (the crossing) to FILE, sends READY=1 to $NOTIFY_SOCKET (if set),
+//!   then holds it; on SIGTERM appends
+//!   `t <monotonic ns>` and exits 0: the recycle's reaction time;
+//! - `ready`: sends READY=1 to $NOTIFY_SOCKET after 200 ms, then waits;
+//!   exits 0 on SIGTERM.
 
 use std::io::Write;
 
@@ -43,9 +50,77 @@ fn main() {
         Some("sleep") => loop {
             std::thread::park();
         },
+        Some("grow") => {
+            let limit: u64 = args.get(2).and_then(|n| n.parse().ok()).expect("LIMIT_MIB");
+            let path = args.get(3).expect("grow LIMIT_MIB FILE").clone();
+            let term = term_waiter();
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            while rss_bytes() <= limit * 1024 * 1024 {
+                held.push(vec![1u8; 1 << 20]);
+            }
+            append(&path, &format!("c {}", monotonic_ns()));
+            notify_ready();
+            let _ = term.recv();
+            append(&path, &format!("t {}", monotonic_ns()));
+            drop(held);
+        }
+        Some("ready") => {
+            let term = term_waiter();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            notify_ready();
+            let _ = term.recv();
+        }
         _ => {
-            eprintln!("usage: bench-child lines N | crash FILE | sleep");
+            eprintln!(
+                "usage: bench-child lines N | crash FILE | sleep | grow LIMIT_MIB FILE | ready"
+            );
             std::process::exit(2);
         }
     }
+}
+
+fn notify_ready() {
+    if let Ok(path) = std::env::var("NOTIFY_SOCKET") {
+        let sock = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+        let _ = sock.send_to(b"READY=1", path);
+    }
+}
+
+fn append(path: &str, line: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open");
+    let _ = writeln!(f, "{line}");
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    pages * page
+}
+
+/// A channel that receives once SIGTERM arrives (blocked in every thread,
+/// taken by a thread of its own with sigwait).
+fn term_waiter() -> std::sync::mpsc::Receiver<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.thread_block().expect("block SIGTERM");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if set.wait().is_ok() {
+            let _ = tx.send(());
+        }
+    });
+    rx
 }
