@@ -36,6 +36,9 @@ use crate::plan::MemoryMetric;
 /// can cause in one sample.
 const MAX_TREE: usize = 1 << 16;
 
+/// The slot of the root in [`Sampler::members`] (no direct child's).
+const ROOT: usize = usize::MAX;
+
 /// One process tree's memory at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeSample {
@@ -51,6 +54,9 @@ pub struct TreeSample {
     /// Some process's PSS/USS was unreadable (permissions): its RSS was
     /// counted instead.
     pub approximate: bool,
+    /// The metric `bytes` is in: the one asked, or RSS when
+    /// [`Sampler::sample_tree_within`] found the RSS within the limit.
+    pub metric: MemoryMetric,
 }
 
 /// A direct child of a tree's root, with its whole subtree.
@@ -202,6 +208,9 @@ pub struct Sampler {
     kids: Vec<i32>,
     /// (pid, index of the root's direct child it descends from, parent).
     stack: Vec<(i32, usize, i32)>,
+    /// The tree being sampled: (pid, slot of its direct child or [`ROOT`],
+    /// RSS in bytes).
+    members: Vec<(i32, usize, u64)>,
     page_size: u64,
     /// `None` until known: whether this kernel has the children files.
     children_files: Option<bool>,
@@ -223,6 +232,7 @@ impl Sampler {
             buf: Vec::with_capacity(4096),
             kids: Vec::new(),
             stack: Vec::new(),
+            members: Vec::new(),
             page_size: page_size(),
             children_files: None,
             parents: Vec::new(),
@@ -241,6 +251,29 @@ impl Sampler {
 
     /// See [`sample_tree`].
     pub fn sample_tree(&mut self, root: i32, metric: MemoryMetric) -> Option<TreeSample> {
+        self.sample(root, metric, None)
+    }
+
+    /// [`sample_tree`] for a limit check: when the tree's RSS is at most
+    /// `limit`, its PSS or USS (never more than its RSS) cannot exceed the
+    /// limit either, so smaps_rollup, by far the dearest read, is skipped
+    /// and the sample reports the RSS, with `metric` saying so. Only a
+    /// tree whose RSS is over the limit is measured in the metric asked.
+    pub fn sample_tree_within(
+        &mut self,
+        root: i32,
+        metric: MemoryMetric,
+        limit: u64,
+    ) -> Option<TreeSample> {
+        self.sample(root, metric, Some(limit))
+    }
+
+    fn sample(
+        &mut self,
+        root: i32,
+        metric: MemoryMetric,
+        limit: Option<u64>,
+    ) -> Option<TreeSample> {
         if root <= 0 {
             return None;
         }
@@ -248,38 +281,27 @@ impl Sampler {
         if !st.live {
             return None;
         }
-        let mut sample = TreeSample {
-            bytes: 0,
-            processes: 0,
-            children: Vec::new(),
-            cpu_ticks: 0,
-            approximate: false,
-        };
-        let (bytes, approx) = self.measure(root, &st, metric)?;
-        sample.bytes = bytes;
-        sample.processes = 1;
-        sample.cpu_ticks = st.cpu_ticks;
-        sample.approximate = approx;
-
         if self.children_files == Some(false) {
             self.scan_parents();
         }
+        // First the tree, from the stat lines (which carry RSS)...
+        let mut cpu_ticks = st.cpu_ticks;
+        self.members.clear();
+        self.members.push((root, ROOT, self.rss(&st)));
         self.stack.clear();
         self.kids.clear();
         self.children_of(root, &st);
-        for i in 0..self.kids.len() {
-            let pid = self.kids[i];
-            sample.children.push(ChildSample {
+        let mut children = Vec::with_capacity(self.kids.len());
+        for (slot, &pid) in self.kids.iter().enumerate() {
+            children.push(ChildSample {
                 pid,
                 bytes: 0,
                 processes: 0,
             });
-            self.stack.push((pid, i, root));
+            self.stack.push((pid, slot, root));
         }
-        let mut walked = 1;
         while let Some((pid, slot, parent)) = self.stack.pop() {
-            walked += 1;
-            if walked > MAX_TREE {
+            if self.members.len() >= MAX_TREE {
                 break;
             }
             // Gone, a zombie, or a reused pid no longer ours: skipped.
@@ -289,20 +311,47 @@ impl Sampler {
             if !st.live || st.ppid != parent {
                 continue;
             }
-            let Some((bytes, approx)) = self.measure(pid, &st, metric) else {
-                continue;
-            };
-            sample.bytes += bytes;
-            sample.processes += 1;
-            sample.cpu_ticks += st.cpu_ticks;
-            sample.approximate |= approx;
-            let child = &mut sample.children[slot];
-            child.bytes += bytes;
-            child.processes += 1;
+            cpu_ticks += st.cpu_ticks;
+            self.members.push((pid, slot, self.rss(&st)));
             self.kids.clear();
             self.children_of(pid, &st);
             for &kid in &self.kids {
                 self.stack.push((kid, slot, pid));
+            }
+        }
+        // ...then each member in the metric, unless RSS already bounds it.
+        let rss_total: u64 = self.members.iter().map(|m| m.2).sum();
+        let reported = match limit {
+            Some(limit) if rss_total <= limit => MemoryMetric::Rss,
+            _ => metric,
+        };
+        let mut sample = TreeSample {
+            bytes: 0,
+            processes: 0,
+            children,
+            cpu_ticks,
+            approximate: false,
+            metric: reported,
+        };
+        for i in 0..self.members.len() {
+            let (pid, slot, rss) = self.members[i];
+            let rollup = if reported == MemoryMetric::Rss {
+                RollupRead::Unreadable // not needed
+            } else {
+                self.read_rollup(pid)
+            };
+            let Some((bytes, approximate)) = process_bytes(reported, rss, rollup) else {
+                if slot == ROOT {
+                    return None;
+                }
+                continue;
+            };
+            sample.bytes += bytes;
+            sample.processes += 1;
+            sample.approximate |= approximate;
+            if let Some(child) = sample.children.get_mut(slot) {
+                child.bytes += bytes;
+                child.processes += 1;
             }
         }
         // A direct child gone mid-walk is not a child any more.
@@ -310,16 +359,8 @@ impl Sampler {
         Some(sample)
     }
 
-    /// One process's bytes in `metric`; `None` once it is gone.
-    fn measure(&mut self, pid: i32, st: &StatFields, metric: MemoryMetric) -> Option<(u64, bool)> {
-        let rss = st.rss_pages.saturating_mul(self.page_size);
-        let rollup = if metric == MemoryMetric::Rss {
-            // Not read: RSS comes with the stat line.
-            RollupRead::Unreadable
-        } else {
-            self.read_rollup(pid)
-        };
-        process_bytes(metric, rss, rollup)
+    fn rss(&self, st: &StatFields) -> u64 {
+        st.rss_pages.saturating_mul(self.page_size)
     }
 
     fn read_stat(&mut self, pid: i32) -> Option<StatFields> {
