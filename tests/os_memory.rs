@@ -335,3 +335,44 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+#[test]
+fn files_kept_between_samples_follow_processes_not_pids() {
+    let mut tree = Tree::start(
+        r#"
+pid = os.fork()
+if pid == 0:
+    hold()
+def reap(*_):
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    mark("reaped")
+signal.signal(signal.SIGUSR1, reap)
+mark("parent", str(pid))
+hold()
+"#,
+    );
+    let child: i32 = tree.wait("parent").parse().unwrap();
+    let mut sampler = Sampler::new();
+    let s = sampler.sample_tree(tree.pid(), MemoryMetric::Rss).unwrap();
+    assert_eq!(s.processes, 2, "{s:?}");
+    assert_eq!(sampler.kept_files(), 2);
+    sampler.end_sweep();
+    // The child is killed and reaped: its kept file now names no process,
+    // and the next sample finds only the parent.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(tree.pid()),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    tree.wait("reaped");
+    assert!(!is_child_of(child, tree.pid()));
+    let s = sampler.sample_tree(tree.pid(), MemoryMetric::Rss).unwrap();
+    assert_eq!((s.processes, s.children.len()), (1, 0), "{s:?}");
+    // Its file is closed at the end of the sweep that did not see it.
+    sampler.end_sweep();
+    assert_eq!(sampler.kept_files(), 1);
+    // The parent's kept file still reads the same process.
+    let again = sampler.sample_tree(tree.pid(), MemoryMetric::Rss).unwrap();
+    assert_eq!(again.processes, 1, "{again:?}");
+}

@@ -24,10 +24,19 @@
 //!
 //! Everything here blocks on /proc reads: call it off the event loop. A
 //! [`Sampler`] keeps its buffers between sweeps, so a sweep allocates
-//! only the result.
+//! only the result, and keeps each process's stat and children files
+//! open, so a later sample reads them again (pread) instead of opening
+//! them: that halves the cost of a sweep (see the README's Performance).
+//!
+//! smaps_rollup walks the page tables of the whole process, and costs
+//! about ten times an RSS read. For a limit check,
+//! [`Sampler::sample_tree_within`] reads it only for a tree whose RSS is
+//! over the limit: PSS and USS are never more than RSS.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
+use std::os::unix::fs::FileExt;
 
 use crate::plan::MemoryMetric;
 
@@ -217,7 +226,25 @@ pub struct Sampler {
     /// For the kernels without them: (ppid, pid) of every process, sorted,
     /// rebuilt once per sample.
     parents: Vec<(i32, i32)>,
+    /// Files kept open between samples, by pid; at most `keep_max`.
+    kept: HashMap<i32, Kept>,
+    keep_max: usize,
 }
+
+/// The files of one process kept open between samples.
+#[derive(Debug)]
+struct Kept {
+    stat: File,
+    /// Its main thread's children list, once read.
+    children: Option<File>,
+    /// Sampled since the last [`Sampler::end_sweep`].
+    used: bool,
+}
+
+/// At most this many processes' files are kept open (two descriptors
+/// each), and at most an eighth of the descriptor limit: a supervisor of
+/// many instances needs its descriptors for their pipes and sockets.
+const KEEP_MAX: usize = 4096;
 
 impl Default for Sampler {
     fn default() -> Self {
@@ -236,6 +263,10 @@ impl Sampler {
             page_size: page_size(),
             children_files: None,
             parents: Vec::new(),
+            kept: HashMap::new(),
+            keep_max: crate::os::limits::nofile()
+                .map_or(0, |(soft, _)| usize::try_from(soft / 8).unwrap_or(KEEP_MAX))
+                .min(KEEP_MAX),
         }
     }
 
@@ -363,10 +394,56 @@ impl Sampler {
         st.rss_pages.saturating_mul(self.page_size)
     }
 
+    /// `pid`'s stat line, through the file kept open for it since an
+    /// earlier sample when there is one: a read instead of an open, a read
+    /// and a close. A kept file names one process, not a number: once that
+    /// process is reaped its reads fail (ESRCH), and the pid, maybe reused
+    /// by now, is opened afresh.
     fn read_stat(&mut self, pid: i32) -> Option<StatFields> {
+        if let Some(kept) = self.kept.get_mut(&pid) {
+            if read_fd(&kept.stat, &mut self.buf, true).is_ok() {
+                if let Some(st) = parse_stat(&self.buf) {
+                    kept.used = true;
+                    return Some(st);
+                }
+            }
+            self.kept.remove(&pid);
+        }
+        self.set_path(pid, "stat");
+        let file = File::open(&self.path).ok()?;
+        read_fd(&file, &mut self.buf, true).ok()?;
+        let st = parse_stat(&self.buf)?;
+        if self.kept.len() < self.keep_max {
+            let kept = Kept {
+                stat: file,
+                children: None,
+                used: true,
+            };
+            self.kept.insert(pid, kept);
+        }
+        Some(st)
+    }
+
+    /// [`Self::read_stat`] without keeping the file: for the scan of every
+    /// process on the machine.
+    fn read_stat_once(&mut self, pid: i32) -> Option<StatFields> {
         self.set_path(pid, "stat");
         read_record(&self.path, &mut self.buf).ok()?;
         parse_stat(&self.buf)
+    }
+
+    /// Closes the files kept for processes not sampled since the previous
+    /// call. The sampling thread calls it after each sweep over every
+    /// instance, so the files of exited processes do not pile up (until
+    /// then they are only bounded by the cap on kept files).
+    pub fn end_sweep(&mut self) {
+        self.kept
+            .retain(|_, kept| std::mem::replace(&mut kept.used, false));
+    }
+
+    /// How many processes have files kept open between samples.
+    pub fn kept_files(&self) -> usize {
+        self.kept.len()
     }
 
     fn read_rollup(&mut self, pid: i32) -> RollupRead {
@@ -396,11 +473,22 @@ impl Sampler {
         if st.threads <= 1 {
             use std::fmt::Write;
             self.path.clear();
-            let _ = write!(self.path, "/proc/{pid}/task/{pid}/children");
-            match read_into(&self.path, &mut self.buf) {
-                Ok(()) => {
-                    self.children_files = Some(true);
+            if let Some(file) = self.kept.get(&pid).and_then(|k| k.children.as_ref()) {
+                if read_fd(file, &mut self.buf, false).is_ok() {
                     parse_children(&self.buf, &mut self.kids);
+                    return;
+                }
+            }
+            let _ = write!(self.path, "/proc/{pid}/task/{pid}/children");
+            match File::open(&self.path) {
+                Ok(file) => {
+                    self.children_files = Some(true);
+                    if read_fd(&file, &mut self.buf, false).is_ok() {
+                        parse_children(&self.buf, &mut self.kids);
+                    }
+                    if let Some(kept) = self.kept.get_mut(&pid) {
+                        kept.children = Some(file);
+                    }
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -447,7 +535,7 @@ impl Sampler {
             else {
                 continue;
             };
-            if let Some(st) = self.read_stat(pid) {
+            if let Some(st) = self.read_stat_once(pid) {
                 self.parents.push((st.ppid, pid));
             }
         }
@@ -481,7 +569,12 @@ fn read_file(
     buf: &mut Vec<u8>,
     one_record: bool,
 ) -> io::Result<()> {
-    let mut file = File::open(path)?;
+    read_fd(&File::open(path)?, buf, one_record)
+}
+
+/// [`read_file`] from an open file, from its start (pread: a kept file
+/// is read again at each sample).
+fn read_fd(file: &File, buf: &mut Vec<u8>, one_record: bool) -> io::Result<()> {
     buf.clear();
     loop {
         if buf.capacity() - buf.len() < 1024 {
@@ -489,7 +582,7 @@ fn read_file(
         }
         let len = buf.len();
         buf.resize(buf.capacity(), 0);
-        let n = match file.read(&mut buf[len..]) {
+        let n = match file.read_at(&mut buf[len..], len as u64) {
             Ok(n) => n,
             Err(e) => {
                 buf.truncate(len);
