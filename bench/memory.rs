@@ -3,6 +3,11 @@
 //! processes (`sleep`). Built as an example:
 //!
 //!   cargo run --release --example bench-memory -- [N ...]   (default 50 1000)
+//!   cargo run --release --example bench-memory -- tree PID
+//!
+//! The second form prints PID's tree in RSS, PSS and USS, in total and per
+//! direct child, as prodserver measures it (bench/pool-memory.sh runs it
+//! on a gunicorn pool).
 //!
 //! Prints markdown table rows (bench/run.sh adds them to its table), then
 //! details on stderr. CPU time is CLOCK_PROCESS_CPUTIME_ID (user + system,
@@ -87,7 +92,46 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// `tree PID`: one table of PID's tree in the three metrics.
+fn tree(root: i32) {
+    let metrics = [MemoryMetric::Rss, MemoryMetric::Pss, MemoryMetric::Uss];
+    let samples: Vec<_> = metrics
+        .iter()
+        .map(|&m| prodserver::os::memory::sample_tree(root, m).expect("no such process"))
+        .collect();
+    println!("| process | rss | pss | uss |");
+    println!("|---|---|---|---|");
+    let row = |name: String, f: &dyn Fn(&prodserver::os::TreeSample) -> u64| {
+        let cells: Vec<String> = samples.iter().map(|s| mib(f(s))).collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    };
+    row(
+        format!("whole tree ({} processes)", samples[0].processes),
+        &|s| s.bytes,
+    );
+    row(format!("{root} (root alone)"), &|s| {
+        s.bytes - s.children.iter().map(|c| c.bytes).sum::<u64>()
+    });
+    for (i, c) in samples[0].children.iter().enumerate() {
+        row(format!("{} (child {})", c.pid, i + 1), &|s| {
+            s.children
+                .iter()
+                .find(|x| x.pid == c.pid)
+                .map_or(0, |x| x.bytes)
+        });
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("tree") {
+        tree(args.get(2).and_then(|p| p.parse().ok()).expect("tree PID"));
+        return;
+    }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .map(|a| a.parse().expect("N"))
