@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # prodserver's benchmark: log throughput, respawn latency, memory with many
-# children, spawn time. Needs only cargo, bash, awk and a Linux /proc.
+# children, spawn time, the CPU cost of a memory sweep. Needs only cargo,
+# bash, awk, coreutils and a Linux /proc.
 #   bash bench/run.sh            # all figures, printed as a markdown table
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin prodserver --example bench-child
+cargo build --release --quiet --bin prodserver --example bench-child --example bench-memory
 PS=$PWD/target/release/prodserver
 CHILD=$PWD/target/release/examples/bench-child
 WORK=$(mktemp -d)
@@ -79,6 +80,9 @@ read -r rss50 _ cpu50 <<<"$(measure 50)"
 read -r _ spawn200 _ <<<"$(measure 200)"
 read -r rss1000 _ cpu1000 <<<"$(measure 1000)"
 
+# --- memory sweep: CPU of one sample of every tree (bench/memory.rs) ------
+memory_rows=$("$PWD/target/release/examples/bench-memory" 50 1000 2> "$WORK/memory.details")
+
 cat <<TABLE
 | measure | result | target |
 |---|---|---|
@@ -89,6 +93,10 @@ cat <<TABLE
 | RSS with 1,000 sleeping children | $((rss1000 / 1024)).$(( (rss1000 % 1024) * 10 / 1024 )) MiB | ≤ 20 MiB |
 | CPU while idle (50 / 1,000 children) | $cpu50% / $cpu1000% | ≈ 0 |
 | time to spawn 200 processes | $spawn200 ms | |
+$memory_rows
 TABLE
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
+echo
+echo "memory sweep, details (median CPU of one sweep):"
+sed 's/^/  /' "$WORK/memory.details"

@@ -117,7 +117,12 @@ hold()
         mib(pss.bytes),
         mib(uss.bytes)
     );
-    for s in [&rss, &pss, &uss] {
+    for (s, metric) in [
+        (&rss, MemoryMetric::Rss),
+        (&pss, MemoryMetric::Pss),
+        (&uss, MemoryMetric::Uss),
+    ] {
+        assert_eq!(s.metric, metric, "{s:?}");
         assert_eq!(s.processes, 4, "{s:?}");
         assert_eq!(s.children.len(), 3, "{s:?}");
         assert!(!s.approximate, "{s:?}");
@@ -139,6 +144,44 @@ hold()
     }
     for c in &rss.children {
         assert!(c.bytes >= 64 * MIB, "{c:?} ({say})");
+    }
+    // A 200 MiB limit: the RSS (over 256 MiB) does not settle it, so the
+    // PSS is read, and it is well within.
+    let within = Sampler::new()
+        .sample_tree_within(tree.pid(), MemoryMetric::Pss, 200 * MIB)
+        .unwrap();
+    assert_eq!(within.metric, MemoryMetric::Pss, "{within:?}");
+    assert!(within.bytes < 200 * MIB, "{within:?}");
+}
+
+#[test]
+fn within_a_limit_that_rss_already_meets_pss_is_not_read() {
+    let mut tree = Tree::start(
+        r#"
+if os.fork() == 0:
+    big = touched(100)
+    mark("child")
+    hold()
+hold()
+"#,
+    );
+    tree.wait("child");
+    let mut sampler = Sampler::new();
+    for metric in [MemoryMetric::Pss, MemoryMetric::Uss] {
+        // RSS ≤ 1 GiB, so PSS and USS are too: RSS is reported.
+        let s = sampler
+            .sample_tree_within(tree.pid(), metric, 1 << 30)
+            .unwrap();
+        assert_eq!(s.metric, MemoryMetric::Rss, "{s:?}");
+        assert!(s.bytes >= 100 * MIB && s.bytes < (1 << 30), "{s:?}");
+        assert_eq!((s.processes, s.children.len()), (2, 1), "{s:?}");
+        // Over 50 MiB of RSS: the metric asked is read, and over it too.
+        let s = sampler
+            .sample_tree_within(tree.pid(), metric, 50 * MIB)
+            .unwrap();
+        assert_eq!(s.metric, metric, "{s:?}");
+        assert!(s.bytes > 50 * MIB, "{s:?}");
+        assert_eq!(s.children[0].processes, 1, "{s:?}");
     }
 }
 
@@ -291,4 +334,45 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     false
+}
+
+#[test]
+fn files_kept_between_samples_follow_processes_not_pids() {
+    let mut tree = Tree::start(
+        r#"
+pid = os.fork()
+if pid == 0:
+    hold()
+def reap(*_):
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    mark("reaped")
+signal.signal(signal.SIGUSR1, reap)
+mark("parent", str(pid))
+hold()
+"#,
+    );
+    let child: i32 = tree.wait("parent").parse().unwrap();
+    let mut sampler = Sampler::new();
+    let s = sampler.sample_tree(tree.pid(), MemoryMetric::Rss).unwrap();
+    assert_eq!(s.processes, 2, "{s:?}");
+    assert_eq!(sampler.kept_files(), 2);
+    sampler.end_sweep();
+    // The child is killed and reaped: its kept file now names no process,
+    // and the next sample finds only the parent.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(tree.pid()),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    tree.wait("reaped");
+    assert!(!is_child_of(child, tree.pid()));
+    let s = sampler.sample_tree(tree.pid(), MemoryMetric::Rss).unwrap();
+    assert_eq!((s.processes, s.children.len()), (1, 0), "{s:?}");
+    // Its file is closed at the end of the sweep that did not see it.
+    sampler.end_sweep();
+    assert_eq!(sampler.kept_files(), 1);
+    // The parent's kept file still reads the same process.
+    let again = sampler.sample_tree(tree.pid(), MemoryMetric::Rss).unwrap();
+    assert_eq!(again.processes, 1, "{again:?}");
 }

@@ -24,10 +24,19 @@
 //!
 //! Everything here blocks on /proc reads: call it off the event loop. A
 //! [`Sampler`] keeps its buffers between sweeps, so a sweep allocates
-//! only the result.
+//! only the result, and keeps each process's stat and children files
+//! open, so a later sample reads them again (pread) instead of opening
+//! them: that halves the cost of a sweep (see the README's Performance).
+//!
+//! smaps_rollup walks the page tables of the whole process, and costs
+//! about ten times an RSS read. For a limit check,
+//! [`Sampler::sample_tree_within`] reads it only for a tree whose RSS is
+//! over the limit: PSS and USS are never more than RSS.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
+use std::os::unix::fs::FileExt;
 
 use crate::plan::MemoryMetric;
 
@@ -35,6 +44,9 @@ use crate::plan::MemoryMetric;
 /// checked, the walk cannot loop; this only bounds the work a fork bomb
 /// can cause in one sample.
 const MAX_TREE: usize = 1 << 16;
+
+/// The slot of the root in [`Sampler::members`] (no direct child's).
+const ROOT: usize = usize::MAX;
 
 /// One process tree's memory at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +63,9 @@ pub struct TreeSample {
     /// Some process's PSS/USS was unreadable (permissions): its RSS was
     /// counted instead.
     pub approximate: bool,
+    /// The metric `bytes` is in: the one asked, or RSS when
+    /// [`Sampler::sample_tree_within`] found the RSS within the limit.
+    pub metric: MemoryMetric,
 }
 
 /// A direct child of a tree's root, with its whole subtree.
@@ -202,13 +217,34 @@ pub struct Sampler {
     kids: Vec<i32>,
     /// (pid, index of the root's direct child it descends from, parent).
     stack: Vec<(i32, usize, i32)>,
+    /// The tree being sampled: (pid, slot of its direct child or [`ROOT`],
+    /// RSS in bytes).
+    members: Vec<(i32, usize, u64)>,
     page_size: u64,
     /// `None` until known: whether this kernel has the children files.
     children_files: Option<bool>,
     /// For the kernels without them: (ppid, pid) of every process, sorted,
     /// rebuilt once per sample.
     parents: Vec<(i32, i32)>,
+    /// Files kept open between samples, by pid; at most `keep_max`.
+    kept: HashMap<i32, Kept>,
+    keep_max: usize,
 }
+
+/// The files of one process kept open between samples.
+#[derive(Debug)]
+struct Kept {
+    stat: File,
+    /// Its main thread's children list, once read.
+    children: Option<File>,
+    /// Sampled since the last [`Sampler::end_sweep`].
+    used: bool,
+}
+
+/// At most this many processes' files are kept open (two descriptors
+/// each), and at most an eighth of the descriptor limit: a supervisor of
+/// many instances needs its descriptors for their pipes and sockets.
+const KEEP_MAX: usize = 4096;
 
 impl Default for Sampler {
     fn default() -> Self {
@@ -223,9 +259,14 @@ impl Sampler {
             buf: Vec::with_capacity(4096),
             kids: Vec::new(),
             stack: Vec::new(),
+            members: Vec::new(),
             page_size: page_size(),
             children_files: None,
             parents: Vec::new(),
+            kept: HashMap::new(),
+            keep_max: crate::os::limits::nofile()
+                .map_or(0, |(soft, _)| usize::try_from(soft / 8).unwrap_or(KEEP_MAX))
+                .min(KEEP_MAX),
         }
     }
 
@@ -241,6 +282,29 @@ impl Sampler {
 
     /// See [`sample_tree`].
     pub fn sample_tree(&mut self, root: i32, metric: MemoryMetric) -> Option<TreeSample> {
+        self.sample(root, metric, None)
+    }
+
+    /// [`sample_tree`] for a limit check: when the tree's RSS is at most
+    /// `limit`, its PSS or USS (never more than its RSS) cannot exceed the
+    /// limit either, so smaps_rollup, by far the dearest read, is skipped
+    /// and the sample reports the RSS, with `metric` saying so. Only a
+    /// tree whose RSS is over the limit is measured in the metric asked.
+    pub fn sample_tree_within(
+        &mut self,
+        root: i32,
+        metric: MemoryMetric,
+        limit: u64,
+    ) -> Option<TreeSample> {
+        self.sample(root, metric, Some(limit))
+    }
+
+    fn sample(
+        &mut self,
+        root: i32,
+        metric: MemoryMetric,
+        limit: Option<u64>,
+    ) -> Option<TreeSample> {
         if root <= 0 {
             return None;
         }
@@ -248,38 +312,27 @@ impl Sampler {
         if !st.live {
             return None;
         }
-        let mut sample = TreeSample {
-            bytes: 0,
-            processes: 0,
-            children: Vec::new(),
-            cpu_ticks: 0,
-            approximate: false,
-        };
-        let (bytes, approx) = self.measure(root, &st, metric)?;
-        sample.bytes = bytes;
-        sample.processes = 1;
-        sample.cpu_ticks = st.cpu_ticks;
-        sample.approximate = approx;
-
         if self.children_files == Some(false) {
             self.scan_parents();
         }
+        // First the tree, from the stat lines (which carry RSS)...
+        let mut cpu_ticks = st.cpu_ticks;
+        self.members.clear();
+        self.members.push((root, ROOT, self.rss(&st)));
         self.stack.clear();
         self.kids.clear();
         self.children_of(root, &st);
-        for i in 0..self.kids.len() {
-            let pid = self.kids[i];
-            sample.children.push(ChildSample {
+        let mut children = Vec::with_capacity(self.kids.len());
+        for (slot, &pid) in self.kids.iter().enumerate() {
+            children.push(ChildSample {
                 pid,
                 bytes: 0,
                 processes: 0,
             });
-            self.stack.push((pid, i, root));
+            self.stack.push((pid, slot, root));
         }
-        let mut walked = 1;
         while let Some((pid, slot, parent)) = self.stack.pop() {
-            walked += 1;
-            if walked > MAX_TREE {
+            if self.members.len() >= MAX_TREE {
                 break;
             }
             // Gone, a zombie, or a reused pid no longer ours: skipped.
@@ -289,20 +342,47 @@ impl Sampler {
             if !st.live || st.ppid != parent {
                 continue;
             }
-            let Some((bytes, approx)) = self.measure(pid, &st, metric) else {
-                continue;
-            };
-            sample.bytes += bytes;
-            sample.processes += 1;
-            sample.cpu_ticks += st.cpu_ticks;
-            sample.approximate |= approx;
-            let child = &mut sample.children[slot];
-            child.bytes += bytes;
-            child.processes += 1;
+            cpu_ticks += st.cpu_ticks;
+            self.members.push((pid, slot, self.rss(&st)));
             self.kids.clear();
             self.children_of(pid, &st);
             for &kid in &self.kids {
                 self.stack.push((kid, slot, pid));
+            }
+        }
+        // ...then each member in the metric, unless RSS already bounds it.
+        let rss_total: u64 = self.members.iter().map(|m| m.2).sum();
+        let reported = match limit {
+            Some(limit) if rss_total <= limit => MemoryMetric::Rss,
+            _ => metric,
+        };
+        let mut sample = TreeSample {
+            bytes: 0,
+            processes: 0,
+            children,
+            cpu_ticks,
+            approximate: false,
+            metric: reported,
+        };
+        for i in 0..self.members.len() {
+            let (pid, slot, rss) = self.members[i];
+            let rollup = if reported == MemoryMetric::Rss {
+                RollupRead::Unreadable // not needed
+            } else {
+                self.read_rollup(pid)
+            };
+            let Some((bytes, approximate)) = process_bytes(reported, rss, rollup) else {
+                if slot == ROOT {
+                    return None;
+                }
+                continue;
+            };
+            sample.bytes += bytes;
+            sample.processes += 1;
+            sample.approximate |= approximate;
+            if let Some(child) = sample.children.get_mut(slot) {
+                child.bytes += bytes;
+                child.processes += 1;
             }
         }
         // A direct child gone mid-walk is not a child any more.
@@ -310,22 +390,60 @@ impl Sampler {
         Some(sample)
     }
 
-    /// One process's bytes in `metric`; `None` once it is gone.
-    fn measure(&mut self, pid: i32, st: &StatFields, metric: MemoryMetric) -> Option<(u64, bool)> {
-        let rss = st.rss_pages.saturating_mul(self.page_size);
-        let rollup = if metric == MemoryMetric::Rss {
-            // Not read: RSS comes with the stat line.
-            RollupRead::Unreadable
-        } else {
-            self.read_rollup(pid)
-        };
-        process_bytes(metric, rss, rollup)
+    fn rss(&self, st: &StatFields) -> u64 {
+        st.rss_pages.saturating_mul(self.page_size)
     }
 
+    /// `pid`'s stat line, through the file kept open for it since an
+    /// earlier sample when there is one: a read instead of an open, a read
+    /// and a close. A kept file names one process, not a number: once that
+    /// process is reaped its reads fail (ESRCH), and the pid, maybe reused
+    /// by now, is opened afresh.
     fn read_stat(&mut self, pid: i32) -> Option<StatFields> {
+        if let Some(kept) = self.kept.get_mut(&pid) {
+            if read_fd(&kept.stat, &mut self.buf, true).is_ok() {
+                if let Some(st) = parse_stat(&self.buf) {
+                    kept.used = true;
+                    return Some(st);
+                }
+            }
+            self.kept.remove(&pid);
+        }
+        self.set_path(pid, "stat");
+        let file = File::open(&self.path).ok()?;
+        read_fd(&file, &mut self.buf, true).ok()?;
+        let st = parse_stat(&self.buf)?;
+        if self.kept.len() < self.keep_max {
+            let kept = Kept {
+                stat: file,
+                children: None,
+                used: true,
+            };
+            self.kept.insert(pid, kept);
+        }
+        Some(st)
+    }
+
+    /// [`Self::read_stat`] without keeping the file: for the scan of every
+    /// process on the machine.
+    fn read_stat_once(&mut self, pid: i32) -> Option<StatFields> {
         self.set_path(pid, "stat");
         read_record(&self.path, &mut self.buf).ok()?;
         parse_stat(&self.buf)
+    }
+
+    /// Closes the files kept for processes not sampled since the previous
+    /// call. The sampling thread calls it after each sweep over every
+    /// instance, so the files of exited processes do not pile up (until
+    /// then they are only bounded by the cap on kept files).
+    pub fn end_sweep(&mut self) {
+        self.kept
+            .retain(|_, kept| std::mem::replace(&mut kept.used, false));
+    }
+
+    /// How many processes have files kept open between samples.
+    pub fn kept_files(&self) -> usize {
+        self.kept.len()
     }
 
     fn read_rollup(&mut self, pid: i32) -> RollupRead {
@@ -355,11 +473,22 @@ impl Sampler {
         if st.threads <= 1 {
             use std::fmt::Write;
             self.path.clear();
-            let _ = write!(self.path, "/proc/{pid}/task/{pid}/children");
-            match read_into(&self.path, &mut self.buf) {
-                Ok(()) => {
-                    self.children_files = Some(true);
+            if let Some(file) = self.kept.get(&pid).and_then(|k| k.children.as_ref()) {
+                if read_fd(file, &mut self.buf, false).is_ok() {
                     parse_children(&self.buf, &mut self.kids);
+                    return;
+                }
+            }
+            let _ = write!(self.path, "/proc/{pid}/task/{pid}/children");
+            match File::open(&self.path) {
+                Ok(file) => {
+                    self.children_files = Some(true);
+                    if read_fd(&file, &mut self.buf, false).is_ok() {
+                        parse_children(&self.buf, &mut self.kids);
+                    }
+                    if let Some(kept) = self.kept.get_mut(&pid) {
+                        kept.children = Some(file);
+                    }
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -406,7 +535,7 @@ impl Sampler {
             else {
                 continue;
             };
-            if let Some(st) = self.read_stat(pid) {
+            if let Some(st) = self.read_stat_once(pid) {
                 self.parents.push((st.ppid, pid));
             }
         }
@@ -440,7 +569,12 @@ fn read_file(
     buf: &mut Vec<u8>,
     one_record: bool,
 ) -> io::Result<()> {
-    let mut file = File::open(path)?;
+    read_fd(&File::open(path)?, buf, one_record)
+}
+
+/// [`read_file`] from an open file, from its start (pread: a kept file
+/// is read again at each sample).
+fn read_fd(file: &File, buf: &mut Vec<u8>, one_record: bool) -> io::Result<()> {
     buf.clear();
     loop {
         if buf.capacity() - buf.len() < 1024 {
@@ -448,7 +582,7 @@ fn read_file(
         }
         let len = buf.len();
         buf.resize(buf.capacity(), 0);
-        let n = match file.read(&mut buf[len..]) {
+        let n = match file.read_at(&mut buf[len..], len as u64) {
             Ok(n) => n,
             Err(e) => {
                 buf.truncate(len);
