@@ -509,18 +509,12 @@ impl Core {
         jitter: f64,
         out: &mut Vec<Command>,
     ) {
-        let Some(metric) = self
-            .process_id(&id.process)
-            .map(|p| self.plan.processes[p].limits.memory_metric)
-        else {
-            return;
-        };
         let Some(r) = self.records.get_mut(id) else {
             return;
         };
         r.usage = Some(Usage {
             bytes: sample.bytes,
-            metric,
+            metric: sample.metric,
             processes: sample.processes,
             cpu_tenths,
         });

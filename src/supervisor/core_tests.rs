@@ -675,6 +675,7 @@ max_tasks_per_child = 3
 fn usage(c: &mut Core, t: Instant, s: &str, bytes: u64) -> Vec<Command> {
     let generation = c.generation(&id(s)).unwrap();
     let sample = Sample {
+        metric: crate::plan::MemoryMetric::Pss,
         bytes,
         processes: 2,
         children: vec![(900, bytes)],
@@ -788,6 +789,7 @@ fn a_sample_of_a_previous_incarnation_is_ignored() {
         id: id("w.1"),
         generation: old,
         sample: Sample {
+            metric: crate::plan::MemoryMetric::Pss,
             bytes: 150 * MIB,
             processes: 1,
             children: vec![],

@@ -22,9 +22,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::plan::{Limits, MemoryMetric, MemoryScope};
 
 /// One measurement of an instance's process tree.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
-    /// The whole tree, in the instance's metric.
+    /// What `bytes` measures: the instance's metric, or RSS where that
+    /// alone proved the tree within its limit.
+    pub metric: MemoryMetric,
+    /// The whole tree.
     pub bytes: u64,
     /// Processes in the tree.
     pub processes: u32,
@@ -50,7 +53,6 @@ pub enum Decision {
 pub struct Watch {
     limit: Option<u64>,
     samples: u32,
-    metric: MemoryMetric,
     scope: MemoryScope,
     max_tasks: Option<u64>,
     /// Consecutive samples over the limit (instance scope).
@@ -68,7 +70,6 @@ impl Watch {
         Watch {
             limit: limits.max_memory_per_child,
             samples: limits.memory_samples.max(1),
-            metric: limits.memory_metric,
             scope: limits.memory_scope,
             max_tasks: limits.max_tasks_per_child,
             over: 0,
@@ -101,7 +102,7 @@ impl Watch {
                         "recycled: {} > {} ({}, tree of {}, {} {})",
                         mib(s.bytes),
                         mib(limit),
-                        self.metric.name(),
+                        s.metric.name(),
                         s.processes,
                         self.over,
                         if self.over == 1 { "sample" } else { "samples" }
@@ -136,7 +137,7 @@ impl Watch {
                                 "recycling child pid {pid}: {} > {} ({}, {} {})",
                                 mib(bytes),
                                 mib(limit),
-                                self.metric.name(),
+                                s.metric.name(),
                                 count,
                                 if count == 1 { "sample" } else { "samples" }
                             ),
@@ -194,6 +195,7 @@ mod tests {
 
     fn tree(bytes: u64, processes: u32) -> Sample {
         Sample {
+            metric: MemoryMetric::Pss,
             bytes,
             processes,
             children: Vec::new(),
@@ -247,6 +249,7 @@ mod tests {
     fn child_scope_tells_one_fat_child_and_not_twice() {
         let mut w = Watch::new(&limits(Some(100 * MIB), 2, MemoryScope::Child));
         let s = |a: u64, b: u64| Sample {
+            metric: MemoryMetric::Pss,
             bytes: a + b,
             processes: 3,
             children: vec![(10, a), (11, b)],
@@ -263,6 +266,7 @@ mod tests {
         assert_eq!(w.sample(&s(150 * MIB, 150 * MIB)), None);
         // 10 is gone (its parent replaced it with 12): 11's turn.
         let after = Sample {
+            metric: MemoryMetric::Pss,
             bytes: 0,
             processes: 3,
             children: vec![(11, 150 * MIB), (12, MIB)],
@@ -277,6 +281,7 @@ mod tests {
     fn child_scope_ignores_the_tree_total() {
         let mut w = Watch::new(&limits(Some(100 * MIB), 1, MemoryScope::Child));
         let s = Sample {
+            metric: MemoryMetric::Pss,
             bytes: 500 * MIB,
             processes: 6,
             children: vec![(1, 90 * MIB), (2, 90 * MIB), (3, 90 * MIB)],

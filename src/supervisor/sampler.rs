@@ -9,6 +9,12 @@
 //! of a previous incarnation is dropped by the core. Instances with a
 //! memory limit are measured every `memory_interval`; the others every
 //! [`STATUS_INTERVAL`], only so that `status` can show their figures.
+//!
+//! PSS costs about ten times RSS (smaps_rollup walks the page tables), and
+//! PSS and USS are never above RSS: a tree whose RSS is within its limit is
+//! reported as RSS and never read further, and an instance without a limit
+//! is measured by RSS alone. Only a tree over its limit by RSS pays for the
+//! metric asked (see `os::memory`).
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -29,6 +35,7 @@ enum Change {
         generation: u64,
         pid: i32,
         metric: MemoryMetric,
+        limit: u64,
         interval: Duration,
     },
     Forget {
@@ -45,6 +52,8 @@ struct Entry {
     generation: u64,
     pid: i32,
     metric: MemoryMetric,
+    /// RSS within this settles it (`u64::MAX`: no limit, RSS only).
+    limit: u64,
     interval: Duration,
     next: Instant,
     /// CPU ticks of the tree at the previous sample, and when.
@@ -64,17 +73,16 @@ impl Sampling {
     /// Measures instance `id`'s tree from now on (replacing a previous
     /// incarnation's).
     pub fn watch(&self, id: &InstanceId, generation: u64, pid: i32, limits: &Limits) {
-        let limited = limits.max_memory_per_child.is_some();
-        let interval = if limited {
-            limits.memory_interval
-        } else {
-            STATUS_INTERVAL.max(limits.memory_interval)
+        let (limit, interval) = match limits.max_memory_per_child {
+            Some(limit) => (limit, limits.memory_interval),
+            None => (u64::MAX, STATUS_INTERVAL.max(limits.memory_interval)),
         };
         let _ = self.tx.send(Change::Watch {
             id: id.clone(),
             generation,
             pid,
             metric: limits.memory_metric,
+            limit,
             interval,
         });
     }
@@ -111,7 +119,7 @@ fn run(rx: &mpsc::Receiver<Change>, report: &tokio::sync::mpsc::UnboundedSender<
         for (id, e) in watched.iter_mut().filter(|(_, e)| e.next <= now) {
             // Keep the cadence, but never try to catch up on a backlog.
             e.next = (e.next + e.interval).max(now);
-            let Some(tree) = sampler.sample_tree(e.pid, e.metric) else {
+            let Some(tree) = sampler.sample_tree_within(e.pid, e.metric, e.limit) else {
                 // Gone: its exit is on the way to the loop.
                 continue;
             };
@@ -121,6 +129,7 @@ fn run(rx: &mpsc::Receiver<Change>, report: &tokio::sync::mpsc::UnboundedSender<
             });
             e.last_cpu = Some((tree.cpu_ticks, at));
             let sample = Sample {
+                metric: tree.metric,
                 bytes: tree.bytes,
                 processes: tree.processes,
                 children: tree.children.iter().map(|c| (c.pid, c.bytes)).collect(),
@@ -135,6 +144,8 @@ fn run(rx: &mpsc::Receiver<Change>, report: &tokio::sync::mpsc::UnboundedSender<
                 return;
             }
         }
+        // Close the kept /proc files of processes that are gone.
+        sampler.end_sweep();
     }
 }
 
@@ -145,6 +156,7 @@ fn apply(watched: &mut BTreeMap<InstanceId, Entry>, change: Change) {
             generation,
             pid,
             metric,
+            limit,
             interval,
         } => {
             watched.insert(
@@ -153,6 +165,7 @@ fn apply(watched: &mut BTreeMap<InstanceId, Entry>, change: Change) {
                     generation,
                     pid,
                     metric,
+                    limit,
                     interval,
                     // At once: a fresh process's figures are what `status`
                     // lacks most.
