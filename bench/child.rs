@@ -6,7 +6,7 @@
 //!   comparable across processes) to FILE and exits 1;
 //! - `sleep`: waits forever;
 //! - `grow LIMIT_MIB FILE`: allocates (and touches) memory a MiB at a
-//!   time until its own RSS passes LIMIT_MIB, appends `c <monotonic ns>`
+//!   time until its own PSS passes LIMIT_MIB, appends `c <monotonic ns>`
 //!   (the crossing) to FILE, sends READY=1 to $NOTIFY_SOCKET (if set),
 //!   then holds it; on SIGTERM appends
 //!   `t <monotonic ns>` and exits 0: the recycle's reaction time;
@@ -55,10 +55,14 @@ fn main() {
             let path = args.get(3).expect("grow LIMIT_MIB FILE").clone();
             let term = term_waiter();
             let mut held: Vec<Vec<u8>> = Vec::new();
-            while rss_bytes() <= limit * 1024 * 1024 {
+            while pss_bytes() <= limit * 1024 * 1024 {
                 held.push(vec![1u8; 1 << 20]);
             }
             append(&path, &format!("c {}", monotonic_ns()));
+            // Well over, so no sample can see it under again.
+            for _ in 0..8 {
+                held.push(vec![1u8; 1 << 20]);
+            }
             notify_ready();
             let _ = term.recv();
             append(&path, &format!("t {}", monotonic_ns()));
@@ -95,18 +99,15 @@ fn append(path: &str, line: &str) {
     let _ = writeln!(f, "{line}");
 }
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096) as u64;
-    pages * page
+/// Its own PSS, as prodserver's default metric sees it (a lone process's
+/// PSS is a little under its RSS: the shared libraries' pages are split).
+fn pss_bytes() -> u64 {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// A channel that receives once SIGTERM arrives (blocked in every thread,
