@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # prodserver's benchmark: log throughput, respawn latency, memory with many
-# children, spawn time, the CPU cost of a memory sweep. Needs only cargo,
-# bash, awk, coreutils and a Linux /proc.
+# children, spawn time, the CPU cost of a memory sweep, recycling (reaction
+# time, capacity while rolling). Needs only cargo, bash, awk, coreutils and
+# a Linux /proc.
 #   bash bench/run.sh            # all figures, printed as a markdown table
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,6 +84,9 @@ read -r rss1000 _ cpu1000 <<<"$(measure 1000)"
 # --- memory sweep: CPU of one sample of every tree (bench/memory.rs) ------
 memory_rows=$("$PWD/target/release/examples/bench-memory" 50 1000 2> "$WORK/memory.details")
 
+# --- recycling: reaction time, capacity while rolling (bench/recycle.sh) --
+recycle_rows=$(bash bench/recycle.sh)
+
 cat <<TABLE
 | measure | result | target |
 |---|---|---|
@@ -94,6 +98,7 @@ cat <<TABLE
 | CPU while idle (50 / 1,000 children) | $cpu50% / $cpu1000% | ≈ 0 |
 | time to spawn 200 processes | $spawn200 ms | |
 $memory_rows
+$recycle_rows
 TABLE
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
