@@ -690,7 +690,30 @@ impl Core {
                 for s in self.status() {
                     let pid = s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
                     let restarts = summary::restarts_count(s.restarts);
-                    out.push(Command::Log(format!("  {}: {}{pid}, {restarts}", s.id, s.state)));
+                    let memory = s
+                        .usage
+                        .map(|u| {
+                            format!(
+                                ", {} {} (tree of {})",
+                                super::recycle::mib(u.bytes),
+                                u.metric.name(),
+                                u.processes
+                            )
+                        })
+                        .unwrap_or_default();
+                    let tasks = match s.tasks_total {
+                        0 => String::new(),
+                        n => format!(", {} tasks ({n} in all)", s.tasks),
+                    };
+                    let recycles = match s.recycles {
+                        0 => String::new(),
+                        1 => ", 1 recycle".to_string(),
+                        n => format!(", {n} recycles"),
+                    };
+                    out.push(Command::Log(format!(
+                        "  {}: {}{pid}, {restarts}{memory}{tasks}{recycles}",
+                        s.id, s.state
+                    )));
                 }
             }
             SignalMeaning::Ignore => {}
