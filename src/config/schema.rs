@@ -5,7 +5,14 @@ use std::time::Duration;
 
 pub const TOP: &[&str] = &["prodserver", "processes", "dev"];
 
-pub const PROJECT: &[&str] = &["name", "env_file", "env", "stop_timeout", "queues"];
+pub const PROJECT: &[&str] = &[
+    "name",
+    "env_file",
+    "env",
+    "stop_timeout",
+    "queues",
+    "kill_timeout",
+];
 
 pub const PROCESS: &[&str] = &[
     "backend",
@@ -25,6 +32,8 @@ pub const PROCESS: &[&str] = &[
     "restart",
     "stop_signal",
     "stop_timeout",
+    "escalate_signal",
+    "kill_timeout",
     "watch",
     "critical",
     "depends_on",
@@ -66,6 +75,10 @@ pub const DEV: &[&str] = &["watch", "ignore", "debounce"];
 pub const PROCESS_DEV: &[&str] = &["watch", "ignore", "env", "enabled"];
 
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Between the escalation signal and SIGKILL: Celery's cold shutdown
+/// cancels tasks and restores their messages in well under a second;
+/// the margin covers a loaded host and a slow broker round trip.
+pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub const DEFAULT_BACKOFF_RESET: Duration = Duration::from_secs(30);
