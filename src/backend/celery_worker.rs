@@ -14,9 +14,9 @@ pub(super) const SHAPE: &str =
 pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 
 /// Sent when the warm shutdown outlives `stop_timeout`. QUIT is Celery's
-/// cold shutdown: it cancels the running tasks and, before exiting (code
-/// 1), puts every unacknowledged message back on the broker, so an
-/// `acks_late` task runs again on the next start. A SIGKILL instead leaves
+/// cold shutdown: it cancels the running tasks and, before exiting, puts
+/// every unacknowledged message back on the broker, so an `acks_late` task
+/// runs again on the next start. A SIGKILL instead leaves
 /// it invisible on Redis until `visibility_timeout` (an hour by default).
 /// With `worker_soft_shutdown_timeout` (Celery 5.5+) the tasks first get
 /// that long to finish: keep `kill_timeout` above it.
