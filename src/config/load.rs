@@ -443,6 +443,16 @@ impl Loader<'_> {
             .duration(t, "kill_timeout", "10s")
             .or(project.kill_timeout)
             .unwrap_or(schema::DEFAULT_KILL_TIMEOUT);
+        if let (None, Some(value)) = (escalate_signal, t.get("kill_timeout")) {
+            self.r.warning(
+                value.span(),
+                format!(
+                    "`{}` has no effect: there is no escalate_signal, so SIGKILL follows stop_timeout",
+                    t.key_path("kill_timeout")
+                ),
+                "set `escalate_signal` (e.g. \"QUIT\") to send a second signal before SIGKILL, or remove kill_timeout",
+            );
+        }
         let critical = self.r.bool(t, "critical").unwrap_or(false);
         let backoff = Backoff {
             initial: self

@@ -762,12 +762,26 @@ fn escalation_defaults_per_backend_and_kill_timeout_from_the_project() {
 
     let worker = only_process(&format!("[prodserver]\nkill_timeout = \"20s\"\n{WORKER}"));
     assert_eq!(worker.kill_timeout, Duration::from_secs(20));
-    let worker = only_process(&format!(
+    let loaded = load(&format!(
         "[prodserver]\nkill_timeout = \"20s\"\n{WORKER}kill_timeout = \"3s\"\nescalate_signal = \"none\"\n"
-    ));
+    ))
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    let worker = &loaded.plan.processes[0];
     assert_eq!(
         (worker.escalate_signal, worker.kill_timeout),
         (None, Duration::from_secs(3))
+    );
+    // A kill_timeout that nothing uses is said, where it is written.
+    let warnings: Vec<Found> = loaded
+        .warnings
+        .iter()
+        .map(|d| found(&loaded.sources, d))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!((warnings[0].line, warnings[0].col), (6, 16));
+    assert!(
+        warnings[0].message.contains("has no effect"),
+        "{warnings:#?}"
     );
     for (text, sig) in [
         ("INT", libc::SIGINT),
