@@ -364,7 +364,7 @@ pub struct Instance {
     last_restart: Option<String>,
     /// How the last stop on request ended; `None` until one has.
     stop_outcome: Option<StopOutcome>,
-    /// Set when the current stop had to SIGKILL the group.
+    /// Set when the current stop had to escalate or SIGKILL the group.
     kill_cause: Option<StopOutcome>,
     /// The supervisor is stopping: whatever ends now stays down, even if
     /// its own stop wave has not come yet.
