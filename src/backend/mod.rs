@@ -211,6 +211,59 @@ pub fn default_stop_signal(kind: BackendKind) -> i32 {
     table(kind).stop_signal
 }
 
+/// A backend's second stop signal and what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Escalation {
+    pub signal: i32,
+    /// How the log words it: `sending SIGQUIT (MEANING)`.
+    pub meaning: &'static str,
+}
+
+/// The signal sent to the main pid when an instance outlives its
+/// `stop_timeout` and the entry has no `escalate_signal`; `None` SIGKILLs
+/// the group at once, as before escalation existed. Only a program whose
+/// second signal saves work gets one.
+pub fn default_escalation(kind: BackendKind) -> Option<Escalation> {
+    match kind {
+        BackendKind::CeleryWorker => Some(Escalation {
+            signal: celery_worker::ESCALATE_SIGNAL,
+            meaning: celery_worker::ESCALATE_MEANING,
+        }),
+        // gunicorn (27+) turns QUIT during its graceful stop into a quick
+        // one, uvicorn a second INT into a forced exit: either way the
+        // in-flight requests are cut, exactly as by SIGKILL, so the extra
+        // `kill_timeout` would buy nothing.
+        BackendKind::Gunicorn
+        | BackendKind::Uvicorn
+        | BackendKind::Granian
+        | BackendKind::Waitress
+        | BackendKind::Daphne
+        | BackendKind::DjangoRunserver => None,
+        // TERM already saved beat's schedule; QUIT ends it without saving.
+        BackendKind::CeleryBeat => None,
+        // No second-stage signal that restores work is known for these;
+        // `command` runs anything.
+        BackendKind::Flower
+        | BackendKind::DjangoQ2
+        | BackendKind::DjangoTasks
+        | BackendKind::Command => None,
+    }
+}
+
+/// [`default_escalation`]'s signal.
+pub fn default_escalate_signal(kind: BackendKind) -> Option<i32> {
+    default_escalation(kind).map(|e| e.signal)
+}
+
+/// What `signal` does as `kind`'s escalation, for the log line: known for
+/// the backend's default only (a signal the user chose means what they
+/// know it means).
+pub fn escalation_meaning(kind: BackendKind, signal: i32) -> Option<&'static str> {
+    default_escalation(kind)
+        .filter(|e| e.signal == signal)
+        .map(|e| e.meaning)
+}
+
 /// The command-line shape of a backend, for the README's backend table.
 pub fn describe(kind: BackendKind) -> &'static str {
     table(kind).shape
@@ -839,6 +892,24 @@ mod tests {
             .resolve(BackendKind::CeleryWorker)
             .unwrap_or_else(|e| panic!("{e:#?}"));
         assert!(out.env.is_empty());
+    }
+
+    #[test]
+    fn only_celery_workers_escalate_by_default() {
+        for kind in BackendKind::ALL {
+            let expected = (kind == BackendKind::CeleryWorker).then_some(libc::SIGQUIT);
+            assert_eq!(default_escalate_signal(kind), expected, "{kind:?}");
+        }
+        assert!(escalation_meaning(BackendKind::CeleryWorker, libc::SIGQUIT)
+            .is_some_and(|m| m.contains("back to the broker")));
+        assert_eq!(
+            escalation_meaning(BackendKind::CeleryWorker, libc::SIGINT),
+            None
+        );
+        assert_eq!(
+            escalation_meaning(BackendKind::Gunicorn, libc::SIGQUIT),
+            None
+        );
     }
 
     #[test]

@@ -202,6 +202,7 @@ struct Project {
     name: String,
     env: Vec<(String, String)>,
     stop_timeout: Option<Duration>,
+    kill_timeout: Option<Duration>,
     queues: Option<Vec<Spanned<String>>>,
     queues_span: Option<Range<usize>>,
 }
@@ -332,6 +333,7 @@ impl Loader<'_> {
         }
         project.env = self.env_sources(&t, true);
         project.stop_timeout = self.r.duration(&t, "stop_timeout", "30s");
+        project.kill_timeout = self.r.duration(&t, "kill_timeout", "10s");
         project.queues = self
             .r
             .string_list(&t, "queues", "[\"default\", \"emails\"]");
@@ -435,6 +437,22 @@ impl Loader<'_> {
             .duration(t, "stop_timeout", "30s")
             .or(project.stop_timeout)
             .unwrap_or(schema::DEFAULT_STOP_TIMEOUT);
+        let escalate_signal = self.escalate_signal(t, backend);
+        let kill_timeout = self
+            .r
+            .duration(t, "kill_timeout", "10s")
+            .or(project.kill_timeout)
+            .unwrap_or(schema::DEFAULT_KILL_TIMEOUT);
+        if let (None, Some(value)) = (escalate_signal, t.get("kill_timeout")) {
+            self.r.warning(
+                value.span(),
+                format!(
+                    "`{}` has no effect: there is no escalate_signal, so SIGKILL follows stop_timeout",
+                    t.key_path("kill_timeout")
+                ),
+                "set `escalate_signal` (e.g. \"QUIT\") to send a second signal before SIGKILL, or remove kill_timeout",
+            );
+        }
         let critical = self.r.bool(t, "critical").unwrap_or(false);
         let backoff = Backoff {
             initial: self
@@ -666,6 +684,8 @@ impl Loader<'_> {
             restart_window,
             stop_signal,
             stop_timeout,
+            escalate_signal,
+            kill_timeout,
             critical,
             depends_on: Vec::new(),
             user,
@@ -884,6 +904,54 @@ impl Loader<'_> {
             );
         }
         policy
+    }
+
+    /// `escalate_signal`: a signal, or `"none"` to SIGKILL the group right
+    /// after `stop_timeout`.
+    fn escalate_signal(&mut self, t: &Table, backend: Option<BackendKind>) -> Option<i32> {
+        let default = backend.and_then(backend::default_escalate_signal);
+        let Some(value) = t.get("escalate_signal") else {
+            return default;
+        };
+        let Some(text) = self
+            .r
+            .as_string(value, &t.key_path("escalate_signal"), "\"QUIT\"")
+        else {
+            return default;
+        };
+        if text.trim().eq_ignore_ascii_case("none") {
+            return None;
+        }
+        match crate::signals::signal_by_name(&text) {
+            Some(libc::SIGKILL) => {
+                self.r.error(
+                    value.span(),
+                    "KILL cannot be the escalation signal: SIGKILL to the whole group is what follows it anyway",
+                    "write `escalate_signal = \"none\"` to SIGKILL the group as soon as stop_timeout has passed",
+                );
+                default
+            }
+            Some(sig) if STOP_SIGNALS_REFUSED.contains(&sig) => {
+                self.r.error(
+                    value.span(),
+                    format!(
+                        "{} cannot be the escalation signal: by default it does not end a process",
+                        crate::signals::signal_name(sig)
+                    ),
+                    "use QUIT (Celery's cold shutdown), INT or TERM, or \"none\" to go straight to SIGKILL",
+                );
+                default
+            }
+            Some(sig) => Some(sig),
+            None => {
+                self.r.error(
+                    value.span(),
+                    format!("unknown signal \"{text}\""),
+                    "use a signal name such as \"QUIT\", \"INT\" or \"SIGQUIT\", or \"none\"",
+                );
+                default
+            }
+        }
     }
 
     fn stop_signal(&mut self, t: &Table, backend: Option<BackendKind>) -> i32 {

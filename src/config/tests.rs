@@ -987,3 +987,75 @@ fn max_tasks_stays_prodserver_s_where_tasks_done_is_counted() {
     let c = loads("[processes.c]\nbackend = \"command\"\ncommand = \"python job.py\"\nmax_tasks_per_child = 5\n");
     assert_eq!(c.limits.max_tasks_per_child, Some(5));
 }
+
+const WORKER: &str = "[processes.worker]\nbackend = \"celery-worker\"\napp = \"shop.celery.app\"\n";
+
+fn only_process(text: &str) -> crate::plan::ProcessSpec {
+    let loaded = load(text).unwrap_or_else(|e| panic!("{e:#?}"));
+    loaded.plan.processes[0].clone()
+}
+
+#[test]
+fn escalation_defaults_per_backend_and_kill_timeout_from_the_project() {
+    let worker = only_process(WORKER);
+    assert_eq!(worker.escalate_signal, Some(libc::SIGQUIT));
+    assert_eq!(worker.kill_timeout, Duration::from_secs(10));
+    assert_eq!(only_process(WEB).escalate_signal, None);
+
+    let worker = only_process(&format!("[prodserver]\nkill_timeout = \"20s\"\n{WORKER}"));
+    assert_eq!(worker.kill_timeout, Duration::from_secs(20));
+    let loaded = load(&format!(
+        "[prodserver]\nkill_timeout = \"20s\"\n{WORKER}kill_timeout = \"3s\"\nescalate_signal = \"none\"\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    let worker = &loaded.plan.processes[0];
+    assert_eq!(
+        (worker.escalate_signal, worker.kill_timeout),
+        (None, Duration::from_secs(3))
+    );
+    // A kill_timeout that nothing uses is said, where it is written.
+    let warnings: Vec<Found> = loaded
+        .warnings
+        .iter()
+        .map(|d| found(&loaded.sources, d))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!((warnings[0].line, warnings[0].col), (6, 16));
+    assert!(
+        warnings[0].message.contains("has no effect"),
+        "{warnings:#?}"
+    );
+    for (text, sig) in [
+        ("INT", libc::SIGINT),
+        ("SIGQUIT", libc::SIGQUIT),
+        ("15", libc::SIGTERM),
+    ] {
+        let web = only_process(&format!("{WEB}escalate_signal = \"{text}\"\n"));
+        assert_eq!(web.escalate_signal, Some(sig), "{text}");
+    }
+}
+
+#[test]
+fn escalation_signals_that_cannot_work_are_refused_where_written() {
+    let e = error_at(&format!("{WORKER}escalate_signal = \"KILL\"\n"), 4, 19);
+    assert!(
+        e.message.contains("KILL cannot be the escalation signal"),
+        "{e:?}"
+    );
+    assert!(e.hint.contains("escalate_signal = \"none\""), "{e:?}");
+    for sig in ["STOP", "CHLD", "CONT", "PIPE"] {
+        let e = error_at(&format!("{WORKER}escalate_signal = \"{sig}\"\n"), 4, 19);
+        assert!(
+            e.message.contains("cannot be the escalation signal"),
+            "{sig}: {e:?}"
+        );
+    }
+    let e = error_at(&format!("{WORKER}escalate_signal = \"QUITE\"\n"), 4, 19);
+    assert!(e.message.contains("unknown signal \"QUITE\""), "{e:?}");
+    let e = error_at(&format!("{WORKER}escalate_signal = 3\n"), 4, 19);
+    assert!(e.message.contains("escalate_signal"), "{e:?}");
+    let e = error_at(&format!("{WORKER}kill_timeout = \"10\"\n"), 4, 16);
+    assert!(e.message.contains("kill_timeout"), "{e:?}");
+    let e = error_at("[prodserver]\nkill_timeout = \"soon\"\n[processes.a]\nbackend = \"command\"\ncommand = \"true\"\n", 2, 16);
+    assert!(e.message.contains("kill_timeout"), "{e:?}");
+}

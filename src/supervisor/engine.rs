@@ -773,6 +773,16 @@ impl Engine {
                     format_duration(timeout)
                 )
             }
+            Note::Escalating {
+                signal,
+                after,
+                meaning,
+            } => format!(
+                "did not stop within {}: sending {}{}",
+                format_duration(after),
+                os::signal_name(signal),
+                meaning.map(|m| format!(" ({m})")).unwrap_or_default()
+            ),
             Note::ExecFailed { message, .. } => message,
             Note::Unhealthy { reason } => format!("unhealthy: {reason}"),
             Note::WaitingForLock { pid } => match pid {
@@ -916,7 +926,8 @@ fn tone_of(note: &Note) -> crate::logs::Tone {
         | Note::Unhealthy { .. }
         | Note::RestartRequested { .. }
         | Note::Recycling { .. }
-        | Note::KilledAfterTimeout { .. } => Tone::Warn,
+        | Note::KilledAfterTimeout { .. }
+        | Note::Escalating { .. } => Tone::Warn,
         Note::Ready => Tone::Good,
         _ => Tone::Plain,
     }

@@ -188,7 +188,7 @@ mod tests {
                 since: t,
                 deadline: t,
                 then: crate::supervisor::instance::AfterStop::Stay,
-                killed: false,
+                stage: crate::supervisor::instance::StopStage::Signalled,
             },
             Phase::Completed,
             Phase::Stopped,

@@ -10,7 +10,9 @@
 //!                   │ WaitingLock         ▼                 | Failed               Spawning
 //!                   │  TimerFired ▶ TryLock       Stopping ─Exited─▶ Stopped  (then = Stay)
 //!                   │  LockAcquired ▶ Spawning       │     └─Exited─▶ Spawning (then = Restart)
-//!                   │                                └ deadline / StopNow: KillGroup, keep waiting
+//!                   │                                ├ deadline, with an escalate_signal: signal it,
+//!                   │                                │   wait kill_timeout more (Escalated)
+//!                   │                                └ (next) deadline / StopNow: KillGroup, keep waiting
 //!                   └ SpawnFailed: permanent ▶ Failed, else like a crash
 //! ```
 //!
@@ -50,6 +52,13 @@ pub struct InstanceConfig {
     pub restart_window: Duration,
     pub stop_signal: i32,
     pub stop_timeout: Duration,
+    /// Sent to the main pid once `stop_timeout` has passed; `None` kills
+    /// the group then.
+    pub escalate_signal: Option<i32>,
+    /// From the escalation signal to SIGKILL.
+    pub kill_timeout: Duration,
+    /// What the escalation signal does, for the log line.
+    pub escalate_meaning: Option<&'static str>,
     /// Delay between attempts at a singleton's lock.
     pub lock_retry: Duration,
 }
@@ -64,6 +73,11 @@ impl From<&ProcessSpec> for InstanceConfig {
             restart_window: p.restart_window,
             stop_signal: p.stop_signal,
             stop_timeout: p.stop_timeout,
+            escalate_signal: p.escalate_signal,
+            kill_timeout: p.kill_timeout,
+            escalate_meaning: p
+                .escalate_signal
+                .and_then(|sig| crate::backend::escalation_meaning(p.backend, sig)),
             lock_retry: LOCK_RETRY,
         }
     }
@@ -121,6 +135,18 @@ pub struct PendingStop {
     pub urgent: bool,
 }
 
+/// How far a stop has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopStage {
+    /// The stop signal was sent; `stop_timeout` runs.
+    Signalled,
+    /// `stop_timeout` passed and the escalation signal was sent;
+    /// `kill_timeout` runs.
+    Escalated,
+    /// The group has been sent SIGKILL.
+    Killed,
+}
+
 /// Why an instance gave up for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailReason {
@@ -155,11 +181,11 @@ pub enum Phase {
         pid: i32,
         /// When the process was spawned: decides the backoff reset at exit.
         since: Instant,
-        /// When the group is killed if the process has not exited.
+        /// When the next step is due (escalation or SIGKILL) if the
+        /// process has not exited.
         deadline: Instant,
         then: AfterStop,
-        /// The group has been sent SIGKILL already.
-        killed: bool,
+        stage: StopStage,
     },
     /// Waiting out the restart delay.
     Backoff { until: Instant },
@@ -297,6 +323,13 @@ pub enum Note {
     KilledAfterTimeout {
         timeout: Duration,
     },
+    /// Still running `after` the stop signal: the escalation signal is sent.
+    Escalating {
+        signal: i32,
+        after: Duration,
+        /// What the signal does (`Celery cold shutdown: ...`), when known.
+        meaning: Option<&'static str>,
+    },
     /// `StopNow`.
     KilledOnRequest,
     ExecFailed {
@@ -354,7 +387,7 @@ pub struct Instance {
     last_restart: Option<String>,
     /// How the last stop on request ended; `None` until one has.
     stop_outcome: Option<StopOutcome>,
-    /// Set when the current stop had to SIGKILL the group.
+    /// Set when the current stop had to escalate or SIGKILL the group.
     kill_cause: Option<StopOutcome>,
     /// The supervisor is stopping: whatever ends now stays down, even if
     /// its own stop wave has not come yet.
@@ -370,7 +403,13 @@ pub struct Instance {
 pub enum StopOutcome {
     /// Exited 0, or as our stop signal asked, within `stop_timeout`.
     Clean,
-    /// Did not exit within `stop_timeout`: its group was SIGKILLed.
+    /// Did not exit within `stop_timeout` and exited after the escalation
+    /// signal: no SIGKILL was needed, but the signal typically cut work
+    /// short (Celery's cold shutdown cancels the running tasks, whose
+    /// `acks_late` messages go back to the broker). Whatever the exit
+    /// status: a clean-looking exit may be the program's answer to it.
+    Escalated { signal: i32 },
+    /// Did not exit within its timeouts: its group was SIGKILLed.
     KilledAfterTimeout,
     /// A second stop request killed it at once.
     KilledOnRequest,
@@ -630,13 +669,20 @@ impl Instance {
                     pid,
                     since,
                     then,
-                    killed,
+                    stage,
                     ..
                 },
                 Event::Exited { status },
             ) => {
                 self.reset_if_stayed_up(now, since);
-                let clean = status.success() || (!killed && self.is_our_stop(status));
+                let clean = status.success()
+                    || match stage {
+                        StopStage::Signalled => self.is_our_stop(status),
+                        StopStage::Escalated => {
+                            self.is_our_stop(status) || self.is_our_escalation(status)
+                        }
+                        StopStage::Killed => false,
+                    };
                 out.push(Action::Note(Note::Exited { status, clean }));
                 out.push(Action::KillGroup { pgid: pid });
                 out.push(Action::ClearTimer);
@@ -644,6 +690,7 @@ impl Instance {
                 match then {
                     AfterStop::Stay => {
                         self.stop_outcome = Some(match (clean, self.kill_cause) {
+                            (_, Some(escalated @ StopOutcome::Escalated { .. })) => escalated,
                             (true, _) => StopOutcome::Clean,
                             (false, Some(cause)) => cause,
                             (false, None) => StopOutcome::Exited(status),
@@ -670,24 +717,47 @@ impl Instance {
                     since,
                     deadline,
                     then,
-                    killed: false,
+                    stage: stage @ (StopStage::Signalled | StopStage::Escalated),
                 },
                 Event::TimerFired,
             ) => {
                 if now < deadline {
-                    // Early or stale delivery: re-arm, don't kill yet.
+                    // Early or stale delivery: re-arm, don't act yet.
                     out.push(Action::SetTimer(deadline));
                     Phase::Stopping {
                         pid,
                         since,
                         deadline,
                         then,
-                        killed: false,
+                        stage,
+                    }
+                } else if let (StopStage::Signalled, Some(signal)) =
+                    (stage, self.cfg.escalate_signal)
+                {
+                    out.push(Action::Note(Note::Escalating {
+                        signal,
+                        after: self.cfg.stop_timeout,
+                        meaning: self.cfg.escalate_meaning,
+                    }));
+                    self.kill_cause = Some(StopOutcome::Escalated { signal });
+                    out.push(Action::Signal { pid, signal });
+                    // From now, not from the old deadline: a late timer
+                    // must not eat into the program's time to act on it.
+                    let deadline = later(now, self.cfg.kill_timeout);
+                    out.push(Action::SetTimer(deadline));
+                    Phase::Stopping {
+                        pid,
+                        since,
+                        deadline,
+                        then,
+                        stage: StopStage::Escalated,
                     }
                 } else {
-                    out.push(Action::Note(Note::KilledAfterTimeout {
-                        timeout: self.cfg.stop_timeout,
-                    }));
+                    let timeout = match stage {
+                        StopStage::Escalated => self.cfg.kill_timeout,
+                        _ => self.cfg.stop_timeout,
+                    };
+                    out.push(Action::Note(Note::KilledAfterTimeout { timeout }));
                     self.kill_cause = Some(StopOutcome::KilledAfterTimeout);
                     out.push(Action::KillGroup { pgid: pid });
                     Phase::Stopping {
@@ -695,7 +765,7 @@ impl Instance {
                         since,
                         deadline,
                         then,
-                        killed: true,
+                        stage: StopStage::Killed,
                     }
                 }
             }
@@ -704,7 +774,7 @@ impl Instance {
                     pid,
                     since,
                     deadline,
-                    killed: false,
+                    stage: StopStage::Signalled | StopStage::Escalated,
                     ..
                 },
                 Event::StopNow,
@@ -718,7 +788,7 @@ impl Instance {
                     since,
                     deadline,
                     then: AfterStop::Stay,
-                    killed: true,
+                    stage: StopStage::Killed,
                 }
             }
             (
@@ -727,7 +797,7 @@ impl Instance {
                     since,
                     deadline,
                     then: AfterStop::Stay,
-                    killed,
+                    stage,
                 },
                 Event::Start,
             ) => {
@@ -738,7 +808,7 @@ impl Instance {
                     since,
                     deadline,
                     then: AfterStop::Restart,
-                    killed,
+                    stage,
                 }
             }
             (
@@ -746,7 +816,7 @@ impl Instance {
                     pid,
                     since,
                     deadline,
-                    killed,
+                    stage,
                     ..
                 },
                 Event::Stop | Event::StopNow,
@@ -758,7 +828,7 @@ impl Instance {
                     since,
                     deadline,
                     then: AfterStop::Stay,
-                    killed,
+                    stage,
                 }
             }
 
@@ -838,8 +908,14 @@ impl Instance {
     /// The exit our own stop signal asked for: killed by it, or exited with
     /// the shell convention `128 + signal` (uvicorn exits 143 after TERM).
     fn is_our_stop(&self, status: ExitStatus) -> bool {
-        let sig = self.cfg.stop_signal;
-        status == ExitStatus::Signal(sig) || status == ExitStatus::Code(128_i32.saturating_add(sig))
+        asked_by(self.cfg.stop_signal, status)
+    }
+
+    /// Likewise for the escalation signal.
+    fn is_our_escalation(&self, status: ExitStatus) -> bool {
+        self.cfg
+            .escalate_signal
+            .is_some_and(|sig| asked_by(sig, status))
     }
 
     /// An instance that stayed up long enough proved the fault was
@@ -880,7 +956,11 @@ impl Instance {
             since,
             deadline,
             then,
-            killed: urgent,
+            stage: if urgent {
+                StopStage::Killed
+            } else {
+                StopStage::Signalled
+            },
         }
     }
 
@@ -959,6 +1039,11 @@ fn later(now: Instant, d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// Killed by `sig`, or exited `128 + sig` as a shell reports it.
+fn asked_by(sig: i32, status: ExitStatus) -> bool {
+    status == ExitStatus::Signal(sig) || status == ExitStatus::Code(128_i32.saturating_add(sig))
+}
+
 fn spawn(out: &mut Vec<Action>) -> Phase {
     out.push(Action::Spawn);
     Phase::Spawning { stop: None }
@@ -986,6 +1071,9 @@ mod start_timeout_tests {
             restart_window: Duration::from_secs(60),
             stop_signal: libc::SIGTERM,
             stop_timeout: Duration::from_secs(10),
+            escalate_signal: None,
+            kill_timeout: Duration::from_secs(10),
+            escalate_meaning: None,
             lock_retry: Duration::from_secs(1),
         }
     }
@@ -1103,6 +1191,9 @@ mod tests {
             restart_window: s(60),
             stop_signal: 15,
             stop_timeout: s(10),
+            escalate_signal: None,
+            kill_timeout: s(5),
+            escalate_meaning: None,
             lock_retry: s(1),
         }
     }
@@ -1824,7 +1915,13 @@ mod tests {
                 Action::KillGroup { pgid: PID },
             ]
         );
-        assert!(matches!(i.phase(), Phase::Stopping { killed: true, .. }));
+        assert!(matches!(
+            i.phase(),
+            Phase::Stopping {
+                stage: StopStage::Killed,
+                ..
+            }
+        ));
         // still waiting for the exit: nothing more to do meanwhile
         assert_eq!(i.handle(t0 + s(11), Event::TimerFired, NO_JITTER), vec![]);
         assert_eq!(i.handle(t0 + s(11), Event::StopNow, NO_JITTER), vec![]);
@@ -1854,7 +1951,13 @@ mod tests {
                 Action::ClearTimer,
             ]
         );
-        assert!(matches!(i.phase(), Phase::Stopping { killed: true, .. }));
+        assert!(matches!(
+            i.phase(),
+            Phase::Stopping {
+                stage: StopStage::Killed,
+                ..
+            }
+        ));
         i.handle(
             t0 + s(1),
             Event::Exited {
@@ -1881,7 +1984,7 @@ mod tests {
         assert!(matches!(
             i.phase(),
             Phase::Stopping {
-                killed: true,
+                stage: StopStage::Killed,
                 then: AfterStop::Stay,
                 ..
             }
@@ -2480,5 +2583,323 @@ mod tests {
         assert_eq!(c.backoff, spec.backoff);
         assert_eq!(c.restart, spec.restart);
         assert_eq!(c.lock_retry, LOCK_RETRY);
+    }
+}
+
+#[cfg(test)]
+mod escalation_tests {
+    use super::*;
+
+    const PID: i32 = 77;
+    const QUIT: i32 = libc::SIGQUIT;
+    const MEANING: &str = "cold shutdown";
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// stop_timeout 10 s, then QUIT, then kill_timeout 5 s.
+    fn cfg() -> InstanceConfig {
+        InstanceConfig {
+            oneshot: false,
+            restart: RestartPolicy::Always,
+            backoff: Backoff {
+                initial: s(1),
+                max: s(30),
+                reset: s(60),
+            },
+            max_restarts: 0,
+            restart_window: s(60),
+            stop_signal: libc::SIGTERM,
+            stop_timeout: s(10),
+            escalate_signal: Some(QUIT),
+            kill_timeout: s(5),
+            escalate_meaning: Some(MEANING),
+            lock_retry: s(1),
+        }
+    }
+
+    fn running(t0: Instant) -> Instance {
+        let mut i = Instance::new(cfg());
+        i.handle(t0, Event::Start, 0.5);
+        i.handle(t0, Event::Spawned { pid: PID }, 0.5);
+        i
+    }
+
+    fn stage(i: &Instance) -> Option<(StopStage, Instant)> {
+        match i.phase() {
+            Phase::Stopping {
+                stage, deadline, ..
+            } => Some((*stage, *deadline)),
+            _ => None,
+        }
+    }
+
+    fn escalation(after: Duration) -> Action {
+        Action::Note(Note::Escalating {
+            signal: QUIT,
+            after,
+            meaning: Some(MEANING),
+        })
+    }
+
+    fn exit_actions(status: ExitStatus, clean: bool) -> Vec<Action> {
+        vec![
+            Action::Note(Note::Exited { status, clean }),
+            Action::KillGroup { pgid: PID },
+            Action::ClearTimer,
+            Action::Note(Note::Stopped),
+        ]
+    }
+
+    /// Stopped at `t0`, escalated by a timer fired at `fired`.
+    fn escalated(t0: Instant, fired: Instant) -> Instance {
+        let mut i = running(t0);
+        i.handle(t0, Event::Stop, 0.5);
+        assert_eq!(
+            i.handle(fired, Event::TimerFired, 0.5),
+            vec![
+                escalation(s(10)),
+                Action::Signal {
+                    pid: PID,
+                    signal: QUIT
+                },
+                Action::SetTimer(fired + s(5)),
+            ]
+        );
+        assert_eq!(stage(&i), Some((StopStage::Escalated, fired + s(5))));
+        i
+    }
+
+    #[test]
+    fn an_early_timer_neither_escalates_nor_kills() {
+        let t0 = Instant::now();
+        let mut i = running(t0);
+        assert_eq!(
+            i.handle(t0, Event::Stop, 0.5),
+            vec![
+                Action::Note(Note::Stopping {
+                    signal: libc::SIGTERM
+                }),
+                Action::Signal {
+                    pid: PID,
+                    signal: libc::SIGTERM
+                },
+                Action::SetTimer(t0 + s(10)),
+            ]
+        );
+        assert_eq!(
+            i.handle(t0 + s(9), Event::TimerFired, 0.5),
+            vec![Action::SetTimer(t0 + s(10))]
+        );
+        assert_eq!(stage(&i), Some((StopStage::Signalled, t0 + s(10))));
+    }
+
+    #[test]
+    fn stop_timeout_sends_the_escalation_signal_to_the_main_pid() {
+        let t0 = Instant::now();
+        let mut i = escalated(t0, t0 + s(10));
+        // An early timer after the escalation re-arms for kill_timeout.
+        assert_eq!(
+            i.handle(t0 + s(14), Event::TimerFired, 0.5),
+            vec![Action::SetTimer(t0 + s(15))]
+        );
+        assert_eq!(stage(&i), Some((StopStage::Escalated, t0 + s(15))));
+    }
+
+    #[test]
+    fn a_late_timer_gives_the_escalation_its_whole_kill_timeout() {
+        let t0 = Instant::now();
+        let i = escalated(t0, t0 + s(13));
+        assert_eq!(stage(&i), Some((StopStage::Escalated, t0 + s(18))));
+    }
+
+    #[test]
+    fn an_exit_after_the_escalation_is_an_escalated_stop() {
+        let t0 = Instant::now();
+        let mut i = escalated(t0, t0 + s(10));
+        // Celery's cold shutdown exits 1.
+        let status = ExitStatus::Code(1);
+        assert_eq!(
+            i.handle(t0 + s(11), Event::Exited { status }, 0.5),
+            exit_actions(status, false)
+        );
+        assert_eq!(
+            i.stop_outcome(),
+            Some(StopOutcome::Escalated { signal: QUIT })
+        );
+    }
+
+    #[test]
+    fn death_by_the_escalation_signal_reads_as_a_stop_yet_counts_as_escalated() {
+        for status in [ExitStatus::Signal(QUIT), ExitStatus::Code(128 + QUIT)] {
+            let t0 = Instant::now();
+            let mut i = escalated(t0, t0 + s(10));
+            assert_eq!(
+                i.handle(t0 + s(11), Event::Exited { status }, 0.5),
+                exit_actions(status, true),
+                "{status:?}"
+            );
+            assert_eq!(
+                i.stop_outcome(),
+                Some(StopOutcome::Escalated { signal: QUIT })
+            );
+        }
+        // Before the escalation, QUIT is not what was asked for.
+        let t0 = Instant::now();
+        let mut i = running(t0);
+        i.handle(t0, Event::Stop, 0.5);
+        let status = ExitStatus::Signal(QUIT);
+        assert_eq!(
+            i.handle(t0 + s(1), Event::Exited { status }, 0.5),
+            exit_actions(status, false)
+        );
+        assert_eq!(i.stop_outcome(), Some(StopOutcome::Exited(status)));
+    }
+
+    #[test]
+    fn kill_timeout_after_the_escalation_kills_the_group() {
+        let t0 = Instant::now();
+        let mut i = escalated(t0, t0 + s(10));
+        assert_eq!(
+            i.handle(t0 + s(16), Event::TimerFired, 0.5),
+            vec![
+                Action::Note(Note::KilledAfterTimeout { timeout: s(5) }),
+                Action::KillGroup { pgid: PID },
+            ]
+        );
+        assert_eq!(stage(&i).map(|(st, _)| st), Some(StopStage::Killed));
+        // Killed: later timers and stop requests change nothing.
+        assert_eq!(i.handle(t0 + s(17), Event::TimerFired, 0.5), vec![]);
+        assert_eq!(i.handle(t0 + s(17), Event::StopNow, 0.5), vec![]);
+        let status = ExitStatus::Signal(libc::SIGKILL);
+        assert_eq!(
+            i.handle(t0 + s(17), Event::Exited { status }, 0.5),
+            exit_actions(status, false)
+        );
+        assert_eq!(i.stop_outcome(), Some(StopOutcome::KilledAfterTimeout));
+    }
+
+    #[test]
+    fn a_second_stop_request_after_the_escalation_kills_at_once() {
+        let t0 = Instant::now();
+        let mut i = escalated(t0, t0 + s(10));
+        assert_eq!(
+            i.handle(t0 + s(11), Event::StopNow, 0.5),
+            vec![
+                Action::Note(Note::KilledOnRequest),
+                Action::KillGroup { pgid: PID },
+                Action::ClearTimer,
+            ]
+        );
+        assert_eq!(stage(&i).map(|(st, _)| st), Some(StopStage::Killed));
+        let status = ExitStatus::Signal(libc::SIGKILL);
+        i.handle(t0 + s(11), Event::Exited { status }, 0.5);
+        assert_eq!(i.stop_outcome(), Some(StopOutcome::KilledOnRequest));
+    }
+
+    #[test]
+    fn a_graceful_stop_request_after_the_escalation_changes_nothing() {
+        let t0 = Instant::now();
+        let mut i = escalated(t0, t0 + s(10));
+        assert_eq!(i.handle(t0 + s(11), Event::Stop, 0.5), vec![]);
+        assert_eq!(stage(&i), Some((StopStage::Escalated, t0 + s(15))));
+    }
+
+    #[test]
+    fn an_exit_within_stop_timeout_never_escalates() {
+        let t0 = Instant::now();
+        let mut i = running(t0);
+        i.handle(t0, Event::Stop, 0.5);
+        let status = ExitStatus::Code(0);
+        assert_eq!(
+            i.handle(t0 + s(9), Event::Exited { status }, 0.5),
+            exit_actions(status, true)
+        );
+        assert_eq!(i.stop_outcome(), Some(StopOutcome::Clean));
+        // The cleared timer, delivered anyway, is stale.
+        assert_eq!(i.handle(t0 + s(10), Event::TimerFired, 0.5), vec![]);
+    }
+
+    #[test]
+    fn without_an_escalation_signal_stop_timeout_kills() {
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.escalate_signal = None;
+        c.escalate_meaning = None;
+        let mut i = Instance::new(c);
+        i.handle(t0, Event::Start, 0.5);
+        i.handle(t0, Event::Spawned { pid: PID }, 0.5);
+        i.handle(t0, Event::Stop, 0.5);
+        assert_eq!(
+            i.handle(t0 + s(10), Event::TimerFired, 0.5),
+            vec![
+                Action::Note(Note::KilledAfterTimeout { timeout: s(10) }),
+                Action::KillGroup { pgid: PID },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restart_that_needed_the_escalation_respawns_and_the_next_stop_starts_afresh() {
+        let t0 = Instant::now();
+        let mut i = running(t0);
+        i.handle(
+            t0,
+            Event::Restart {
+                reason: "recycle".into(),
+            },
+            0.5,
+        );
+        let acts = i.handle(t0 + s(10), Event::TimerFired, 0.5);
+        assert_eq!(acts[0], escalation(s(10)));
+        let status = ExitStatus::Code(1);
+        assert_eq!(
+            i.handle(t0 + s(11), Event::Exited { status }, 0.5),
+            vec![
+                Action::Note(Note::Exited {
+                    status,
+                    clean: false
+                }),
+                Action::KillGroup { pgid: PID },
+                Action::ClearTimer,
+                Action::Spawn,
+            ]
+        );
+        i.handle(t0 + s(11), Event::Spawned { pid: PID + 1 }, 0.5);
+        i.handle(t0 + s(12), Event::Stop, 0.5);
+        i.handle(
+            t0 + s(13),
+            Event::Exited {
+                status: ExitStatus::Code(0),
+            },
+            0.5,
+        );
+        assert_eq!(i.stop_outcome(), Some(StopOutcome::Clean));
+    }
+
+    #[test]
+    fn a_celery_worker_escalates_with_quit_and_says_what_it_does() {
+        let spec = crate::supervisor::order::tests::spec(
+            "worker",
+            crate::plan::BackendKind::CeleryWorker,
+            &[],
+        );
+        let spec = crate::plan::ProcessSpec {
+            escalate_signal: Some(QUIT),
+            ..spec
+        };
+        let c = InstanceConfig::from(&spec);
+        assert_eq!(c.escalate_signal, Some(QUIT));
+        assert_eq!(c.kill_timeout, spec.kill_timeout);
+        assert!(c
+            .escalate_meaning
+            .is_some_and(|m| m.contains("back to the broker")));
+        // A signal the user chose has no meaning we could vouch for.
+        let c = InstanceConfig::from(&crate::plan::ProcessSpec {
+            escalate_signal: Some(libc::SIGINT),
+            ..spec
+        });
+        assert_eq!(c.escalate_meaning, None);
     }
 }

@@ -165,6 +165,8 @@ pub(crate) mod tests {
             restart_window: Duration::from_secs(60),
             stop_signal: 15,
             stop_timeout: Duration::from_secs(10),
+            escalate_signal: None,
+            kill_timeout: Duration::from_secs(10),
             critical: false,
             depends_on: deps
                 .iter()

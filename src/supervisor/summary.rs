@@ -51,7 +51,10 @@ pub struct Verdict {
 ///   none was FAILED when the stop was requested;
 ///
 /// 1 otherwise, and always after a fatal failure. A service manager or CI
-/// job reading 0 can trust that nothing was lost on the way out.
+/// job reading 0 can trust that nothing was lost on the way out. A stop
+/// that needed the escalation signal is 1 too: nothing was lost (Celery's
+/// cold shutdown hands the messages back), but running work was cut short
+/// and will run again from its start.
 pub fn verdict(ending: &Ending, instances: &[InstanceEnd<'_>]) -> Verdict {
     let mut problems = Vec::new();
     if let Ending::Fatal(what) = ending {
@@ -69,6 +72,10 @@ pub fn verdict(ending: &Ending, instances: &[InstanceEnd<'_>]) -> Verdict {
                     problems.push(format!("{name} had FAILED before the stop"));
                 }
                 match i.stop {
+                    Some(StopOutcome::Escalated { signal }) => problems.push(format!(
+                        "{name} did not stop within its stop_timeout and was sent {}",
+                        crate::os::signal_name(signal)
+                    )),
                     Some(StopOutcome::KilledAfterTimeout) => problems.push(format!(
                         "{name} did not stop within its stop_timeout and was killed"
                     )),
@@ -189,6 +196,29 @@ mod tests {
              worker.1 did not stop within its stop_timeout and was killed; \
              worker.2 was killed at once on request; \
              beat.1 exited with code 3 while stopping"
+        );
+    }
+
+    #[test]
+    fn a_stop_that_needed_the_escalation_is_one_and_names_the_signal() {
+        let stopped = Phase::Stopped;
+        let v = verdict(
+            &Ending::Requested,
+            &[
+                end("web.1", &stopped, Some(StopOutcome::Clean)),
+                end(
+                    "worker.1",
+                    &stopped,
+                    Some(StopOutcome::Escalated {
+                        signal: libc::SIGQUIT,
+                    }),
+                ),
+            ],
+        );
+        assert_eq!(v.code, 1);
+        assert_eq!(
+            v.reason,
+            "worker.1 did not stop within its stop_timeout and was sent SIGQUIT"
         );
     }
 
