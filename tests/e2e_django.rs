@@ -478,6 +478,136 @@ fn on_redis_a_task_outliving_stop_timeout_is_back_in_the_queue_and_runs_on_the_n
     again.wait_exit(T);
 }
 
+/// worker-default with these extra keys (recycling limits).
+fn stack_with_worker_limits(limits: &str) -> Stack {
+    let stack = Stack::new();
+    stack.edit(
+        "queues = [\"default\"]\nconcurrency = 2\n",
+        &format!("queues = [\"default\"]\nconcurrency = 2\n{limits}\n"),
+    );
+    stack
+}
+
+/// The pid of the instance's main process that served task result `r`.
+fn main_pid_of(r: &serde_json::Value) -> i64 {
+    r["ppid"].as_i64().expect("ppid")
+}
+
+#[test]
+fn a_task_that_pushes_a_worker_over_its_limit_finishes_then_the_worker_is_recycled() {
+    let stack =
+        stack_with_worker_limits("max_memory_per_child = \"400MiB\"\nmemory_interval = \"100ms\"");
+    let mut run = stack.start(&["web", "worker-default"]);
+    stack.wait_web(&run);
+    run.wait_for("worker-default.1 | ready", BOOT);
+    let before = main_pid_of(&stack.result(&run, &stack.enqueue("whoami", "queue=default")));
+    // The task allocates 500 MiB in its pool child and returns: it is not
+    // cut off, its result is stored.
+    let hog = stack.result(&run, &stack.enqueue("hog", "mib=500&queue=default"));
+    assert_eq!(hog["held_mib"], 500, "{hog}");
+    run.wait_for("worker-default.1 | recycled: ", T);
+    // A task sent while the worker recycles is processed (by the old
+    // incarnation if it took it before its warm shutdown, else the new).
+    stack.result(&run, &stack.enqueue("whoami", "queue=default"));
+    // And the new incarnation takes the next ones.
+    run.wait_for_count("worker-default.1 | ready", 2, BOOT);
+    let after = main_pid_of(&stack.result(&run, &stack.enqueue("whoami", "queue=default")));
+    assert_ne!(after, before, "{}", run.output());
+    assert_eq!(after, i64::from(pid_of_latest(&run, "worker-default.1")));
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}
+
+#[test]
+fn a_recycle_during_a_three_second_task_loses_nothing() {
+    let stack =
+        stack_with_worker_limits("max_memory_per_child = \"400MiB\"\nmemory_interval = \"100ms\"");
+    let mut run = stack.start(&["web", "worker-default"]);
+    stack.wait_web(&run);
+    run.wait_for("worker-default.1 | ready", BOOT);
+    let id = stack.enqueue("sleep", "seconds=3&queue=default");
+    let started = wait_until(BOOT, || {
+        stack
+            .lines("sleeps.log")
+            .iter()
+            .any(|l| l.starts_with(&format!("start {id}")))
+    });
+    assert!(
+        started,
+        "the task never started; output:
+{}",
+        run.output()
+    );
+    // The other pool child pushes the worker over its limit while the
+    // sleep runs.
+    stack.enqueue("hog", "mib=500&queue=default");
+    run.wait_for("worker-default.1 | recycled: ", T);
+    let done = |stack: &Stack| {
+        stack
+            .lines("sleeps.log")
+            .iter()
+            .any(|l| l.starts_with(&format!("done {id}")))
+    };
+    assert!(
+        !done(&stack),
+        "the recycle came after the task: too late to test anything"
+    );
+    // The warm shutdown let it finish, and its result is stored.
+    let slept = stack.result(&run, &id);
+    assert_eq!(slept["slept"], 3.0, "{slept}");
+    assert!(done(&stack));
+    // A warm stop (no escalation, no kill), then the new incarnation.
+    run.wait_for_count("worker-default.1 | ready", 2, BOOT);
+    assert!(
+        !run.output().contains("did not stop within"),
+        "{}",
+        run.output()
+    );
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}
+
+#[test]
+fn max_tasks_per_child_recycles_a_worker_after_five_tasks_and_every_task_is_answered() {
+    let stack = stack_with_worker_limits("max_tasks_per_child = 5");
+    let mut run = stack.start(&["web", "worker-default"]);
+    stack.wait_web(&run);
+    run.wait_for("worker-default.1 | ready", BOOT);
+    let ids: Vec<String> = (0..12)
+        .map(|_| stack.enqueue("whoami", "queue=default"))
+        .collect();
+    let mains: std::collections::BTreeSet<i64> = ids
+        .iter()
+        .map(|id| main_pid_of(&stack.result(&run, id)))
+        .collect();
+    run.wait_for("worker-default.1 | recycled after 5 tasks", T);
+    assert!(
+        mains.len() >= 2,
+        "one incarnation answered them all: {mains:?}"
+    );
+    assert_eq!(
+        run.count("| recycled after "),
+        run.count("| recycled after 5 tasks")
+    );
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}
+
+/// The pid of the instance's latest spawn.
+fn pid_of_latest(run: &Running, instance: &str) -> i32 {
+    let needle = format!("{instance} | spawned (pid ");
+    let line = run
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(&needle))
+        .next_back()
+        .unwrap_or_else(|| panic!("{instance} never spawned:\n{}", run.output()));
+    line.rsplit("(pid ")
+        .next()
+        .and_then(|p| p.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
+
 #[test]
 fn a_killed_worker_is_restarted_and_its_queue_drains() {
     let stack = Stack::new();
