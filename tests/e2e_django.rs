@@ -599,8 +599,7 @@ fn pid_of_latest(run: &Running, instance: &str) -> i32 {
     let line = run
         .lines()
         .into_iter()
-        .filter(|l| l.contains(&needle))
-        .next_back()
+        .rfind(|l| l.contains(&needle))
         .unwrap_or_else(|| panic!("{instance} never spawned:\n{}", run.output()));
     line.rsplit("(pid ")
         .next()
