@@ -5,15 +5,7 @@
 # one at a time. Prints markdown table rows. Needs what bench/run.sh needs.
 #   bash bench/recycle.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin prodserver --example bench-child
-PS=$PWD/target/release/prodserver
-CHILD=$PWD/target/release/examples/bench-child
-WORK=$(mktemp -d)
-export XDG_RUNTIME_DIR=$WORK/rt NO_COLOR=1
-mkdir -p "$XDG_RUNTIME_DIR"
-trap 'pkill -KILL -P $$ 2>/dev/null || true; rm -rf "$WORK"' EXIT
-count() { local n; n=$(grep -c -- "$1" "$2" 2>/dev/null) || true; echo "${n:-0}"; }
+source "$(dirname "$0")/common.sh"
 
 # --- crossing -> recycle, defaults (pss, 250ms x 3) -------------------------
 ROUNDS=20

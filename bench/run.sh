@@ -5,14 +5,7 @@
 # a Linux /proc.
 #   bash bench/run.sh            # all figures, printed as a markdown table
 set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin prodserver --example bench-child --example bench-memory
-PS=$PWD/target/release/prodserver
-CHILD=$PWD/target/release/examples/bench-child
-WORK=$(mktemp -d)
-export XDG_RUNTIME_DIR=$WORK/rt NO_COLOR=1
-mkdir -p "$XDG_RUNTIME_DIR"
-trap 'pkill -KILL -P $$ 2>/dev/null || true; rm -rf "$WORK"' EXIT
+source "$(dirname "$0")/common.sh"
 
 now_ns() { date +%s%N; }
 children() { cat /proc/"$1"/task/"$1"/children 2>/dev/null | wc -w; }
@@ -49,7 +42,7 @@ max_restarts = 0
 TOML
 "$PS" start -c "$WORK/crash.toml" > /dev/null 2>&1 &
 pid=$!
-while [ "$(grep -c '^s ' "$WORK/crash.log" 2>/dev/null || echo 0)" -lt 1001 ]; do sleep 0.05; done
+while [ "$(count '^s ' "$WORK/crash.log")" -lt 1001 ]; do sleep 0.05; done
 kill -TERM $pid; wait $pid || true
 latency=$(awk '$1=="e"{e=$2} $1=="s"&&e{print ($2-e)/1000; e=0}' "$WORK/crash.log" | sort -n | awk '{a[NR]=$1} END {printf "%.2f %.2f", a[int(NR*0.5)]/1000, a[int(NR*0.9)]/1000}')
 p50=${latency% *}; p90=${latency#* }

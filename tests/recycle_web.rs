@@ -13,16 +13,18 @@ use support::{python, Project};
 
 const T: Duration = Duration::from_secs(60);
 
-/// Answers with the pid of the worker that served the request.
+/// Answers with the pid of the worker that served the request; `/hog`
+/// also makes that worker hold 150 MiB for the rest of its life.
 const APP: &str = "import os\n\
+HELD = []\n\
 def application(environ, start_response):\n    \
+if environ['PATH_INFO'] == '/hog':\n        \
+HELD.append(b'\\x01' * (150 * 1024 * 1024))\n    \
 start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
 return [str(os.getpid()).encode()]\n";
 
-#[test]
-fn gunicorn_replaces_a_worker_after_max_tasks_per_child_requests() {
-    let ports = reserve();
-    let port = ports.port(0);
+/// gunicorn serving [`APP`] on `port` with `workers`, and `limits`.
+fn gunicorn(port: u16, workers: u32, limits: &str) -> Project {
     let gunicorn = python::bin("gunicorn");
     let p = Project::new(&format!(
         r#"
@@ -30,12 +32,20 @@ fn gunicorn_replaces_a_worker_after_max_tasks_per_child_requests() {
 backend = "gunicorn"
 app = "pidapp:application"
 program = "{gunicorn}"
-args = {{ bind = "127.0.0.1:{port}", workers = 1, chdir = "." }}
-max_tasks_per_child = 3
+args = {{ bind = "127.0.0.1:{port}", workers = {workers}, chdir = "." }}
 stop_timeout = "10s"
+{limits}
 "#
     ));
     p.write("pidapp.py", APP);
+    p
+}
+
+#[test]
+fn gunicorn_replaces_a_worker_after_max_tasks_per_child_requests() {
+    let ports = reserve();
+    let port = ports.port(0);
+    let p = gunicorn(port, 1, "max_tasks_per_child = 3");
     let run = p.spawn(&["start"]);
     run.wait_for("web.1 | ready", T);
     // Every request must be answered: the master keeps listening while it
@@ -65,36 +75,17 @@ stop_timeout = "10s"
     assert_eq!(code, 0, "{}", run.output());
 }
 
-/// `/hog` makes the worker that serves it hold 150 MiB for its life.
-const HOG_APP: &str = "import os\n\
-HELD = []\n\
-def application(environ, start_response):\n    \
-if environ['PATH_INFO'] == '/hog':\n        \
-HELD.append(b'\\x01' * (150 * 1024 * 1024))\n    \
-start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
-return [str(os.getpid()).encode()]\n";
-
 #[test]
 fn one_fat_gunicorn_worker_is_replaced_alone_while_every_request_succeeds() {
     let ports = reserve();
     let port = ports.port(0);
-    let gunicorn = python::bin("gunicorn");
     // memory_scope is "child" by default for gunicorn: each worker is held
     // to the limit, and only a fat one goes.
-    let p = Project::new(&format!(
-        r#"
-[processes.web]
-backend = "gunicorn"
-app = "hogapp:application"
-program = "{gunicorn}"
-args = {{ bind = "127.0.0.1:{port}", workers = 2, chdir = "." }}
-max_memory_per_child = "100MiB"
-memory_interval = "50ms"
-memory_samples = 2
-stop_timeout = "10s"
-"#
-    ));
-    p.write("hogapp.py", HOG_APP);
+    let p = gunicorn(
+        port,
+        2,
+        "max_memory_per_child = \"100MiB\"\nmemory_interval = \"50ms\"\nmemory_samples = 2",
+    );
     let run = p.spawn(&["start"]);
     let line = run.wait_for("web.1 | spawned (pid ", T);
     let master: i32 = line

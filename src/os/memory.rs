@@ -598,11 +598,22 @@ fn read_fd(file: &File, buf: &mut Vec<u8>, one_record: bool) -> io::Result<()> {
 }
 
 fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+    sysconf_or(nix::unistd::SysconfVar::PAGE_SIZE, 4096)
+}
+
+/// The unit of the CPU times in /proc/PID/stat (USER_HZ): 100 on every
+/// Linux architecture; sysconf only confirms it.
+pub fn clock_ticks_per_second() -> u64 {
+    sysconf_or(nix::unistd::SysconfVar::CLK_TCK, 100)
+}
+
+/// A sysconf value, or Linux's fixed one where sysconf cannot say.
+fn sysconf_or(var: nix::unistd::SysconfVar, linux: u64) -> u64 {
+    nix::unistd::sysconf(var)
         .ok()
         .flatten()
         .and_then(|n| u64::try_from(n).ok())
-        .unwrap_or(4096)
+        .unwrap_or(linux)
 }
 
 #[cfg(test)]

@@ -1174,11 +1174,11 @@ mod tests {
     const NO_JITTER: f64 = 0.5;
     const PID: i32 = 4242;
 
-    fn s(n: u64) -> Duration {
+    pub(super) fn s(n: u64) -> Duration {
         Duration::from_secs(n)
     }
 
-    fn cfg() -> InstanceConfig {
+    pub(super) fn cfg() -> InstanceConfig {
         InstanceConfig {
             oneshot: false,
             restart: RestartPolicy::Always,
@@ -2594,28 +2594,15 @@ mod escalation_tests {
     const QUIT: i32 = libc::SIGQUIT;
     const MEANING: &str = "cold shutdown";
 
-    fn s(n: u64) -> Duration {
-        Duration::from_secs(n)
-    }
+    use super::tests::s;
 
     /// stop_timeout 10 s, then QUIT, then kill_timeout 5 s.
     fn cfg() -> InstanceConfig {
         InstanceConfig {
-            oneshot: false,
-            restart: RestartPolicy::Always,
-            backoff: Backoff {
-                initial: s(1),
-                max: s(30),
-                reset: s(60),
-            },
-            max_restarts: 0,
-            restart_window: s(60),
             stop_signal: libc::SIGTERM,
-            stop_timeout: s(10),
             escalate_signal: Some(QUIT),
-            kill_timeout: s(5),
             escalate_meaning: Some(MEANING),
-            lock_retry: s(1),
+            ..super::tests::cfg()
         }
     }
 

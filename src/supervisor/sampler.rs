@@ -96,7 +96,7 @@ impl Sampling {
 fn run(rx: &mpsc::Receiver<Change>, report: &tokio::sync::mpsc::UnboundedSender<Msg>) {
     let mut sampler = Sampler::new();
     let mut watched: BTreeMap<InstanceId, Entry> = BTreeMap::new();
-    let ticks = ticks_per_second();
+    let ticks = crate::os::memory::clock_ticks_per_second();
     loop {
         let next = watched.values().map(|e| e.next).min();
         let change = match next {
@@ -188,16 +188,6 @@ fn cpu_tenths(ticks: u64, elapsed: Duration, per_second: u64) -> Option<u32> {
     }
     let tenths = ticks as f64 / per_second as f64 / elapsed * 1000.0;
     Some(tenths.round().min(f64::from(u32::MAX)) as u32)
-}
-
-/// Linux reports CPU times in USER_HZ, 100 on every architecture;
-/// sysconf only confirms it.
-fn ticks_per_second() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|t| u64::try_from(t).ok())
-        .unwrap_or(100)
 }
 
 #[cfg(test)]
