@@ -202,6 +202,12 @@ pub fn recycling_lines(spec: &ProcessSpec) -> Vec<String> {
     if let Some(note) = &limits.server_recycling {
         out.push(format!("requests   {note}"));
     }
+    if spec.rollout == crate::plan::RolloutMode::Surge {
+        out.push(
+            "rollout    surge: a replacement starts beside the old instance, which stops once the new one is ready"
+                .to_string(),
+        );
+    }
     out
 }
 
