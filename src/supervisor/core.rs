@@ -1426,7 +1426,15 @@ impl Core {
             ending,
             failed_before,
         });
-        self.rollouts.clear();
+        self.recycle_reasons.clear();
+        for rolling in std::mem::take(&mut self.rollouts).into_values() {
+            if let Some(ticket) = rolling.ticket {
+                out.push(Command::Reply {
+                    ticket,
+                    reply: Reply::Failed("prodserver is stopping".into()),
+                });
+            }
+        }
         for w in std::mem::take(&mut self.waiters) {
             let ticket = match w {
                 Waiter::Stopped { ticket, .. }

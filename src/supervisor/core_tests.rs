@@ -951,3 +951,23 @@ fn a_restart_request_joins_a_rolling_recycle() {
         }
     }
 }
+
+#[test]
+fn a_restart_in_progress_is_answered_when_the_supervisor_stops() {
+    let t = Instant::now();
+    let mut c = running_web2(t);
+    request(
+        &mut c,
+        t,
+        9,
+        Request::Restart {
+            process: "web".into(),
+            instance: None,
+        },
+    );
+    let out = c.handle(t, term(), J);
+    assert!(out.contains(&Command::Reply {
+        ticket: 9,
+        reply: Reply::Failed("prodserver is stopping".into())
+    }));
+}
