@@ -157,7 +157,10 @@ impl Watch {
             return None;
         }
         Some(Decision::Recycle {
-            reason: format!("recycled after {} tasks", self.tasks),
+            reason: match self.tasks {
+                1 => "recycled after 1 task".to_string(),
+                n => format!("recycled after {n} tasks"),
+            },
             guarded: false,
         })
     }
