@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{seconds, stop_budget, whole_stop_timeout, without_celery_integration, File};
 use crate::check::{fds_needed, FDS_BASE, FDS_PER_INSTANCE};
-use crate::plan::{Condition, Plan, ProcessSpec, RestartPolicy};
+use crate::plan::{BackendKind, Condition, Plan, ProcessSpec, RestartPolicy};
 use crate::resolve::ResolvedPlan;
 use crate::supervisor::order;
 
@@ -58,10 +58,12 @@ pub fn single(plan: &Plan, opts: &Options) -> Result<Vec<File>, String> {
     let name = format!("{}.service", plan.name);
     let mut u = Unit::default();
     u.comment(&format!(
-        "{name}: runs the processes of {} under prodserver. Exported by `prodserver export systemd{}`; export again after changing timeouts or instances (`systemctl reload` applies the rest of the file).",
-        plan.config_path.display(),
+        "{name}: runs {}'s processes under prodserver. Exported by `prodserver export systemd{}` from:",
+        plan.name,
         if opts.user_unit { " --user" } else { "" },
     ));
+    u.verbatim(&format!("  {}", plan.config_path.display()));
+    u.comment("TimeoutStopSec and LimitNOFILE come from the file's stop timeouts and instances: export again after changing those; `systemctl reload` applies any other change.");
     u.comment("prodserver reads the file itself: variables it expands (${NAME}) come from this unit's environment (add Environment= or EnvironmentFile= for them).");
     u.section("Unit");
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
@@ -169,11 +171,11 @@ pub fn per_process(
     }
     let mut t = Unit::default();
     t.comment(&format!(
-        "{target}: starts and stops {}'s processes together (`systemctl start {target}`). Exported from {} by `prodserver export systemd --per-process{}`.",
+        "{target}: starts and stops {}'s processes together (`systemctl start {target}`). Exported by `prodserver export systemd --per-process{}` from:",
         plan.name,
-        plan.config_path.display(),
         if opts.user_unit { " --user" } else { "" },
     ));
+    t.verbatim(&format!("  {}", plan.config_path.display()));
     t.section("Unit");
     t.set(
         "Description",
@@ -215,10 +217,12 @@ fn process_unit(
         format!("{} ({})", spec.name, spec.backend.name())
     };
     u.comment(&format!(
-        "{file}: {what}. Exported from {} by `prodserver export systemd --per-process`.",
-        plan.config_path.display()
+        "{file}: {what}. Exported by `prodserver export systemd --per-process{}` from:",
+        if opts.user_unit { " --user" } else { "" },
     ));
+    u.verbatim(&format!("  {}", plan.config_path.display()));
     u.comment(&lost_without_prodserver(spec));
+    u.comment("Environment= holds the values as they were when exported, env_file secrets included, and unit files are world-readable: move secrets to an EnvironmentFile= of mode 0600.");
     u.section("Unit");
     let description = if template {
         format!("{} {} (instance %i)", plan.name, spec.name)
@@ -416,9 +420,12 @@ fn instance_units(plan: &Plan, id: usize) -> Vec<String> {
     }
 }
 
-/// For each process: when it is a oneshot, the long-running processes it
-/// is ordered `Before=`: every one that does not lead to it, unless that
-/// ordering would close a cycle through other dependencies.
+/// For each process: when it is a oneshot (a release step such as
+/// `migrate`), the processes it is ordered `Before=`: the Django side (web
+/// servers, workers, beat) that does not lead to it and is not already
+/// after it, unless that would close a cycle through other dependencies.
+/// `command` processes (a broker, a helper) keep running beside it, as
+/// under prodserver.
 pub fn oneshot_before(plan: &Plan) -> Vec<Vec<usize>> {
     let n = plan.processes.len();
     // edges[a] holds b when a must start before b.
@@ -433,8 +440,12 @@ pub fn oneshot_before(plan: &Plan) -> Vec<Vec<usize>> {
     let mut before = vec![Vec::new(); n];
     for o in (0..n).filter(|&o| plan.processes[o].oneshot) {
         let leads_to_o = order::closure(plan, &[o]);
-        for x in (0..n).filter(|&x| !plan.processes[x].oneshot && !leads_to_o.contains(&x)) {
-            if edges[o].contains(&x) || reaches(&edges, x, o) {
+        let django = |x: &usize| {
+            let p = &plan.processes[*x];
+            !p.oneshot && p.backend != BackendKind::Command
+        };
+        for x in (0..n).filter(django).filter(|x| !leads_to_o.contains(x)) {
+            if reaches(&edges, o, x) || reaches(&edges, x, o) {
                 continue;
             }
             edges[o].push(x);
@@ -517,6 +528,12 @@ impl Unit {
 
     fn set(&mut self, key: &str, value: &str) {
         let _ = writeln!(self.text, "{key}={value}");
+    }
+
+    /// A comment line kept whole (a path: wrapping it would depend on
+    /// where the project lives).
+    fn verbatim(&mut self, line: &str) {
+        let _ = writeln!(self.text, "#{line}");
     }
 
     fn comment(&mut self, text: &str) {
@@ -668,8 +685,12 @@ mod tests {
             spec("redis", Cmd, &[]),
             spec("web", Web, &[]),
             spec("worker", Worker, &[1]),
+            spec("helper", Cmd, &[]),
+            spec("api", Web, &[0]),
         ]);
         let before = oneshot_before(&p);
+        // Not redis (it leads to migrate), not helper (a command), not api
+        // (already after migrate).
         assert_eq!(before[0], vec![2, 3]);
         assert!(before[1..].iter().all(|b| b.is_empty()));
     }
