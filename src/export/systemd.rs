@@ -710,6 +710,37 @@ mod tests {
         assert!(before[1].is_empty(), "{before:?}");
     }
 
+    fn options(user_unit: bool, owner: Option<&str>) -> Options<'static> {
+        Options {
+            user_unit,
+            exe: "/usr/bin/prodserver".into(),
+            owner: owner.map(String::from),
+            lookup: &|_: &str, _: Option<&str>| None,
+        }
+    }
+
+    #[test]
+    fn a_system_unit_runs_as_the_files_owner_unless_root_is_needed() {
+        let p = plan(vec![spec("web", BackendKind::Gunicorn, &[])]);
+        let unit = &single(&p, &options(false, Some("deploy"))).unwrap()[0].contents;
+        assert!(unit.contains("\nUser=deploy\n"), "{unit}");
+        let unit = &single(&p, &options(false, None)).unwrap()[0].contents;
+        assert!(!unit.contains("\nUser="), "{unit}");
+        let unit = &single(&p, &options(true, Some("deploy"))).unwrap()[0].contents;
+        assert!(!unit.contains("\nUser="), "{unit}");
+        assert!(unit.contains("WantedBy=default.target"), "{unit}");
+    }
+
+    #[test]
+    fn many_instances_raise_the_hard_nofile_limit() {
+        let mut web = spec("web", BackendKind::Gunicorn, &[]);
+        let unit = &single(&plan(vec![web.clone()]), &options(false, None)).unwrap()[0].contents;
+        assert!(!unit.contains("LimitNOFILE="), "{unit}");
+        web.instances = 200; // 32 + 6 * 200 = 1232 descriptors
+        let unit = &single(&plan(vec![web]), &options(false, None)).unwrap()[0].contents;
+        assert!(unit.contains("\nLimitNOFILE=1024:524288\n"), "{unit}");
+    }
+
     #[test]
     fn a_user_unit_refuses_processes_that_need_root() {
         let mut web = spec("web", BackendKind::Gunicorn, &[]);
