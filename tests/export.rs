@@ -172,72 +172,88 @@ impl Scratch {
     }
 }
 
+const MODES: [&[&str]; 4] = [
+    &["systemd"],
+    &["systemd", "--user"],
+    &["systemd", "--per-process"],
+    &["systemd", "--per-process", "--user"],
+];
+
+/// Exports `config` in every mode and runs `systemd-analyze verify` on
+/// the units; returns the unit names verified and the number of --user
+/// exports refused (a file whose processes set `user`/`group`).
+fn verify_every_mode(config: &Path) -> (BTreeSet<String>, usize) {
+    let needs_root = std::fs::read_to_string(config)
+        .expect("read config")
+        .lines()
+        .any(|l| l.starts_with("user =") || l.starts_with("group ="));
+    let mut verified = BTreeSet::new();
+    let mut refused = 0;
+    for args in MODES {
+        let scratch = Scratch::new(config);
+        let user = args.contains(&"--user");
+        let exported = scratch.export_to_units(args);
+        if user && needs_root {
+            // A --user unit cannot drop privileges: refused, not exported
+            // broken.
+            let e = exported.expect_err("a --user export of a file with `user` was accepted");
+            assert!(e.contains("--user unit runs as you"), "{e}");
+            refused += 1;
+            continue;
+        }
+        let fail = |e: String| panic!("export {args:?} of {}: {e}", config.display());
+        let mut units = exported.unwrap_or_else(fail);
+        if scratch.stub_programs(&units) {
+            units = scratch.export_to_units(args).unwrap_or_else(fail);
+            assert!(!scratch.stub_programs(&units), "stubs were not picked up");
+        }
+        let out = scratch.verify(user, &units);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // verify exits 0 on settings it ignores ("Failed to parse ...,
+        // ignoring"): any output at all is a failure, except systemd's lint
+        // of the corpus's own choice of `user = "nobody"`, which the unit
+        // carries over faithfully.
+        let complaints: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter(|l| {
+                !(needs_root && l.ends_with("Special user nobody configured, this is not safe!"))
+            })
+            .collect();
+        assert!(
+            out.status.success() && complaints.is_empty(),
+            "systemd-analyze verify, {} exported with {args:?}:\n{text}\n{}",
+            config.display(),
+            units
+                .iter()
+                .map(|u| format!(
+                    "--- {}\n{}",
+                    u.display(),
+                    std::fs::read_to_string(u).unwrap_or_default()
+                ))
+                .collect::<String>()
+        );
+        verified.extend(
+            units
+                .iter()
+                .map(|u| u.file_name().expect("name").to_string_lossy().into_owned()),
+        );
+    }
+    (verified, refused)
+}
+
 #[test]
 fn every_exported_unit_passes_systemd_analyze_verify() {
-    let modes: [&[&str]; 4] = [
-        &["systemd"],
-        &["systemd", "--user"],
-        &["systemd", "--per-process"],
-        &["systemd", "--per-process", "--user"],
-    ];
     let mut verified = BTreeSet::new();
     let mut refused = 0;
     for config in configs() {
-        let needs_root = std::fs::read_to_string(&config)
-            .expect("read config")
-            .lines()
-            .any(|l| l.starts_with("user =") || l.starts_with("group ="));
-        for args in modes {
-            let scratch = Scratch::new(&config);
-            let user = args.contains(&"--user");
-            let exported = scratch.export_to_units(args);
-            if user && needs_root {
-                // A --user unit cannot drop privileges: refused, not
-                // exported broken.
-                let e = exported.expect_err("a --user export of a file with `user` was accepted");
-                assert!(e.contains("--user unit runs as you"), "{e}");
-                refused += 1;
-                continue;
-            }
-            let fail = |e: String| panic!("export {args:?} of {}: {e}", config.display());
-            let mut units = exported.unwrap_or_else(fail);
-            if scratch.stub_programs(&units) {
-                units = scratch.export_to_units(args).unwrap_or_else(fail);
-                assert!(!scratch.stub_programs(&units), "stubs were not picked up");
-            }
-            let out = scratch.verify(user, &units);
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            // verify exits 0 on settings it ignores ("Failed to parse ...,
-            // ignoring"): any output at all is a failure, except systemd's
-            // lint of the corpus's own choice of `user = "nobody"`, which the
-            // unit carries over faithfully.
-            let complaints: Vec<&str> = text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .filter(|l| {
-                    !(l.ends_with("Special user nobody configured, this is not safe!")
-                        && needs_root)
-                })
-                .collect();
-            assert!(
-                out.status.success() && complaints.is_empty(),
-                "systemd-analyze verify, {} exported with {args:?}:\n{text}\n{}",
-                config.display(),
-                units
-                    .iter()
-                    .map(|u| format!(
-                        "--- {}\n{}",
-                        u.display(),
-                        std::fs::read_to_string(u).unwrap_or_default()
-                    ))
-                    .collect::<String>()
-            );
-            verified.extend(units.iter().map(|u| u.file_name().map(|n| n.to_owned())));
-        }
+        let (units, r) = verify_every_mode(&config);
+        verified.extend(units);
+        refused += r;
     }
     assert!(
         verified.len() > 20,
@@ -245,16 +261,58 @@ fn every_exported_unit_passes_systemd_analyze_verify() {
         verified.len()
     );
     assert!(
-        verified
-            .iter()
-            .flatten()
-            .any(|u| u.to_string_lossy().ends_with("@.service")),
+        verified.iter().any(|u| u.ends_with("@.service")),
         "no template unit verified"
     );
     assert_eq!(
         refused, 2,
         "the file with `user` refused in both --user modes"
     );
+}
+
+/// What a unit must escape or quote, checked against systemd itself:
+/// quotes, backslashes, `%`, `$`, a lone `;`, an empty word, a tab, blanks,
+/// `{instance}` in a template, notify readiness and a watchdog, every
+/// restart policy.
+const EDGES: &str = r#"
+[prodserver]
+name = "edge"
+env = { QUOTED = "say \"hi\" \\ back", PERCENT = "100% $HOME $${X}", SPACES = " a  b " }
+
+[processes.web]
+backend = "command"
+command = ["/bin/sh", "-c", "echo \"$PRODSERVER_INSTANCE\" 100% ; exec sleep 1000", ""]
+instances = 3
+env = { PORT = "800{instance}" }
+health = { notify = true, watchdog = "10s" }
+stop_signal = "INT"
+restart = "on-failure"
+max_restarts = 0
+
+[processes.migrate]
+backend = "command"
+command = ["/bin/true", ";", "a;b", "tab\there", "%i", "$MAINPID"]
+oneshot = true
+
+[processes.worker]
+backend = "command"
+command = "/bin/sleep 1000"
+restart = "never"
+stop_signal = "RTMIN+3"
+depends_on = { web = "healthy", migrate = "completed" }
+"#;
+
+#[test]
+fn quoting_and_escaping_pass_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("prodserver.toml");
+    std::fs::write(&config, EDGES).expect("write config");
+    let (units, refused) = verify_every_mode(&config);
+    assert_eq!(refused, 0);
+    assert!(units.contains("edge-web@.service"), "{units:?}");
+    let scratch = Scratch::new(&config);
+    let text = normalized(&scratch, &scratch.export(&["systemd", "--per-process"]));
+    insta::assert_snapshot!("edge-per-process", text);
 }
 
 /// Export output with this machine's paths replaced.

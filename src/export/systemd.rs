@@ -283,8 +283,19 @@ fn process_unit(
         u.set("RemainAfterExit", "yes");
         u.comment("A release step takes as long as it takes.");
         u.set("TimeoutStartSec", "infinity");
+    } else if notifies_readiness(spec) {
+        u.comment("health = { notify = true }: the process says READY=1 on $NOTIFY_SOCKET, to systemd now.");
+        u.set("Type", "notify");
+        u.set("NotifyAccess", "main");
     } else {
         u.set("Type", "exec");
+    }
+    if let Some(watchdog) = spec.health.as_ref().and_then(|h| h.watchdog) {
+        u.comment("health.watchdog: the process sends WATCHDOG=1 at least this often.");
+        u.set("WatchdogSec", &seconds(watchdog));
+        if spec.oneshot || !notifies_readiness(spec) {
+            u.set("NotifyAccess", "main");
+        }
     }
     let (argv, env) = if template {
         (spec.argv.clone(), spec.env.clone())
@@ -344,11 +355,25 @@ fn process_unit(
     u.text
 }
 
+/// The process reports its own readiness with the child protocol, which
+/// is sd_notify's: under systemd that makes a `Type=notify` unit.
+fn notifies_readiness(spec: &ProcessSpec) -> bool {
+    !spec.oneshot
+        && spec
+            .health
+            .as_ref()
+            .is_some_and(|h| matches!(h.probe, Some(crate::plan::Probe::Notify)))
+}
+
 /// What a unit does not do that prodserver did for this process.
 fn lost_without_prodserver(spec: &ProcessSpec) -> String {
     let mut lost = vec![
         "log prefixes (output goes to the journal as is)",
-        "health checks and readiness gates beyond start order",
+        if notifies_readiness(spec) {
+            "health checks beyond its READY=1"
+        } else {
+            "health checks and readiness gates beyond start order"
+        },
         "restart backoff growth",
     ];
     if spec.limits.max_memory_per_child.is_some() || spec.limits.max_tasks_per_child.is_some() {
