@@ -41,6 +41,33 @@ pub enum Command {
         #[arg(long)]
         timestamps: bool,
     },
+    /// Write the process set as files other tools run: systemd units, a Procfile
+    Export {
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// One unit running `prodserver start` (or, with --per-process, a unit per process and a target)
+    Systemd {
+        /// A unit for the user's own manager (`systemctl --user`), not a system unit
+        #[arg(long)]
+        user: bool,
+        /// One unit per process plus PROJECT.target: systemd supervises each process, not prodserver
+        #[arg(long)]
+        per_process: bool,
+        /// Write the files into this folder (default: print them)
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
+    /// A Procfile for honcho and foreman
+    Procfile {
+        /// Write it to this file (default: print it)
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod export;
 pub mod graph;
 pub mod health;
 pub mod logs;

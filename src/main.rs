@@ -78,5 +78,6 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
             };
             start::run(loaded.plan, resolved, settings)
         }
+        Command::Export { target } => prodserver::export::run(target, &path, &opts, color),
     }
 }
