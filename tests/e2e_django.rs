@@ -479,8 +479,12 @@ fn on_redis_a_task_outliving_stop_timeout_is_back_in_the_queue_and_runs_on_the_n
 }
 
 /// worker-default with these extra keys (recycling limits).
-fn stack_with_worker_limits(limits: &str) -> Stack {
-    let stack = Stack::new();
+/// On Redis: kombu's filesystem transport can read a message file while
+/// the web is still writing it (the worker dies with JSONDecodeError and
+/// the message is gone), and these tests send tasks while workers come and
+/// go.
+fn stack_with_worker_limits(redis: &Redis, limits: &str) -> Stack {
+    let stack = Stack::on_redis(redis);
     stack.edit(
         "queues = [\"default\"]\nconcurrency = 2\n",
         &format!("queues = [\"default\"]\nconcurrency = 2\n{limits}\n"),
@@ -495,8 +499,11 @@ fn main_pid_of(r: &serde_json::Value) -> i64 {
 
 #[test]
 fn a_task_that_pushes_a_worker_over_its_limit_finishes_then_the_worker_is_recycled() {
-    let stack =
-        stack_with_worker_limits("max_memory_per_child = \"400MiB\"\nmemory_interval = \"100ms\"");
+    let redis = Redis::start();
+    let stack = stack_with_worker_limits(
+        &redis,
+        "max_memory_per_child = \"400MiB\"\nmemory_interval = \"100ms\"",
+    );
     let mut run = stack.start(&["web", "worker-default"]);
     stack.wait_web(&run);
     run.wait_for("worker-default.1 | ready", BOOT);
@@ -522,7 +529,8 @@ fn a_task_that_pushes_a_worker_over_its_limit_finishes_then_the_worker_is_recycl
 fn a_recycle_during_a_three_second_task_loses_nothing() {
     // The recycle is triggered by a task count, which acts the moment the
     // task is done: a memory sample could come late on a loaded machine.
-    let stack = stack_with_worker_limits("max_tasks_per_child = 1");
+    let redis = Redis::start();
+    let stack = stack_with_worker_limits(&redis, "max_tasks_per_child = 1");
     let mut run = stack.start(&["web", "worker-default"]);
     stack.wait_web(&run);
     run.wait_for("worker-default.1 | ready", BOOT);
@@ -570,7 +578,8 @@ fn a_recycle_during_a_three_second_task_loses_nothing() {
 
 #[test]
 fn max_tasks_per_child_recycles_a_worker_after_five_tasks_and_every_task_is_answered() {
-    let stack = stack_with_worker_limits("max_tasks_per_child = 5");
+    let redis = Redis::start();
+    let stack = stack_with_worker_limits(&redis, "max_tasks_per_child = 5");
     let mut run = stack.start(&["web", "worker-default"]);
     stack.wait_web(&run);
     run.wait_for("worker-default.1 | ready", BOOT);
