@@ -23,4 +23,5 @@ pub mod resolve;
 pub mod signals;
 pub mod start;
 pub mod supervisor;
+pub mod systemd;
 pub mod units;
