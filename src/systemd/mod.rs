@@ -46,7 +46,7 @@ pub struct Link {
 pub enum Setup {
     /// Not run with `NOTIFY_SOCKET`.
     None,
-    Link(Link, Option<Duration>),
+    Link(Box<Link>, Option<Duration>),
     /// Run with it, but it cannot be used: say why.
     Broken(String),
 }
@@ -73,11 +73,11 @@ impl Link {
         };
         match ManagerSocket::connect(&target) {
             Ok(socket) => Setup::Link(
-                Link {
+                Box::new(Link {
                     socket,
                     notifier: Notifier::new(now, watchdog),
                     failed: false,
-                },
+                }),
                 watchdog,
             ),
             Err(e) => Setup::Broken(format!("cannot use NOTIFY_SOCKET={value}: {e}")),
