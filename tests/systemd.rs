@@ -10,7 +10,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prodserver::supervisor::core::{Goal, Reply, Request};
 use prodserver::supervisor::engine::{Engine, RunOptions};
@@ -21,7 +21,7 @@ const T: Duration = Duration::from_secs(20);
 /// systemd's end of NOTIFY_SOCKET: every datagram received, in order.
 struct FakeSystemd {
     value: String,
-    got: Arc<Mutex<Vec<String>>>,
+    got: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
 impl FakeSystemd {
@@ -43,14 +43,28 @@ impl FakeSystemd {
             let mut buf = vec![0u8; 4096];
             while let Ok(n) = sock.recv(&mut buf) {
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                sink.lock().unwrap().push(text);
+                sink.lock().unwrap().push((Instant::now(), text));
             }
         });
         FakeSystemd { value, got }
     }
 
     fn datagrams(&self) -> Vec<String> {
-        self.got.lock().unwrap().clone()
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+
+    /// When each `WATCHDOG=1` arrived.
+    fn pings(&self) -> Vec<Instant> {
+        let got = self.got.lock().unwrap();
+        got.iter()
+            .filter(|(_, d)| d.lines().any(|l| l == "WATCHDOG=1"))
+            .map(|(at, _)| *at)
+            .collect()
     }
 
     /// Every line of every datagram, in order.
@@ -108,11 +122,13 @@ stop_timeout = "1m"
 
 #[test]
 fn the_sd_notify_sequence_from_ready_to_a_long_stop() {
+    // The library test's engine kills children of this process it does not know.
+    let _turn = support::engine::exclusive();
     let p = Project::new(SLOW_STOP);
     let systemd = FakeSystemd::bind(&p.path().join("notify.sock"));
     let mut cmd = p.command(&["start"]);
     cmd.env("NOTIFY_SOCKET", &systemd.value)
-        .env("WATCHDOG_USEC", "200000")
+        .env("WATCHDOG_USEC", "2000000")
         .env_remove("WATCHDOG_PID")
         .env("LISTEN_FDS", "1")
         .env("LISTEN_PID", "1")
@@ -132,13 +148,19 @@ fn the_sd_notify_sequence_from_ready_to_a_long_stop() {
             .all(|d| d.starts_with("STATUS=") && d.contains(" ready") || d == "WATCHDOG=1"),
         "only progress before READY: {ready:#?}"
     );
-    // The watchdog is pinged every 100 ms (half of WATCHDOG_USEC).
-    let pings = |s: &FakeSystemd| s.lines().iter().filter(|l| *l == "WATCHDOG=1").count();
+    // The watchdog is pinged every second (half of WATCHDOG_USEC) by the
+    // loop's own timer, though nothing else happens: never 2 s apart,
+    // after which systemd would kill the service.
+    let pings = |s: &FakeSystemd| s.pings().len();
     assert!(
         wait_until(T, || pings(&systemd) >= 3),
         "{:#?}",
         systemd.datagrams()
     );
+    for pair in systemd.pings().windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap < Duration::from_secs(2), "pings {gap:?} apart");
+    }
 
     // Children never see prodserver's own NOTIFY_SOCKET, WATCHDOG_* or LISTEN_*.
     let env_file = p.path().join("env.1");
@@ -186,6 +208,8 @@ fn the_sd_notify_sequence_from_ready_to_a_long_stop() {
 
 #[test]
 fn an_abstract_notify_socket_and_a_watchdog_meant_for_another_process() {
+    // The library test's engine kills children of this process it does not know.
+    let _turn = support::engine::exclusive();
     let p = Project::new(
         r#"
 [processes.web]
@@ -211,8 +235,8 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
     );
 }
 
-/// Runs the engine through the library with a fake systemd, reloads it
-/// with `new_config`, and returns what systemd heard.
+/// The engine through the library (the reload path that exists), with a
+/// fake systemd: a reload is framed by RELOADING=1 and READY=1.
 #[test]
 fn a_reload_is_reloading_then_ready() {
     let _turn = support::engine::exclusive();
@@ -306,6 +330,8 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
 /// `prodserver start` with stdout on a pipe whose device and inode are
 /// named (or not) by JOURNAL_STREAM.
 fn run_with_journal_stream(p: &Project, matching: bool) -> String {
+    // The library test's engine kills children of this process it does not know.
+    let _turn = support::engine::exclusive();
     let (read, write) = nix::unistd::pipe().unwrap();
     let st = nix::sys::stat::fstat(&write).unwrap();
     let value = if matching {
