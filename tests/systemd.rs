@@ -345,7 +345,9 @@ fn run_with_journal_stream(p: &Project, matching: bool) -> String {
         .env("XDG_RUNTIME_DIR", p.runtime_dir())
         .env_remove("NO_COLOR")
         .env_remove("NOTIFY_SOCKET")
-        .env_remove("INVOCATION_ID")
+        // Inherited from a unit that ran the test (a CI runner's job): not
+        // prodserver's own unit, so no KillMode check.
+        .env("INVOCATION_ID", "0123456789abcdef")
         .env("JOURNAL_STREAM", value)
         .stdin(Stdio::null())
         .stdout(Stdio::from(write))
@@ -393,6 +395,7 @@ fn under_journald_warnings_and_errors_carry_priorities() {
     );
     // journald stamps lines itself: --timestamps is dropped.
     assert!(out.lines().all(|l| !l.starts_with("20")), "{out}");
+    assert!(!out.contains("KillMode"), "{out}");
 }
 
 #[test]

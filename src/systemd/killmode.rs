@@ -22,12 +22,14 @@ pub struct Unit {
     pub user: bool,
 }
 
-/// True when systemd started us as a service: it sets `INVOCATION_ID` for
-/// every unit it runs, and `NOTIFY_SOCKET` for `Type=notify`.
-pub fn under_systemd(env: &BTreeMap<String, String>) -> bool {
-    ["INVOCATION_ID", "NOTIFY_SOCKET"]
-        .iter()
-        .any(|k| env.get(*k).is_some_and(|v| !v.is_empty()))
+/// True when systemd started us as a service: `NOTIFY_SOCKET` is set for
+/// `Type=notify`; `INVOCATION_ID` for every unit, but it is inherited by
+/// everything the unit runs (a CI runner's jobs, a shell), so it counts
+/// only when our parent is a systemd manager itself (`parent_comm`, the
+/// parent's `/proc/PID/comm`).
+pub fn under_systemd(env: &BTreeMap<String, String>, parent_comm: Option<&str>) -> bool {
+    let set = |k: &str| env.get(k).is_some_and(|v| !v.is_empty());
+    set("NOTIFY_SOCKET") || (set("INVOCATION_ID") && parent_comm == Some("systemd"))
 }
 
 /// The unit from `/proc/self/cgroup`: the innermost `.service` or `.scope`
@@ -131,7 +133,9 @@ pub fn lookup(unit: &Unit) -> Lookup {
 
 /// The whole check: `None` when not under systemd or the unit is fine.
 pub fn check(env: &BTreeMap<String, String>) -> Option<String> {
-    if !under_systemd(env) {
+    let parent =
+        std::fs::read_to_string(format!("/proc/{}/comm", nix::unistd::getppid().as_raw())).ok();
+    if !under_systemd(env, parent.as_deref().map(str::trim_end)) {
         return None;
     }
     let unit = std::fs::read_to_string("/proc/self/cgroup")
@@ -162,13 +166,19 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        assert!(!under_systemd(&env(&[("HOME", "/root")])));
-        assert!(!under_systemd(&env(&[("INVOCATION_ID", "")])));
-        assert!(under_systemd(&env(&[("INVOCATION_ID", "2f1c")])));
-        assert!(under_systemd(&env(&[(
-            "NOTIFY_SOCKET",
-            "/run/systemd/notify"
-        )])));
+        let systemd = Some("systemd");
+        assert!(!under_systemd(&env(&[("HOME", "/root")]), systemd));
+        assert!(!under_systemd(&env(&[("INVOCATION_ID", "")]), systemd));
+        assert!(under_systemd(&env(&[("INVOCATION_ID", "2f1c")]), systemd));
+        assert!(
+            !under_systemd(&env(&[("INVOCATION_ID", "2f1c")]), Some("bash")),
+            "inherited from a unit that runs a shell (a CI runner)"
+        );
+        assert!(!under_systemd(&env(&[("INVOCATION_ID", "2f1c")]), None));
+        assert!(under_systemd(
+            &env(&[("NOTIFY_SOCKET", "/run/systemd/notify")]),
+            Some("bash")
+        ));
         assert_eq!(check(&env(&[("HOME", "/")])), None);
     }
 
