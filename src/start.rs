@@ -142,12 +142,14 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
     let link = match systemd::Link::from_env(&settings.env, Instant::now()) {
         systemd::Setup::None => None,
         systemd::Setup::Link(link, watchdog) => {
-            if let Some(w) = watchdog {
-                logs.project_event(&format!(
+            match watchdog {
+                Ok(Some(w)) => logs.project_event(&format!(
                     "systemd watchdog: pinging every {} (WATCHDOG_USEC={})",
                     crate::config::units::format_duration(w / 2),
                     w.as_micros()
-                ));
+                )),
+                Ok(None) => {}
+                Err(why) => logs.toned_project_event(&format!("warning: {why}"), logs::Tone::Warn),
             }
             Some(link)
         }

@@ -269,7 +269,7 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
         .into_iter()
         .collect();
     let link = match prodserver::systemd::Link::from_env(&env, std::time::Instant::now()) {
-        prodserver::systemd::Setup::Link(link, None) => link,
+        prodserver::systemd::Setup::Link(link, Ok(None)) => link,
         _ => panic!("no link"),
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -46,7 +46,9 @@ pub struct Link {
 pub enum Setup {
     /// Not run with `NOTIFY_SOCKET`.
     None,
-    Link(Box<Link>, Option<Duration>),
+    /// The link, and the watchdog period asked for (`Err`: why the
+    /// watchdog variables cannot be used; the rest still works).
+    Link(Box<Link>, Result<Option<Duration>, String>),
     /// Run with it, but it cannot be used: say why.
     Broken(String),
 }
@@ -63,19 +65,17 @@ impl Link {
                 "NOTIFY_SOCKET={value:?} is neither an absolute path nor @name: systemd is not told when the stack is ready"
             ));
         };
-        let watchdog = match watchdog(
+        let watchdog = watchdog(
             env.get("WATCHDOG_USEC").map(String::as_str),
             env.get("WATCHDOG_PID").map(String::as_str),
             std::process::id(),
-        ) {
-            Ok(w) => w,
-            Err(e) => return Setup::Broken(format!("{e}: the watchdog is not answered")),
-        };
+        )
+        .map_err(|e| format!("{e}: the systemd watchdog is not answered"));
         match ManagerSocket::connect(&target) {
             Ok(socket) => Setup::Link(
                 Box::new(Link {
                     socket,
-                    notifier: Notifier::new(now, watchdog),
+                    notifier: Notifier::new(now, watchdog.clone().ok().flatten()),
                     failed: false,
                 }),
                 watchdog,
@@ -175,4 +175,42 @@ pub fn progress(core: &Core) -> Progress {
         p.stopping = Some(StopProgress { waiting: stopping });
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn from_the_environment() {
+        let now = Instant::now();
+        assert!(matches!(Link::from_env(&env(&[]), now), Setup::None));
+        match Link::from_env(&env(&[("NOTIFY_SOCKET", "notify")]), now) {
+            Setup::Broken(why) => assert!(why.contains("neither an absolute path"), "{why}"),
+            _ => panic!("a relative path is refused"),
+        }
+        // A bad watchdog does not cost readiness: the link works without it.
+        let bad = env(&[("NOTIFY_SOCKET", "@x"), ("WATCHDOG_USEC", "5s")]);
+        match Link::from_env(&bad, now) {
+            Setup::Link(link, Err(why)) => {
+                assert!(why.contains("WATCHDOG_USEC=\"5s\""), "{why}");
+                assert_eq!(link.next_due(), None);
+            }
+            _ => panic!("a link without watchdog"),
+        }
+        let good = env(&[("NOTIFY_SOCKET", "/run/n"), ("WATCHDOG_USEC", "4000000")]);
+        match Link::from_env(&good, now) {
+            Setup::Link(link, Ok(Some(w))) => {
+                assert_eq!(w, Duration::from_secs(4));
+                assert_eq!(link.next_due(), Some(now + Duration::from_secs(2)));
+            }
+            _ => panic!("a link with a watchdog"),
+        }
+    }
 }
