@@ -24,4 +24,5 @@ pub mod resolve;
 pub mod signals;
 pub mod start;
 pub mod supervisor;
+pub mod systemd;
 pub mod units;

@@ -16,6 +16,7 @@ use crate::plan::Plan;
 use crate::resolve::ResolvedPlan;
 use crate::supervisor::engine::{Engine, RunOptions};
 use crate::supervisor::order;
+use crate::systemd;
 
 pub struct Settings {
     /// Processes named on the command line (empty: all).
@@ -64,8 +65,16 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
         eprintln!("warning: cannot become a child subreaper ({e}): orphans of crashed children are not reaped by prodserver");
     }
 
+    // journald stamps and prioritises lines itself: ours would be doubled
+    // (a time) or lost (colours), while `<N>` prefixes carry the level.
+    let journal = !settings.json
+        && systemd::journal::stdout_is_journal(
+            settings.env.get("JOURNAL_STREAM").map(String::as_str),
+        );
     let format = if settings.json {
         Format::Json
+    } else if journal {
+        Format::Text { color: false }
     } else {
         Format::Text {
             color: logs::use_color(
@@ -87,7 +96,8 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
     let log_settings = logs::Settings {
         format,
         prefix_width: width,
-        timestamps: settings.timestamps,
+        timestamps: settings.timestamps && !journal,
+        priorities: journal,
     };
     let (logs, writer) = Logs::start_with(log_settings, Box::new(std::io::stdout()))
         .map_err(|e| Error::setup("start the log writer", e))?;
@@ -124,6 +134,30 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
             None
         }
     };
+    if let Some(warning) = systemd::killmode::check(&settings.env) {
+        logs.toned_project_event(&format!("warning: {warning}"), logs::Tone::Warn);
+    }
+    // Our own NOTIFY_SOCKET and watchdog, read before the environment is
+    // scrubbed of them for the children.
+    let link = match systemd::Link::from_env(&settings.env, Instant::now()) {
+        systemd::Setup::None => None,
+        systemd::Setup::Link(link, watchdog) => {
+            match watchdog {
+                Ok(Some(w)) => logs.project_event(&format!(
+                    "systemd watchdog: pinging every {} (WATCHDOG_USEC={})",
+                    crate::config::units::format_duration(w / 2),
+                    w.as_micros()
+                )),
+                Ok(None) => {}
+                Err(why) => logs.toned_project_event(&format!("warning: {why}"), logs::Tone::Warn),
+            }
+            Some(link)
+        }
+        systemd::Setup::Broken(why) => {
+            logs.toned_project_event(&format!("warning: {why}"), logs::Tone::Warn);
+            None
+        }
+    };
     let opts = RunOptions {
         selected,
         base_env: os::scrub_inherited_env(settings.env),
@@ -132,7 +166,11 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
         notify_dir,
         goal: crate::supervisor::core::Goal::UntilStopped,
     };
-    let code = runtime.block_on(Engine::new(plan, opts, keeper, logs.clone()).run());
+    let mut engine = Engine::new(plan, opts, keeper, logs.clone());
+    if let Some(link) = link {
+        engine = engine.with_systemd(link);
+    }
+    let code = runtime.block_on(engine.run());
     // The children have stopped, but their pumps may still be passing on
     // their last lines: the flush deadline covers both.
     let flush_by = Instant::now() + logs::EXIT_FLUSH_LIMIT;

@@ -44,6 +44,16 @@ pub enum Tone {
 }
 
 impl Tone {
+    /// The syslog priority prefix journald reads: warning 4, error 3;
+    /// nothing for the rest, which journald logs as info.
+    fn syslog_prefix(self) -> &'static [u8] {
+        match self {
+            Tone::Warn => b"<4>",
+            Tone::Bad => b"<3>",
+            Tone::Plain | Tone::Good => b"",
+        }
+    }
+
     /// SGR code of the message, `None` for plain.
     fn sgr(self) -> Option<&'static str> {
         match self {
@@ -109,6 +119,9 @@ pub struct LineFormat {
     color: bool,
     /// Text: each line starts with `time`.
     timestamps: bool,
+    /// Text: warnings and errors start with a syslog priority (`<4>`,
+    /// `<3>`), which journald reads and strips.
+    priorities: bool,
     /// Text: the prefix ending in ` |` (with colour codes). JSON: the fields
     /// after `time`, ending in `"message":`.
     head: Vec<u8>,
@@ -149,6 +162,7 @@ impl LineFormat {
                     json: false,
                     color,
                     timestamps,
+                    priorities: false,
                     head: render(" |"),
                     cont_head: render("+|"),
                     time: rfc3339_millis(UNIX_EPOCH),
@@ -169,12 +183,22 @@ impl LineFormat {
                     json: true,
                     color: false,
                     timestamps: false,
+                    priorities: false,
                     head,
                     cont_head: Vec::new(),
                     time: rfc3339_millis(UNIX_EPOCH),
                 }
             }
         }
+    }
+
+    /// Text lines of warnings and errors start with their syslog priority
+    /// (`<4>`, `<3>`): for journald, which takes it as the line's priority
+    /// and strips it. Other lines keep journald's default (info). JSON is
+    /// unchanged.
+    pub fn with_priorities(mut self, on: bool) -> Self {
+        self.priorities = on && !self.json;
+        self
     }
 
     /// Sets the time stamped on the following lines (JSON, or text with
@@ -206,6 +230,9 @@ impl LineFormat {
             }
             out.extend_from_slice(b"}\n");
         } else {
+            if self.priorities {
+                out.extend_from_slice(tone.syslog_prefix());
+            }
             if self.timestamps {
                 out.extend_from_slice(&self.time);
                 out.push(b' ');
@@ -767,5 +794,45 @@ mod tests {
             text(&j, b"x", false),
             r#"{"time":"2025-12-01T23:01:25.123Z","process":"web","instance":1,"pid":4,"stream":"stdout","message":"x"}"#.to_owned() + "\n"
         );
+    }
+
+    #[test]
+    fn journald_priorities_prefix_warnings_and_errors() {
+        let f = LineFormat::new(
+            Format::Text { color: false },
+            10,
+            src("prodserver", None, None, Stream::Event),
+        )
+        .with_priorities(true);
+        assert_eq!(
+            event(&f, "a\nb", Tone::Warn),
+            "<4>prodserver | a\n<4>prodserver | b\n",
+            "every line of a multi-line warning"
+        );
+        assert_eq!(
+            event(&f, "FAILED: x", Tone::Bad),
+            "<3>prodserver | FAILED: x\n"
+        );
+        assert_eq!(event(&f, "ready", Tone::Good), "prodserver | ready\n");
+        assert_eq!(event(&f, "spawned", Tone::Plain), "prodserver | spawned\n");
+        // A child's own line never gets one, whatever it starts with.
+        let w = LineFormat::new(
+            Format::Text { color: false },
+            5,
+            src("web", Some(1), Some(4), Stream::Stderr),
+        )
+        .with_priorities(true);
+        assert_eq!(text(&w, b"<3>oops", false), "web.1 | <3>oops\n");
+        // Off by default; JSON is never prefixed.
+        let plain = LineFormat::new(
+            Format::Text { color: false },
+            10,
+            src("prodserver", None, None, Stream::Event),
+        );
+        assert_eq!(event(&plain, "x", Tone::Bad), "prodserver | x\n");
+        let mut j = LineFormat::new(Format::Json, 0, src("web", Some(1), Some(4), Stream::Event))
+            .with_priorities(true);
+        j.set_time(UNIX_EPOCH);
+        assert!(event(&j, "x", Tone::Bad).starts_with("{\"time\""));
     }
 }

@@ -61,6 +61,7 @@ pub struct Logs {
     format: Format,
     width: usize,
     timestamps: bool,
+    priorities: bool,
     channel: Arc<Channel>,
     recent: Arc<RecentStore>,
     /// Pumps created and not yet finished (see [`Logs::pumps_finished`]).
@@ -98,6 +99,9 @@ pub struct Settings {
     /// Text lines start with their RFC 3339 UTC time (JSON lines always
     /// carry `time`).
     pub timestamps: bool,
+    /// Text warnings and errors carry syslog priority prefixes: stdout
+    /// is journald's (see `LineFormat::with_priorities`).
+    pub priorities: bool,
 }
 
 impl Logs {
@@ -113,6 +117,7 @@ impl Logs {
                 format,
                 prefix_width,
                 timestamps: false,
+                priorities: false,
             },
             out,
         )
@@ -136,7 +141,8 @@ impl Logs {
                     pid: None,
                     stream: Stream::Event,
                 },
-            );
+            )
+            .with_priorities(settings.priorities);
             fmt.set_time(SystemTime::now());
             fmt.write_event(out, message, Tone::Warn);
         };
@@ -145,6 +151,7 @@ impl Logs {
             format: settings.format,
             width: settings.prefix_width,
             timestamps: settings.timestamps,
+            priorities: settings.priorities,
             channel,
             recent: Arc::new(RecentStore::default()),
             pumps: Arc::new(tokio::sync::watch::Sender::new(0)),
@@ -170,6 +177,7 @@ impl Logs {
                 stream,
             },
         )
+        .with_priorities(self.priorities)
     }
 
     fn emit_event(

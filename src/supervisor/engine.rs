@@ -165,6 +165,10 @@ pub struct Engine {
     /// The thread that measures instances' memory and CPU; `None` if it
     /// could not be started (said once, at the start).
     sampling: Option<super::sampler::Sampling>,
+    /// prodserver's own systemd, when run with NOTIFY_SOCKET.
+    systemd: Option<Box<crate::systemd::Link>>,
+    /// The reload in progress, whose reply ends systemd's RELOADING.
+    reload_ticket: Option<Ticket>,
 }
 
 impl Engine {
@@ -201,12 +205,43 @@ impl Engine {
             terminal: os::Terminal::controlling(),
             orphans: OrphanTally::default(),
             sampling,
+            systemd: None,
+            reload_ticket: None,
         };
         let ids: Vec<InstanceId> = engine.core.ids().cloned().collect();
         for id in ids {
             engine.ensure_io(&id);
         }
         engine
+    }
+
+    /// Reports to systemd through `link` (see [`crate::systemd`]).
+    pub fn with_systemd(mut self, link: Box<crate::systemd::Link>) -> Engine {
+        self.systemd = Some(link);
+        self
+    }
+
+    /// A reload began (`started`) or was answered: systemd hears
+    /// RELOADING=1, then READY=1. A reload sent through [`Control::reload`]
+    /// is observed by the loop itself; call this for one started otherwise.
+    pub fn note_reload(&mut self, started: bool) {
+        if let Some(link) = &mut self.systemd {
+            match started {
+                true => link.reload_started(),
+                false => link.reload_done(),
+            }
+        }
+    }
+
+    /// Tells systemd what changed; called after every turn of the loop,
+    /// which is what makes its watchdog ping a proof of a live loop.
+    fn notify_systemd(&mut self) {
+        if let Some(link) = &mut self.systemd {
+            if let Some(error) = link.poll(Instant::now(), &self.core) {
+                self.logs
+                    .toned_project_event(&error, crate::logs::Tone::Warn);
+            }
+        }
     }
 
     /// A handle for requests while the engine runs.
@@ -247,6 +282,7 @@ impl Engine {
         let cmds = self.core.begin(Instant::now(), jitter01());
         self.execute_all(cmds);
         self.drain();
+        self.notify_systemd();
         while self.verdict.is_none() {
             // A keeper that does not read (stopped) gets its records later:
             // the loop never blocks on it.
@@ -258,7 +294,11 @@ impl Engine {
                 .io
                 .values()
                 .flat_map(|s| [s.timer, s.health.timer])
-                .chain([keeper_retry, self.orphans.due()])
+                .chain([
+                    keeper_retry,
+                    self.orphans.due(),
+                    self.systemd.as_ref().and_then(|l| l.next_due()),
+                ])
                 .flatten()
                 .min();
             let sleep = async {
@@ -274,6 +314,10 @@ impl Engine {
                     let ticket = self.next_ticket;
                     self.next_ticket += 1;
                     self.replies.insert(ticket, reply);
+                    if matches!(request, Request::Reload { .. }) && self.reload_ticket.is_none() {
+                        self.reload_ticket = Some(ticket);
+                        self.note_reload(true);
+                    }
                     if let Some(resolved) = resolved {
                         // Launches of what the reload starts come from the
                         // new plan; unchanged processes resolve the same.
@@ -289,6 +333,7 @@ impl Engine {
                 _ = sleep => self.on_timers(),
             }
             self.drain();
+            self.notify_systemd();
         }
         self.finish()
     }
@@ -356,6 +401,10 @@ impl Engine {
             Command::Note { id, note } => self.note(&id, note),
             Command::Log(text) => self.logs.project_event(&text),
             Command::Reply { ticket, reply } => {
+                if self.reload_ticket == Some(ticket) {
+                    self.reload_ticket = None;
+                    self.note_reload(false);
+                }
                 if let Some(tx) = self.replies.remove(&ticket) {
                     let _ = tx.send(reply);
                 }
