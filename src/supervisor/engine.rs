@@ -165,6 +165,8 @@ pub struct Engine {
     /// The thread that measures instances' memory and CPU; `None` if it
     /// could not be started (said once, at the start).
     sampling: Option<super::sampler::Sampling>,
+    /// Where SIGHUP goes when a reloader is attached ([`Engine::forward_reloads`]).
+    reloads: Option<mpsc::UnboundedSender<()>>,
 }
 
 impl Engine {
@@ -201,6 +203,7 @@ impl Engine {
             terminal: os::Terminal::controlling(),
             orphans: OrphanTally::default(),
             sampling,
+            reloads: None,
         };
         let ids: Vec<InstanceId> = engine.core.ids().cloned().collect();
         for id in ids {
@@ -215,6 +218,14 @@ impl Engine {
             tx: self.control_tx.clone(),
             logs: self.logs.clone(),
         }
+    }
+
+    /// SIGHUP (a reload, not a hangup) is sent here instead of to the core:
+    /// reading the file is the control server's job, shared with `reload`.
+    pub fn forward_reloads(&mut self) -> mpsc::UnboundedReceiver<()> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.reloads = Some(tx);
+        rx
     }
 
     pub(super) fn ensure_io(&mut self, id: &InstanceId) -> &mut Io {
@@ -698,6 +709,13 @@ impl Engine {
                 os::signal_name(sig)
             ));
             return;
+        }
+        if meaning == SignalMeaning::Reload {
+            if let Some(tx) = &self.reloads {
+                if tx.send(()).is_ok() {
+                    return;
+                }
+            }
         }
         self.pending.push_back(Input::Signal(meaning));
     }
