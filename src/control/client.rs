@@ -52,7 +52,14 @@ impl Client {
 
     /// Sends `cmd` and waits for its reply (a restart waits for readiness).
     pub fn call(&mut self, cmd: Cmd) -> io::Result<Reply> {
-        self.send(cmd)?;
+        if let Err(e) = self.send(cmd) {
+            // A supervisor that refuses us answers first and hangs up at
+            // once, maybe before our request got there: read its reason.
+            return match self.next_reply() {
+                Ok(Some(reply)) => Ok(reply),
+                _ => Err(e),
+            };
+        }
         self.next_reply()?.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::UnexpectedEof,
