@@ -71,12 +71,13 @@ pub async fn serve(
                 tokio::spawn(connection(stream, shared.clone()));
             }
             Err(e) => {
-                // EMFILE and the like: say so, then keep serving; the
-                // supervisor itself is not affected.
+                // EMFILE and the like: say so, then keep serving after a
+                // pause (retrying at once would spin and flood the log);
+                // the supervisor itself is not affected.
                 shared
                     .logs
                     .project_event(&format!("control socket: cannot accept a connection: {e}"));
-                tokio::task::yield_now().await;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         }
     }
