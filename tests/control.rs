@@ -535,6 +535,8 @@ fn malformed_and_oversized_requests_are_answered_and_harmless() {
     let before = wait_status(&p, "all ready", all_ready);
     let sock = socket_path(&p);
     let conn = UnixStream::connect(&sock).unwrap();
+    // An unanswered request fails the test instead of hanging it.
+    conn.set_read_timeout(Some(T)).unwrap();
     let mut read = BufReader::new(conn.try_clone().unwrap());
     let mut write = conn;
     let mut ask = |line: &[u8]| -> Value {
@@ -562,6 +564,7 @@ fn malformed_and_oversized_requests_are_answered_and_harmless() {
     assert_eq!(r["ok"], true);
     // An endless line: an error, then the connection is closed.
     let mut conn = UnixStream::connect(&sock).unwrap();
+    conn.set_read_timeout(Some(T)).unwrap();
     let big = vec![b'x'; 70 * 1024];
     let _ = conn.write_all(&big);
     // The reply is read as one line: the unread rest of the request may
