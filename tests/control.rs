@@ -580,3 +580,25 @@ fn malformed_and_oversized_requests_are_answered_and_harmless() {
     assert_eq!(code, 0);
     assert_eq!(pid(&v, "a", 1), pid(&before, "a", 1));
 }
+
+#[test]
+fn the_reload_reply_says_what_the_log_says_after_a_scale() {
+    let p = Project::new(SLEEPERS);
+    let run = p.spawn(&["start"]);
+    wait_status(&p, "all ready", all_ready);
+    let (code, out) = ctl(&p, &["scale", "b=3"]);
+    assert_eq!(code, 0, "{out}");
+    // The file still says 2: the reload scales b back, and says so.
+    let (code, out) = ctl(&p, &["reload"]);
+    assert_eq!(code, 0, "{out}");
+    let logged = run.wait_for("prodserver | reload: ", T);
+    assert_eq!(
+        out,
+        logged.trim_start_matches("prodserver | "),
+        "{}",
+        run.output()
+    );
+    assert!(out.contains("changed b;"), "{out}");
+    let (_, v) = status(&p);
+    assert!(find(&v, "b", 3).is_none(), "{v:#}");
+}
