@@ -289,7 +289,10 @@ fn scale_up_and_down_keeps_the_other_pids() {
     assert_eq!(pid(&v, "b", 2), pid(&before, "b", 2));
     let (code, out) = ctl(&p, &["scale", "b=1"]);
     assert_eq!(code, 0, "{out}");
-    let (_, v2) = status(&p);
+    // Dropped instances may still be finishing their stop.
+    let v2 = wait_status(&p, "b.2..4 gone", |v| {
+        (2..=4).all(|n| find(v, "b", n).is_none())
+    });
     assert_eq!(pid(&v2, "b", 1), pid(&before, "b", 1));
     assert!(
         find(&v2, "b", 2).is_none() && find(&v2, "b", 3).is_none(),
@@ -380,7 +383,9 @@ fn reload_applies_the_difference_and_rejects_a_bad_file() {
         "reload: changed change; added new; removed gone; unchanged keep",
         T,
     );
-    let (_, after) = status(&p);
+    // The reply comes once the rollout is done and the added process is
+    // ready; a removed process may still be stopping.
+    let after = wait_status(&p, "gone removed", |v| find(v, "gone", 1).is_none());
     check_reloaded(&before, &after);
 }
 
