@@ -684,7 +684,7 @@ impl Core {
                 }
             }
             SignalMeaning::Reload => out.push(Command::Log(
-                "SIGHUP received: reload is not available yet, carrying on with the running configuration"
+                "SIGHUP received: reload is not available (no control socket), carrying on with the running configuration"
                     .into(),
             )),
             SignalMeaning::Status => {
