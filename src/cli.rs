@@ -41,6 +41,38 @@ pub enum Command {
         #[arg(long)]
         timestamps: bool,
     },
+    /// Show every instance of the running supervisor (exit 1 when something failed or is unhealthy)
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart a process, rolling across its instances, or one instance (NAME.N); returns once ready
+    Restart {
+        #[arg(value_name = "NAME[.N]")]
+        target: String,
+    },
+    /// Stop one process; the supervisor and the others keep running
+    Stop { name: String },
+    /// Start a stopped process again (once what it depends on is ready)
+    Up { name: String },
+    /// Run N instances of a process, keeping the others' pids
+    Scale {
+        #[arg(value_name = "NAME=N")]
+        spec: String,
+    },
+    /// Re-read the config file and apply what changed
+    Reload,
+    /// Recent output of every instance (or of NAME's), then follow with -f
+    Logs {
+        name: Option<String>,
+        /// Keep printing new lines until interrupted
+        #[arg(short, long)]
+        follow: bool,
+        /// Recent lines per instance
+        #[arg(short = 'n', long = "lines", value_name = "N")]
+        lines: Option<usize>,
+    },
     /// Write the process set as files other tools run: systemd units, a Procfile
     Export {
         #[command(subcommand)]

@@ -10,3 +10,6 @@ pub const PROCESS_FAILED: i32 = 1;
 pub const CONFIG: i32 = 2;
 /// prodserver could not set itself up (runtime directory, signals, keeper).
 pub const INTERNAL: i32 = 3;
+/// A command for a running supervisor found none for this config (or may
+/// not talk to it).
+pub const NOT_RUNNING: i32 = 4;

@@ -10,6 +10,7 @@ pub mod celery;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod exit;
 pub mod export;

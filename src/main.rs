@@ -7,6 +7,8 @@ use clap::Parser;
 use prodserver::check;
 use prodserver::cli::{Cli, Command, LogFormat};
 use prodserver::config::{self, LoadOptions};
+use prodserver::control::protocol::Cmd;
+use prodserver::control::verbs::{self, Verb};
 use prodserver::error::{self, Error};
 use prodserver::resolve;
 use prodserver::{exit, start};
@@ -77,6 +79,38 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
                 runtime_dir: opts.runtime_dir,
             };
             start::run(loaded.plan, resolved, settings)
+        }
+        Command::Status { json } => verbs::run(&path, &opts.runtime_dir, Verb::Status { json }),
+        Command::Restart { target } => {
+            let (process, instance) = verbs::parse_target(&target).map_err(Error::usage)?;
+            let cmd = Cmd::Restart { process, instance };
+            verbs::run(&path, &opts.runtime_dir, Verb::Other(cmd))
+        }
+        Command::Stop { name } => {
+            let cmd = Cmd::Stop { process: name };
+            verbs::run(&path, &opts.runtime_dir, Verb::Other(cmd))
+        }
+        Command::Up { name } => {
+            let cmd = Cmd::Up { process: name };
+            verbs::run(&path, &opts.runtime_dir, Verb::Other(cmd))
+        }
+        Command::Scale { spec } => {
+            let (process, instances) = verbs::parse_scale(&spec).map_err(Error::usage)?;
+            let cmd = Cmd::Scale { process, instances };
+            verbs::run(&path, &opts.runtime_dir, Verb::Other(cmd))
+        }
+        Command::Reload => verbs::run(&path, &opts.runtime_dir, Verb::Other(Cmd::Reload)),
+        Command::Logs {
+            name,
+            follow,
+            lines,
+        } => {
+            let cmd = Cmd::Logs {
+                process: name,
+                lines,
+                follow,
+            };
+            verbs::run(&path, &opts.runtime_dir, Verb::Other(cmd))
         }
         Command::Export { target } => prodserver::export::run(target, &path, &opts, color),
     }

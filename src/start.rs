@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::read_suggest;
+use crate::control;
 use crate::error::Error;
 use crate::logs::{self, Format, Logs};
 use crate::notify;
@@ -52,6 +53,22 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
             e,
         )
     })?;
+    // Before anything starts, and before the keeper (which closes what it
+    // inherits) is forked: one supervisor per project on this host.
+    let mut claim = control::claim(&settings.runtime_dir, &plan.name).map_err(|e| match e {
+        control::ClaimError::Running { pid } => Error::setup(
+            format!("supervise {}", plan.name),
+            std::io::Error::other(match pid {
+                Some(pid) => format!("already running as pid {pid}"),
+                None => "already running".to_string(),
+            }),
+        ),
+        control::ClaimError::Io(e) => Error::setup("open the control socket", e),
+    })?;
+    let reload_with = crate::config::LoadOptions {
+        env: settings.env.clone(),
+        runtime_dir: settings.runtime_dir.clone(),
+    };
     // Forked before any thread exists: see os::keeper.
     let keeper = os::start_keeper().map_err(|e| Error::setup("start the keeper process", e))?;
     os::ignore_sigpipe();
@@ -166,11 +183,40 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
         notify_dir,
         goal: crate::supervisor::core::Goal::UntilStopped,
     };
+    let control_ctx = control::server::Context {
+        config_path: plan.config_path.clone(),
+        load: reload_with,
+        plan: plan.clone(),
+        logs: logs.clone(),
+    };
     let mut engine = Engine::new(plan, opts, keeper, logs.clone());
     if let Some(link) = link {
         engine = engine.with_systemd(link);
     }
-    let code = runtime.block_on(engine.run());
+    let control = engine.control();
+    let hangups = engine.forward_reloads();
+    let listener = claim.listener.take();
+    let events = logs.clone();
+    let code = runtime.block_on(async move {
+        let server = match listener.map(tokio_listener) {
+            Some(Ok(l)) => Some(tokio::spawn(control::server::serve(
+                l,
+                control,
+                control_ctx,
+                hangups,
+            ))),
+            Some(Err(e)) => {
+                events.project_event(&format!("no control socket: {e}"));
+                None
+            }
+            None => None,
+        };
+        let code = engine.run().await;
+        if let Some(server) = server {
+            server.abort();
+        }
+        code
+    });
     // The children have stopped, but their pumps may still be passing on
     // their last lines: the flush deadline covers both.
     let flush_by = Instant::now() + logs::EXIT_FLUSH_LIMIT;
@@ -183,7 +229,16 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
         logs::Stopped::Failed(e) => eprintln!("warning: the log stream could not be flushed: {e}"),
         logs::Stopped::TimedOut(d) => eprintln!("{}", d.warning(logs::EXIT_FLUSH_LIMIT)),
     }
+    // The socket file goes first, then the lock.
+    drop(claim);
     Ok(code)
+}
+
+fn tokio_listener(
+    l: std::os::unix::net::UnixListener,
+) -> std::io::Result<tokio::net::UnixListener> {
+    l.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(l)
 }
 
 /// The named processes plus everything they depend on; all when none named.

@@ -826,3 +826,101 @@ impl Stack {
         stack
     }
 }
+
+/// `prodserver status --json` of the stack: pid per `process.N`.
+fn ctl_pids(stack: &Stack) -> std::collections::BTreeMap<String, Option<i64>> {
+    let (code, out) = stack.project.run(&["status", "--json"], T);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e} (exit {code}): {out}"));
+    v["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|i| {
+            (
+                format!("{}.{}", i["process"].as_str().unwrap(), i["instance"]),
+                i["pid"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn restart_of_a_worker_while_tasks_are_queued_loses_none() {
+    let stack = Stack::new();
+    let mut run = stack.start(&["web", "worker-default"]);
+    stack.wait_web(&run);
+    run.wait_for("worker-default.1 | ready", BOOT);
+    let before = ctl_pids(&stack);
+    // Two pool children, six one-second tasks: most wait in the queue.
+    let ids: Vec<String> = (0..6)
+        .map(|_| stack.enqueue("sleep", "seconds=1&queue=default"))
+        .collect();
+    let started = wait_until(BOOT, || {
+        stack
+            .lines("sleeps.log")
+            .iter()
+            .any(|l| l.starts_with("start "))
+    });
+    assert!(started, "no task started; output:\n{}", run.output());
+    let (code, out) = stack.project.run(&["restart", "worker-default"], BOOT);
+    assert_eq!(code, 0, "{out}\n{}", run.output());
+    // It returned once the new worker was ready.
+    let (_, status) = stack.project.run(&["status", "--json"], T);
+    let v: serde_json::Value = serde_json::from_str(&status).expect("status json");
+    let worker = v["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .find(|i| i["process"] == "worker-default")
+        .cloned()
+        .expect("worker-default.1");
+    assert_eq!(worker["state"], "ready", "{status}");
+    for id in &ids {
+        assert_eq!(stack.result(&run, id)["slept"], 1.0);
+    }
+    let after = ctl_pids(&stack);
+    assert_ne!(after["worker-default.1"], before["worker-default.1"]);
+    assert_eq!(after["web.1"], before["web.1"]);
+    assert!(!run.output().contains("restarting in"), "{}", run.output());
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}
+
+#[test]
+fn reload_after_changing_only_beats_args_keeps_the_workers_and_web() {
+    let stack = Stack::new();
+    let mut run = stack.start(&[]);
+    stack.wait_web(&run);
+    for name in ["worker-default.1", "worker-priority.1", "beat.1"] {
+        run.wait_for(&format!("{name} | ready"), BOOT);
+    }
+    let before = ctl_pids(&stack);
+    let path = stack.project.path().join("prodserver.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    let beat = config.find("[processes.beat]").expect("beat");
+    let (head, tail) = config.split_at(beat);
+    let tail = tail.replacen(
+        r#"args = { loglevel = "info" }"#,
+        r#"args = { loglevel = "warning" }"#,
+        1,
+    );
+    assert_ne!(tail, config[beat..], "beat's args were edited");
+    stack
+        .project
+        .write_atomic("prodserver.toml", &format!("{head}{tail}"));
+    let (code, out) = stack.project.run(&["reload"], BOOT);
+    assert_eq!(code, 0, "{out}\n{}", run.output());
+    assert!(
+        out.contains("reload: changed beat; added none; removed none;"),
+        "{out}"
+    );
+    let after = ctl_pids(&stack);
+    for kept in ["web.1", "worker-default.1", "worker-priority.1", "redis.1"] {
+        assert_eq!(after[kept], before[kept], "{kept}");
+    }
+    assert!(after["beat.1"].is_some());
+    assert_ne!(after["beat.1"], before["beat.1"]);
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}

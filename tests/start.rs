@@ -315,7 +315,7 @@ command = ["sleep", "600"]
 }
 
 #[test]
-fn singleton_lock_refuses_a_second_supervisor() {
+fn singleton_lock_held_elsewhere_makes_the_singleton_wait() {
     let config = r#"
 [prodserver]
 name = "locktest"
@@ -330,14 +330,24 @@ backend = "command"
 command = ["sh", "-c", "echo other running; exec sleep 600"]
 "#;
     let p = Project::new(config);
-    let first = p.spawn(&["start"]);
-    first.wait_for("beat running", T);
-    // Same project name and runtime directory: the same host-wide lock.
-    let second = p.spawn(&["start"]);
-    second.wait_for("other running", T);
-    let line = second.wait_for("waiting for lock held by pid", T);
-    assert!(line.contains(&format!("pid {}", first.pid())), "{line}");
-    assert_eq!(second.count("beat running"), 0, "{}", second.output());
+    // A second supervisor of the same project is refused outright (see
+    // tests/control.rs), so the other holder is this test.
+    let dir = p.runtime_dir().join("prodserver");
+    prodserver::os::ensure_runtime_dir(&dir).unwrap();
+    let held = match prodserver::os::try_lock(&dir, "locktest", "beat").unwrap() {
+        prodserver::os::LockOutcome::Acquired(lock) => lock,
+        other => panic!("{other:?}"),
+    };
+    let run = p.spawn(&["start"]);
+    run.wait_for("other running", T);
+    let line = run.wait_for("waiting for lock held by pid", T);
+    assert!(
+        line.contains(&format!("pid {}", std::process::id())),
+        "{line}"
+    );
+    assert_eq!(run.count("beat running"), 0, "{}", run.output());
+    drop(held);
+    run.wait_for("beat running", T);
 }
 
 #[test]

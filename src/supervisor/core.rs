@@ -116,6 +116,8 @@ pub struct InstanceStatus {
     /// last one happened.
     pub recycles: u32,
     pub last_recycle: Option<String>,
+    /// When the current process was spawned (uptime).
+    pub since: Option<Instant>,
 }
 
 /// An instance's resources, as last measured.
@@ -682,7 +684,7 @@ impl Core {
                 }
             }
             SignalMeaning::Reload => out.push(Command::Log(
-                "SIGHUP received: reload is not available yet, carrying on with the running configuration"
+                "SIGHUP received: reload is not available (no control socket), carrying on with the running configuration"
                     .into(),
             )),
             SignalMeaning::Status => {
@@ -742,6 +744,12 @@ impl Core {
                     tasks_total: r.tasks_total,
                     recycles: r.recycles_so_far(),
                     last_recycle: r.last_recycle.clone(),
+                    since: match r.instance.phase() {
+                        Phase::Running { since, .. } | Phase::Stopping { since, .. } => {
+                            Some(*since)
+                        }
+                        _ => None,
+                    },
                 }
             })
             .collect()

@@ -169,6 +169,8 @@ pub struct Engine {
     systemd: Option<Box<crate::systemd::Link>>,
     /// The reload in progress, whose reply ends systemd's RELOADING.
     reload_ticket: Option<Ticket>,
+    /// Where SIGHUP goes when a reloader is attached ([`Engine::forward_reloads`]).
+    reloads: Option<mpsc::UnboundedSender<()>>,
 }
 
 impl Engine {
@@ -207,6 +209,7 @@ impl Engine {
             sampling,
             systemd: None,
             reload_ticket: None,
+            reloads: None,
         };
         let ids: Vec<InstanceId> = engine.core.ids().cloned().collect();
         for id in ids {
@@ -250,6 +253,14 @@ impl Engine {
             tx: self.control_tx.clone(),
             logs: self.logs.clone(),
         }
+    }
+
+    /// SIGHUP (a reload, not a hangup) is sent here instead of to the core:
+    /// reading the file is the control server's job, shared with `reload`.
+    pub fn forward_reloads(&mut self) -> mpsc::UnboundedReceiver<()> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.reloads = Some(tx);
+        rx
     }
 
     pub(super) fn ensure_io(&mut self, id: &InstanceId) -> &mut Io {
@@ -747,6 +758,13 @@ impl Engine {
                 os::signal_name(sig)
             ));
             return;
+        }
+        if meaning == SignalMeaning::Reload {
+            if let Some(tx) = &self.reloads {
+                if tx.send(()).is_ok() {
+                    return;
+                }
+            }
         }
         self.pending.push_back(Input::Signal(meaning));
     }
