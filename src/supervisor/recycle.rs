@@ -166,14 +166,16 @@ impl Watch {
     }
 }
 
-/// `312 MiB`, or `1.5 GiB` from 10 GiB up... kept simple: whole MiB below
-/// 10 GiB, one decimal of GiB above.
+/// `312 MiB`: whole MiB below 10 GiB, one decimal of GiB above, KiB
+/// below one MiB.
 pub fn mib(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
     if bytes >= 10 * 1024 * MIB {
         format!("{:.1} GiB", bytes as f64 / (1024 * MIB) as f64)
-    } else {
+    } else if bytes >= MIB {
         format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{} KiB", bytes / 1024)
     }
 }
 
@@ -318,5 +320,6 @@ mod tests {
     fn sizes_read_well() {
         assert_eq!(mib(312 * MIB + 5), "312 MiB");
         assert_eq!(mib(12 * 1024 * MIB), "12.0 GiB");
+        assert_eq!(mib(900 * 1024), "900 KiB");
     }
 }

@@ -29,6 +29,9 @@ use crate::plan::{Limits, MemoryMetric};
 /// How often an instance without a memory limit is measured.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The longest wait for a new process's first sample.
+const FIRST_SAMPLE: Duration = Duration::from_secs(1);
+
 enum Change {
     Watch {
         id: InstanceId,
@@ -167,9 +170,10 @@ fn apply(watched: &mut BTreeMap<InstanceId, Entry>, change: Change) {
                     metric,
                     limit,
                     interval,
-                    // At once: a fresh process's figures are what `status`
-                    // lacks most.
-                    next: Instant::now(),
+                    // Soon, but not at once: right after exec a process
+                    // has faulted in almost nothing, and `status` would
+                    // show it at 0 until the next sample.
+                    next: Instant::now() + interval.min(FIRST_SAMPLE),
                     last_cpu: None,
                 },
             );
