@@ -147,6 +147,17 @@ pub fn concatenate(files: &[File]) -> String {
 /// its module, the module's folder on `PYTHONPATH`), removed: a unit or a
 /// Procfile runs the process without prodserver, so nothing writes that
 /// module and nothing reads the messages it sends.
+/// Where the Celery integration's module lives for process `id`, if it
+/// loads it (what [`without_celery_integration`] takes out again).
+pub fn celery_module_dir(resolved: &crate::resolve::ResolvedPlan, id: usize) -> Option<&Path> {
+    resolved
+        .processes
+        .get(id)
+        .and_then(|p| p.instances.first())
+        .and_then(|i| i.launch.celery.as_ref())
+        .map(|c| c.module_dir.as_path())
+}
+
 pub fn without_celery_integration(
     argv: &[String],
     env: &std::collections::BTreeMap<String, String>,

@@ -21,12 +21,7 @@ pub fn procfile(plan: &Plan, resolved: &ResolvedPlan) -> Result<String, String> 
          # order, health checks, restarts, recycling or graceful Celery stop.\n",
     );
     for (id, spec) in plan.processes.iter().enumerate() {
-        let module_dir = resolved
-            .processes
-            .get(id)
-            .and_then(|p| p.instances.first())
-            .and_then(|i| i.launch.celery.as_ref())
-            .map(|c| c.module_dir.as_path());
+        let module_dir = super::celery_module_dir(resolved, id);
         let line = |n: u32| -> Result<String, String> {
             let one = spec.for_instance(n);
             let (argv, env) = without_celery_integration(&one.argv, &one.env, module_dir);

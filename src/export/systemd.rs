@@ -157,12 +157,7 @@ pub fn per_process(
     let before = oneshot_before(plan);
     let mut files = Vec::new();
     for (id, spec) in plan.processes.iter().enumerate() {
-        let module_dir = resolved
-            .processes
-            .get(id)
-            .and_then(|p| p.instances.first())
-            .and_then(|i| i.launch.celery.as_ref())
-            .map(|c| c.module_dir.as_path());
+        let module_dir = super::celery_module_dir(resolved, id);
         let unit = process_unit(plan, id, spec, module_dir, &before[id], &target, opts);
         files.push(File {
             name: unit_file_name(plan, spec),
