@@ -419,6 +419,7 @@ impl Core {
         if self.exited {
             return out;
         }
+        let measured = matches!(input, Input::Usage { .. } | Input::TasksDone { .. });
         match input {
             Input::Spawned {
                 id,
@@ -497,6 +498,12 @@ impl Core {
                     self.decided(now, &id, decision, jitter, &mut out);
                 }
             }
+        }
+        // A measurement that decided nothing changed no phase: the
+        // supervisor-wide pass (linear in the instances) would find
+        // nothing, and a sweep brings one input per instance.
+        if out.is_empty() && measured {
+            return out;
         }
         self.settle(now, jitter, &mut out);
         out

@@ -81,13 +81,16 @@ pub(super) enum Msg {
         id: InstanceId,
         generation: u64,
     },
-    /// A measurement from the sampling thread.
-    Usage {
-        id: InstanceId,
-        generation: u64,
-        sample: super::recycle::Sample,
-        cpu_tenths: Option<u32>,
-    },
+    /// A sweep of measurements from the sampling thread.
+    Usage(Vec<Usage>),
+}
+
+/// One instance's measurement.
+pub(super) struct Usage {
+    pub id: InstanceId,
+    pub generation: u64,
+    pub sample: super::recycle::Sample,
+    pub cpu_tenths: Option<u32>,
 }
 
 /// The I/O side of one instance.
@@ -659,17 +662,16 @@ impl Engine {
                 sender,
             } => self.on_notify(&id, messages, sender),
             Msg::LogMatch { id, generation } => self.on_log_match(&id, generation),
-            Msg::Usage {
-                id,
-                generation,
-                sample,
-                cpu_tenths,
-            } => self.pending.push_back(Input::Usage {
-                id,
-                generation,
-                sample,
-                cpu_tenths,
-            }),
+            Msg::Usage(sweep) => {
+                for u in sweep {
+                    self.pending.push_back(Input::Usage {
+                        id: u.id,
+                        generation: u.generation,
+                        sample: u.sample,
+                        cpu_tenths: u.cpu_tenths,
+                    });
+                }
+            }
             Msg::Exited {
                 id,
                 generation,

@@ -119,9 +119,17 @@ fn run(rx: &mpsc::Receiver<Change>, report: &tokio::sync::mpsc::UnboundedSender<
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
-        for (id, e) in watched.iter_mut().filter(|(_, e)| e.next <= now) {
-            // Keep the cadence, but never try to catch up on a backlog.
-            e.next = (e.next + e.interval).max(now);
+        // One message per sweep: the loop takes a whole sweep in one turn.
+        let mut sweep = Vec::new();
+        // Whatever falls due within half its interval is measured now too,
+        // and from now on keeps this sweep's cadence: instances spawned at
+        // different moments join one sweep instead of waking the thread (and
+        // the loop) once each.
+        for (id, e) in watched
+            .iter_mut()
+            .filter(|(_, e)| e.next <= now + e.interval / 2)
+        {
+            e.next = now + e.interval;
             let Some(tree) = sampler.sample_tree_within(e.pid, e.metric, e.limit) else {
                 // Gone: its exit is on the way to the loop.
                 continue;
@@ -137,15 +145,15 @@ fn run(rx: &mpsc::Receiver<Change>, report: &tokio::sync::mpsc::UnboundedSender<
                 processes: tree.processes,
                 children: tree.children.iter().map(|c| (c.pid, c.bytes)).collect(),
             };
-            let msg = Msg::Usage {
+            sweep.push(super::engine::Usage {
                 id: id.clone(),
                 generation: e.generation,
                 sample,
                 cpu_tenths,
-            };
-            if report.send(msg).is_err() {
-                return;
-            }
+            });
+        }
+        if !sweep.is_empty() && report.send(Msg::Usage(sweep)).is_err() {
+            return;
         }
         // Close the kept /proc files of processes that are gone.
         sampler.end_sweep();
