@@ -701,14 +701,7 @@ impl Core {
                     let restarts = summary::restarts_count(s.restarts);
                     let memory = s
                         .usage
-                        .map(|u| {
-                            format!(
-                                ", {} {} (tree of {})",
-                                super::recycle::mib(u.bytes),
-                                u.metric.name(),
-                                u.processes
-                            )
-                        })
+                        .map(|u| format!(", {} (tree of {})", summary::memory_text(&u), u.processes))
                         .unwrap_or_default();
                     let tasks = match s.tasks_total {
                         0 => String::new(),
@@ -716,8 +709,7 @@ impl Core {
                     };
                     let recycles = match s.recycles {
                         0 => String::new(),
-                        1 => ", 1 recycle".to_string(),
-                        n => format!(", {n} recycles"),
+                        n => format!(", {}", summary::recycles_count(n)),
                     };
                     out.push(Command::Log(format!(
                         "  {}: {}{pid}, {restarts}{memory}{tasks}{recycles}",

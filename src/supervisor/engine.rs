@@ -920,20 +920,15 @@ impl Engine {
             // The last recycle's reason, unless the restarts said it.
             let recycles = match (s.recycles, &s.last_recycle) {
                 (0, _) => String::new(),
-                (n, last) => {
-                    let word = if n == 1 { "recycle" } else { "recycles" };
-                    match last {
-                        Some(last) if s.last_restart.as_ref() != Some(last) => {
-                            format!(", {n} {word} (last: {last})")
-                        }
-                        _ => format!(", {n} {word}"),
-                    }
+                (n, Some(last)) if s.last_restart.as_ref() != Some(last) => {
+                    format!(", {} (last: {last})", summary::recycles_count(n))
                 }
+                (n, _) => format!(", {}", summary::recycles_count(n)),
             };
             let memory = s
                 .usage
                 .as_ref()
-                .map(|u| format!(", {} {}", super::recycle::mib(u.bytes), u.metric.name()))
+                .map(|u| format!(", {}", summary::memory_text(u)))
                 .unwrap_or_default();
             let tone = if s.state == "failed" {
                 crate::logs::Tone::Bad

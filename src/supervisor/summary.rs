@@ -121,6 +121,20 @@ pub fn restarts_count(n: u32) -> String {
     }
 }
 
+/// `1 recycle`, `2 recycles`.
+pub fn recycles_count(n: u32) -> String {
+    if n == 1 {
+        "1 recycle".to_string()
+    } else {
+        format!("{n} recycles")
+    }
+}
+
+/// `87 MiB pss`: an instance's last measurement.
+pub fn memory_text(u: &super::core::Usage) -> String {
+    format!("{} {}", super::recycle::mib(u.bytes), u.metric.name())
+}
+
 /// `0 restarts`, `1 restart`, `3 restarts (last: unhealthy: ...)`: every
 /// restart, whatever its cause, with the last reason.
 pub fn restarts_text(instance: &Instance) -> String {
