@@ -78,6 +78,41 @@ pub enum Command {
         #[command(subcommand)]
         target: ExportTarget,
     },
+    /// Write a prodserver.toml from a Procfile, a supervisord file or django-prodserver's settings
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+        /// Write the file here (default: print it)
+        #[arg(short, long, value_name = "FILE", global = true)]
+        output: Option<PathBuf>,
+        /// Replace the -o file if it exists
+        #[arg(long, global = true)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// A Procfile of honcho or foreman (`name: command` lines)
+    Procfile {
+        /// The Procfile (default: ./Procfile)
+        #[arg(value_name = "FILE", default_value = "Procfile")]
+        file: PathBuf,
+    },
+    /// The [program:NAME] sections of a supervisord configuration file
+    Supervisord {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// django-prodserver's PRODUCTION_PROCESSES, read by importing the project's settings
+    DjangoProdserver {
+        /// The settings module (default: $DJANGO_SETTINGS_MODULE, else the one manage.py sets)
+        #[arg(long, value_name = "MODULE")]
+        settings: Option<String>,
+        /// The Django project's folder, where manage.py is (default: here)
+        #[arg(value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

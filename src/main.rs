@@ -32,8 +32,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli, color: bool) -> Result<i32, Error> {
     let cwd = std::env::current_dir().map_err(|e| Error::setup("read the current directory", e))?;
     let env_config = std::env::var("PRODSERVER_CONFIG").ok();
-    let path = config::locate::locate(cli.config.as_deref(), env_config.as_deref(), &cwd)
-        .map_err(|e| Error::usage(e.to_string()))?;
+    // An import writes the config file: there is none to locate yet.
+    let path = match cli.command {
+        Command::Import { .. } => std::path::PathBuf::new(),
+        _ => config::locate::locate(cli.config.as_deref(), env_config.as_deref(), &cwd)
+            .map_err(|e| Error::usage(e.to_string()))?,
+    };
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let opts = LoadOptions {
         env: env.clone(),
@@ -113,5 +117,10 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
             verbs::run(&path, &opts.runtime_dir, Verb::Other(cmd))
         }
         Command::Export { target } => prodserver::export::run(target, &path, &opts, color),
+        Command::Import {
+            source,
+            output,
+            force,
+        } => prodserver::import::run(source, output.as_deref(), force, &cwd, &env),
     }
 }
