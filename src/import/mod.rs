@@ -281,12 +281,15 @@ pub fn run(
     }
     let base = target.parent().unwrap_or(cwd);
     let doc = match source {
-        ImportSource::Procfile { file } => procfile::read(&cwd.join(file), base)?,
-        ImportSource::Supervisord { file } => supervisord::read(&cwd.join(file), base, env)?,
+        // Named in the first comment as given on the command line.
+        ImportSource::Procfile { file } => procfile::read(&file, &cwd.join(&file), base)?,
+        ImportSource::Supervisord { file } => supervisord::read(&file, &cwd.join(&file), base)?,
         ImportSource::DjangoProdserver { settings, dir } => {
             django_prodserver::read(&cwd.join(dir), settings.as_deref(), base, env)?
         }
     };
+    let mut doc = doc;
+    project_name(&mut doc, base);
     let text = doc.render();
     let opts = LoadOptions {
         env: env.clone(),
@@ -302,6 +305,27 @@ pub fn run(
         Some(_) => write_atomically(&target, &text)?,
     }
     Ok(crate::exit::OK)
+}
+
+/// The project name defaults to the file's folder name, which must be a
+/// valid name: when it is not (`my.site`), a valid one is written.
+fn project_name(doc: &mut Doc, base: &Path) {
+    let folder = std::fs::canonicalize(base)
+        .ok()
+        .and_then(|b| b.file_name().map(|n| n.to_string_lossy().into_owned()));
+    if let Some(clean) = folder.as_deref().and_then(process_name) {
+        let folder = folder.unwrap_or_default();
+        doc.project.insert(
+            0,
+            (
+                "name".into(),
+                V::Str(clean),
+                vec![format!(
+                    "the folder's name, `{folder}`, is not a valid project name"
+                )],
+            ),
+        );
+    }
 }
 
 fn exists(target: &Path) -> Error {

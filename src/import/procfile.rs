@@ -81,7 +81,7 @@ fn needs_shell(command: &str) -> bool {
 }
 
 /// Reads the Procfile at `path` for a file written in `base`.
-pub fn read(path: &Path, base: &Path) -> Result<Doc, Error> {
+pub fn read(shown: &Path, path: &Path, base: &Path) -> Result<Doc, Error> {
     let text = super::read_text(path)?;
     let dir = path.parent().unwrap_or(base);
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -93,7 +93,7 @@ pub fn read(path: &Path, base: &Path) -> Result<Doc, Error> {
             .then(|| super::relative_to(&dot_env, &base_abs)),
         cwd: (dir != base_abs).then(|| super::relative_to(&dir, &base_abs)),
     };
-    Ok(import(&text, &path.display().to_string(), &ctx))
+    Ok(import(&text, &shown.display().to_string(), &ctx))
 }
 
 /// The Procfile's text as a [`Doc`]; `source` names it in the first

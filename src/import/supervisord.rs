@@ -7,7 +7,6 @@
 //! backend. Every option without an equivalent is reported on stderr and
 //! written as a comment above its process.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{commandline, Doc, Process, V};
@@ -241,7 +240,7 @@ pub fn parse_environment(text: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Reads the supervisord file at `path` for a file written in `base`.
-pub fn read(path: &Path, base: &Path, env: &BTreeMap<String, String>) -> Result<Doc, Error> {
+pub fn read(shown: &Path, path: &Path, base: &Path) -> Result<Doc, Error> {
     let text = super::read_text(path)?;
     let here =
         std::fs::canonicalize(path.parent().unwrap_or(base)).unwrap_or_else(|_| base.to_path_buf());
@@ -250,7 +249,7 @@ pub fn read(path: &Path, base: &Path, env: &BTreeMap<String, String>) -> Result<
         .map(|h| h.trim().to_owned())
         .map_err(|e| Error::setup("read this host's name", e))?;
     let ctx = Context {
-        source: path.display().to_string(),
+        source: shown.display().to_string(),
         here: here.display().to_string(),
         host,
         user_exists: &|name: &str| {
@@ -258,7 +257,6 @@ pub fn read(path: &Path, base: &Path, env: &BTreeMap<String, String>) -> Result<
                 || nix::unistd::User::from_name(name).ok().flatten().is_some()
         },
     };
-    let _ = env;
     import(&text, &ctx).map_err(|e| Error::usage(format!("{}: {e}", path.display())))
 }
 
@@ -464,7 +462,8 @@ fn program(
                     "user={value}: no such user on this host, so `check` would refuse it here; \
                      uncomment it where the user exists (prodserver must then run as root)"
                 );
-                doc.warn(None, format!("{name}: {why}"));
+                // The comment goes above the commented-out key, not the file.
+                doc.warnings.push(format!("{name}: {why}"));
                 p.disabled.push(("user".into(), V::str(value), why));
             }
             "stopsignal" => p.set("stop_signal", V::str(value.to_uppercase())),
