@@ -273,3 +273,22 @@ fn settings_that_fail_to_import_are_reported_with_python_s_error() {
     );
     assert!(!dir.path().join("prodserver.toml").exists());
 }
+
+#[test]
+fn a_folder_name_that_is_no_project_name_gets_a_name_key() {
+    let dir = scratch();
+    let site = dir.path().join("my.site");
+    std::fs::create_dir(&site).expect("mkdir");
+    copy(
+        &fixtures().join("procfile/Procfile"),
+        &site.join("Procfile"),
+    );
+    let out = prodserver(&site, &["import", "procfile", "-o", "prodserver.toml"], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let written = std::fs::read_to_string(site.join("prodserver.toml")).expect("written");
+    assert!(
+        written.contains("[prodserver]\n# the folder's name, `my.site`, is not a valid project name\nname = \"my-site\"\n"),
+        "{written}"
+    );
+    assert_checks(&site, "prodserver.toml");
+}
