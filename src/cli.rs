@@ -95,7 +95,7 @@ pub enum Command {
 pub enum ImportSource {
     /// A Procfile of honcho or foreman (`name: command` lines)
     Procfile {
-        /// The Procfile (default: ./Procfile)
+        /// The Procfile
         #[arg(value_name = "FILE", default_value = "Procfile")]
         file: PathBuf,
     },

@@ -34,6 +34,11 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
     let env_config = std::env::var("PRODSERVER_CONFIG").ok();
     // An import writes the config file: there is none to locate yet.
     let path = match cli.command {
+        Command::Import { .. } if cli.config.is_some() => {
+            return Err(Error::usage(
+                "import writes a new file: name it with -o FILE, not -c/--config",
+            ))
+        }
         Command::Import { .. } => std::path::PathBuf::new(),
         _ => config::locate::locate(cli.config.as_deref(), env_config.as_deref(), &cwd)
             .map_err(|e| Error::usage(e.to_string()))?,

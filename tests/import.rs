@@ -292,3 +292,20 @@ fn a_folder_name_that_is_no_project_name_gets_a_name_key() {
     );
     assert_checks(&site, "prodserver.toml");
 }
+
+#[test]
+fn config_flag_is_refused_rather_than_ignored() {
+    let dir = scratch();
+    copy(
+        &fixtures().join("procfile/Procfile"),
+        &dir.path().join("Procfile"),
+    );
+    let out = prodserver(dir.path(), &["import", "procfile", "-c", "x.toml"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("name it with -o FILE"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
