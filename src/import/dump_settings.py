@@ -28,6 +28,9 @@ def ordered(value):
 
 
 def main():
+    # Settings modules print ("using local settings"): their output goes
+    # to stderr, so stdout carries the JSON alone.
+    out_stream, sys.stdout = sys.stdout, sys.stderr
     sys.path.insert(0, os.getcwd())
     module = os.environ["DJANGO_SETTINGS_MODULE"]
     try:
@@ -48,7 +51,7 @@ def main():
     out = {name: ordered(get(name)) for name in NAMES}
     # repr() for what JSON cannot carry (a Path, a lazy object): the
     # importer reports it instead of guessing.
-    json.dump(out, sys.stdout, default=repr)
+    json.dump(out, out_stream, default=repr)
 
 
 main()

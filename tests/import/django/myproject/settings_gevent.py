@@ -5,6 +5,8 @@ import os
 
 from .settings import *  # noqa: F401,F403
 
+print("settings: gevent pool")  # as settings modules do; must not reach the JSON
+
 PRODUCTION_PROCESSES = {
     "web": {
         "BACKEND": "django_prodserver.backends.servers.uvicorn.UvicornServer",
