@@ -126,6 +126,6 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
             source,
             output,
             force,
-        } => prodserver::import::run(source, output.as_deref(), force, &cwd, &env),
+        } => prodserver::import::run(source, output.as_deref(), force, &cwd, &env, color),
     }
 }

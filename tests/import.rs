@@ -64,7 +64,11 @@ fn expected(name: &str, subst: &[(&str, &Path)]) -> String {
 }
 
 fn assert_checks(dir: &Path, config: &str) {
-    let out = prodserver(dir, &["check", "-c", config], &[]);
+    assert_checks_with(dir, config, &[]);
+}
+
+fn assert_checks_with(dir: &Path, config: &str, env: &[(&str, &str)]) {
+    let out = prodserver(dir, &["check", "-c", config], env);
     assert_eq!(out.code, 0, "check failed:\n{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("ok: "), "{}", out.stdout);
 }
@@ -160,10 +164,19 @@ fn supervisord_programs_map_and_the_rest_is_warned_about() {
         "warning: celerybeat: autostart=false",
         "warning: [group:shop]",
         "warning: [include] files=",
+        "warning: SHOP_SECRET_KEY is not set here; set it where prodserver runs",
     ] {
         assert!(out.stderr.contains(warning), "{warning}\n{}", out.stderr);
     }
-    assert_checks(dir.path(), "prodserver.toml");
+    // `%(ENV_X)s` became `${X}`: needed where the file runs, as it was
+    // for supervisord.
+    let unset = prodserver(dir.path(), &["check"], &[]);
+    assert_eq!(unset.code, 2, "{}", unset.stdout);
+    assert_checks_with(
+        dir.path(),
+        "prodserver.toml",
+        &[("SHOP_SECRET_KEY", "s3cret")],
+    );
 }
 
 #[test]
@@ -184,6 +197,13 @@ fn an_import_that_would_not_pass_check_writes_nothing() {
     assert!(out.stderr.contains("prodserver.toml:"), "{}", out.stderr);
     assert!(
         out.stderr.contains("stop_signal = \"CHLD\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "the imported file would not pass `check` (1 error above); nothing was written"
+        ),
         "{}",
         out.stderr
     );

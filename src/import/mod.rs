@@ -152,6 +152,10 @@ pub struct Doc {
     /// What has no equivalent: printed on stderr, and written as comments
     /// where they apply.
     pub warnings: Vec<String>,
+    /// Variables the file expands (`${X}`) because the source did too
+    /// (supervisord's `%(ENV_X)s`): needed where the file runs, as they
+    /// were for the source, but maybe not set where it is imported.
+    pub required_env: Vec<String>,
 }
 
 impl Doc {
@@ -273,6 +277,7 @@ pub fn run(
     force: bool,
     cwd: &Path,
     env: &BTreeMap<String, String>,
+    color: bool,
 ) -> Result<i32, Error> {
     let target = target_path(output, cwd);
     // Refused before any work (django-prodserver's runs Python).
@@ -290,12 +295,33 @@ pub fn run(
     };
     let mut doc = doc;
     project_name(&mut doc, base);
+    if !doc.required_env.is_empty() {
+        let names = doc.required_env.join(", ");
+        doc.notes.push(format!(
+            "Needs {names} in prodserver's environment when it loads this file, as the source needed them."
+        ));
+        for name in &doc.required_env {
+            if !env.contains_key(name) {
+                doc.warnings.push(format!(
+                    "{name} is not set here; set it where prodserver runs"
+                ));
+            }
+        }
+    }
     let text = doc.render();
+    // A variable the source needed at run time is not needed here: the
+    // file is validated as if it were set.
+    let mut check_env = env.clone();
+    for name in &doc.required_env {
+        check_env
+            .entry(name.clone())
+            .or_insert_with(|| "set-where-it-runs".into());
+    }
     let opts = LoadOptions {
-        env: env.clone(),
+        env: check_env,
         runtime_dir: crate::os::runtime_dir(),
     };
-    validate(&target, &text, &opts)?;
+    validate(&target, &text, &opts, color)?;
     for w in &doc.warnings {
         eprintln!("warning: {w}");
     }
@@ -340,29 +366,30 @@ fn read_text(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|e| Error::setup(format!("read {}", path.display()), e))
 }
 
-/// The text loaded and resolved as `check` does, as if it were at `target`.
-pub fn validate(target: &Path, text: &str, opts: &LoadOptions) -> Result<(), Error> {
-    let loaded = crate::config::load_str(target, text.to_owned(), opts).map_err(|e| {
-        Error::config(
-            target,
-            crate::config::LoadError {
-                diagnostics: e.diagnostics,
-                sources: e.sources,
-                probes: e.probes,
-            },
-        )
-    })?;
-    match crate::resolve::resolve(&loaded, &opts.runtime_dir) {
-        Ok(_) => Ok(()),
-        Err(diagnostics) => Err(Error::config(
-            target,
-            crate::config::LoadError {
-                sources: loaded.sources,
-                diagnostics,
-                probes: Vec::new(),
-            },
-        )),
-    }
+/// The text loaded and resolved as `check` does, as if it were at
+/// `target`. Its located diagnostics are printed here (in the generated
+/// text), and the error says that nothing was written.
+pub fn validate(target: &Path, text: &str, opts: &LoadOptions, color: bool) -> Result<(), Error> {
+    let (sources, diagnostics) = match crate::config::load_str(target, text.to_owned(), opts) {
+        Err(e) => {
+            let mut d = e.diagnostics;
+            d.extend(crate::resolve::probe_errors(&e.probes));
+            (e.sources, d)
+        }
+        Ok(loaded) => match crate::resolve::resolve(&loaded, &opts.runtime_dir) {
+            Ok(_) => return Ok(()),
+            Err(d) => (loaded.sources, d),
+        },
+    };
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::config::Severity::Error)
+        .count();
+    eprint!("{}", sources.render(&diagnostics, color));
+    Err(Error::usage(format!(
+        "the imported file would not pass `check` ({errors} error{} above); nothing was written",
+        if errors == 1 { "" } else { "s" }
+    )))
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {

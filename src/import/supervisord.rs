@@ -417,6 +417,19 @@ fn program(
             .map(|v| expand(v, &x).map_err(|e| format!("[program:{raw_name}] {key}: {e}")))
             .transpose()
     };
+    for (_, v) in &s.entries {
+        let mut rest = v.as_str();
+        while let Some(at) = rest.find("%(ENV_") {
+            rest = &rest[at + 6..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && !doc.required_env.contains(&name) {
+                doc.required_env.push(name);
+            }
+        }
+    }
     let Some((command, notes)) = expanded("command")? else {
         doc.warn(
             None,
