@@ -384,6 +384,12 @@ fn celery(words: &[String]) -> Result<Parts, String> {
         return Err(format!("the argument `{p}`"));
     }
     let mut notes = Vec::new();
+    if opts.iter().any(|o| o.name == "app") {
+        notes.push(format!(
+            "celery {sub} -A APP is Celery 4's order; Celery 5 takes -A before the subcommand, as written here",
+            sub = words[sub]
+        ));
+    }
     let mut app = None;
     let mut queues = None;
     let mut concurrency = None;
@@ -561,7 +567,12 @@ mod tests {
         .expect("some");
         assert_eq!(m.backend, "celery-beat");
         assert_eq!(m.keys[0], ("app".into(), V::str("proj")));
-        assert!(m.notes[0].contains("pidfile"));
+        assert!(
+            m.notes[0].contains("Celery 5 takes -A before"),
+            "{:?}",
+            m.notes
+        );
+        assert!(m.notes[1].contains("pidfile"));
         assert!(recognise(&words("celery -A proj worker -B")).is_err());
         assert!(recognise(&words("celery -A proj flower")).is_err());
     }
