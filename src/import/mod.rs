@@ -298,7 +298,7 @@ pub fn run(
     if !doc.required_env.is_empty() {
         let names = doc.required_env.join(", ");
         doc.notes.push(format!(
-            "Needs {names} in prodserver's environment when it loads this file, as the source needed them."
+            "Needs {names} in prodserver's environment when it loads this file, as the source did."
         ));
         for name in &doc.required_env {
             if !env.contains_key(name) {
