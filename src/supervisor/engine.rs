@@ -258,6 +258,12 @@ impl Engine {
         }
     }
 
+    /// The children spawned beside the engine (a probe, smoke's command)
+    /// that its orphan reaping must leave to tokio.
+    pub fn exec_pids(&self) -> ExecPids {
+        self.exec_pids.clone()
+    }
+
     /// SIGHUP (a reload, not a hangup) is sent here instead of to the core:
     /// reading the file is the control server's job, shared with `reload`.
     pub fn forward_reloads(&mut self) -> mpsc::UnboundedReceiver<()> {
