@@ -56,12 +56,13 @@ pub fn process_state(process: &str, oneshot: bool, status: &[InstanceStatus]) ->
     if mine.is_empty() {
         return ProcState::Waiting("waiting".into());
     }
-    let done = |s: &&&InstanceStatus| s.state == "ready" || s.state == "completed";
+    // A oneshot is "ready" from its spawn (it has no health check): only
+    // its successful end proves anything. A long-running process that
+    // exited 0 (restart = "on-failure") ended as asked.
+    let done = |s: &&&InstanceStatus| s.state == "completed" || (!oneshot && s.state == "ready");
     let ready = mine.iter().filter(done).count();
     if ready == mine.len() {
-        // A long-running process that exited 0 (restart = "on-failure")
-        // ended as asked: only a oneshot's end is called completed.
-        return if oneshot && mine.iter().all(|s| s.state == "completed") {
+        return if oneshot {
             ProcState::Completed
         } else {
             ProcState::Ready
@@ -308,6 +309,11 @@ mod tests {
         assert_eq!(
             process_state("migrate", true, &[st("migrate.1", "running")]),
             ProcState::Waiting("running".into())
+        );
+        // Ready at its spawn, as every process without a health check.
+        assert_eq!(
+            process_state("migrate", true, &[st("migrate.1", "ready")]),
+            ProcState::Waiting("ready".into())
         );
         assert_eq!(
             process_state("web", false, &[st("web.1", "ready"), st("web.2", "failed")]),

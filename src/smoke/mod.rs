@@ -173,6 +173,8 @@ struct Report {
     progress: Progress,
     failures: Vec<Failure>,
     command: Option<(String, CommandEnd, Duration)>,
+    /// The command line given, run or not.
+    command_line: Option<String>,
     /// The engine's exit code: 0 when the stop was clean.
     stop: i32,
     total: Duration,
@@ -181,7 +183,7 @@ struct Report {
 impl Driver {
     async fn drive(self, engine: Engine, server: start::Server) -> Report {
         let server = server.serve();
-        let engine = tokio::task::spawn_local(engine.run());
+        let engine = tokio::task::spawn_local(engine.run_to_end());
         let mut interrupts = Interrupts::listen(&self.logs);
         let mut progress = Progress::new(
             &self
@@ -190,22 +192,25 @@ impl Driver {
                 .map(|(n, _)| n.clone())
                 .collect::<Vec<_>>(),
         );
-        let (end, status) = self.wait(&mut progress, &mut interrupts).await;
+        let (end, mut last) = self.wait(&mut progress, &mut interrupts).await;
         let mut engine = engine;
         let mut stop = None;
         let startup = match end {
             WaitEnd::Decided(startup) => startup,
             WaitEnd::Interrupted => Startup::Failed,
             WaitEnd::EngineEnded => {
-                // Without a status to go by, its code says how it ended:
-                // 0 only if every process ended successfully (oneshots all
-                // completed), which is what smoke waits for.
-                let code = (&mut engine).await.unwrap_or(crate::exit::INTERNAL);
+                // It ended by itself (a oneshot failed and took everything
+                // down, or everything ran to its end): its final status
+                // says how each process ended.
+                let (code, status) = (&mut engine)
+                    .await
+                    .unwrap_or((crate::exit::INTERNAL, Vec::new()));
                 stop = Some(code);
-                if code == crate::exit::OK && interrupts.first.is_none() {
-                    let done: Vec<ProcState> =
-                        progress.rows.iter().map(|_| ProcState::Completed).collect();
-                    self.show(&mut progress, &done, self.began.elapsed());
+                let states = self.states(&status);
+                self.show(&mut progress, &states, self.began.elapsed());
+                last = status;
+                let named = self.named(states);
+                if decide::wait(&named) == decide::Wait::AllReady && code == crate::exit::OK {
                     Startup::Ready
                 } else {
                     Startup::Failed
@@ -220,7 +225,7 @@ impl Driver {
         if matches!(startup, Startup::Failed | Startup::TimedOut) && interrupts.first.is_none() {
             // The lines written so far, not the stop's: what explains it.
             let _ = tokio::time::timeout(LINES_SETTLE, self.logs.barrier()).await;
-            failures = self.failures(&progress, &status);
+            failures = self.failures(&progress, &last);
         }
         let mut command = None;
         if startup == Startup::Ready && interrupts.first.is_none() && !self.command.is_empty() {
@@ -243,7 +248,7 @@ impl Driver {
                 // `None`: the engine ended on its own meanwhile (a critical
                 // process failed); its code says so.
                 let _ = self.control.request(Request::Shutdown).await;
-                engine.await.unwrap_or(crate::exit::INTERNAL)
+                engine.await.map_or(crate::exit::INTERNAL, |(code, _)| code)
             }
         };
         if let Some(server) = server {
@@ -254,6 +259,7 @@ impl Driver {
             startup,
             waited,
             timeout: self.timeout,
+            command_line: (!self.command.is_empty()).then(|| shell_words::join(&self.command)),
             progress,
             failures,
             command,
@@ -276,19 +282,10 @@ impl Driver {
                 return (WaitEnd::EngineEnded, last);
             };
             let elapsed = self.began.elapsed();
-            let states: Vec<ProcState> = self
-                .processes
-                .iter()
-                .map(|(name, oneshot)| decide::process_state(name, *oneshot, &status))
-                .collect();
+            let states = self.states(&status);
             self.show(progress, &states, elapsed);
             last = status;
-            let named: Vec<(String, ProcState)> = self
-                .processes
-                .iter()
-                .map(|(n, _)| n.clone())
-                .zip(states)
-                .collect();
+            let named = self.named(states);
             match decide::wait(&named) {
                 decide::Wait::AllReady => {
                     say(&format!(
@@ -314,6 +311,22 @@ impl Driver {
                 _ = tokio::time::sleep_until((now + POLL).min(deadline).into()) => {}
             }
         }
+    }
+
+    /// Every selected process's state, in file order.
+    fn states(&self, status: &[InstanceStatus]) -> Vec<ProcState> {
+        self.processes
+            .iter()
+            .map(|(name, oneshot)| decide::process_state(name, *oneshot, status))
+            .collect()
+    }
+
+    fn named(&self, states: Vec<ProcState>) -> Vec<(String, ProcState)> {
+        self.processes
+            .iter()
+            .map(|(n, _)| n.clone())
+            .zip(states)
+            .collect()
     }
 
     fn show(&self, progress: &mut Progress, states: &[ProcState], elapsed: Duration) {
@@ -522,6 +535,15 @@ impl Report {
                 name: row.name.clone(),
                 time: Some(row.settled_at.unwrap_or(self.waited)),
                 outcome,
+            });
+        }
+        if let (None, Some(text)) = (&self.command, &self.command_line) {
+            cases.push(Case {
+                name: format!("command: {text}"),
+                time: None,
+                outcome: Outcome::Skipped {
+                    message: "not run: the processes were not all ready".into(),
+                },
             });
         }
         if let Some((text, end, took)) = &self.command {
