@@ -217,10 +217,9 @@ impl Driver {
                 }
             }
         };
+        // The live block was drawn by the last update: redrawing it now
+        // would move over the lines said since.
         let waited = self.began.elapsed();
-        if self.tty {
-            print_now(&progress.redraw(waited));
-        }
         let mut failures = Vec::new();
         if matches!(startup, Startup::Failed | Startup::TimedOut) && interrupts.first.is_none() {
             // The lines written so far, not the stop's: what explains it.
