@@ -41,6 +41,20 @@ pub enum Command {
         #[arg(long)]
         timestamps: bool,
     },
+    /// For CI: start the processes, wait until all are ready, run COMMAND with their env, stop; exit 0 only if all of that worked
+    Smoke {
+        /// Only these processes (plus what they depend on)
+        names: Vec<String>,
+        /// How long the processes have, from the start, to be ready (not the command)
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = crate::units::parse_duration)]
+        timeout: std::time::Duration,
+        /// Write a JUnit XML report here: a testcase per process, one for the command, one for the stop
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Run this once everything is ready (its exit code becomes smoke's when it fails)
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Show every instance of the running supervisor (exit 1 when something failed or is unhealthy)
     Status {
         /// Machine-readable output

@@ -24,6 +24,7 @@ pub mod os;
 pub mod plan;
 pub mod resolve;
 pub mod signals;
+pub mod smoke;
 pub mod start;
 pub mod supervisor;
 pub mod systemd;

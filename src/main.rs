@@ -11,7 +11,7 @@ use prodserver::control::protocol::Cmd;
 use prodserver::control::verbs::{self, Verb};
 use prodserver::error::{self, Error};
 use prodserver::resolve;
-use prodserver::{exit, start};
+use prodserver::{exit, smoke, start};
 
 /// The one place where errors become output and exit codes; a panic is
 /// caught and reported like any other error, never an exit path of its own.
@@ -88,6 +88,27 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
                 runtime_dir: opts.runtime_dir,
             };
             start::run(loaded.plan, resolved, settings)
+        }
+        Command::Smoke {
+            names,
+            timeout,
+            junit,
+            command,
+        } => {
+            let (loaded, resolved) =
+                resolve::load(&path, &opts).map_err(|e| Error::config(&path, e))?;
+            if !loaded.warnings.is_empty() {
+                eprint!("{}", loaded.sources.render(&loaded.warnings, color));
+            }
+            let settings = smoke::Settings {
+                names,
+                timeout,
+                junit,
+                command,
+                env,
+                runtime_dir: opts.runtime_dir,
+            };
+            smoke::run(loaded.plan, resolved, settings)
         }
         Command::Status { json } => verbs::run(&path, &opts.runtime_dir, Verb::Status { json }),
         Command::Restart { target } => {

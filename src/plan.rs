@@ -23,6 +23,9 @@ pub struct Plan {
     pub name: String,
     /// Queues the project routes tasks to (`[prodserver] queues`), if declared.
     pub queues: Option<Vec<String>>,
+    /// What `[prodserver]` gives every process (its `env_file` over its
+    /// `env`), before any process's own: `smoke` runs its command with it.
+    pub env: BTreeMap<String, String>,
     /// Processes in declaration order. Indexes into this vector are the
     /// process ids used everywhere else (`ProcessId`).
     pub processes: Vec<ProcessSpec>,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::config::read_suggest;
@@ -33,54 +33,14 @@ pub struct Settings {
 /// Runs the supervisor; `Ok` carries the exit code of the run (its
 /// verdict), `Err` why nothing could be started.
 pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32, Error> {
-    let selected = select(&plan, &settings.names).map_err(Error::usage)?;
-    for queue in crate::config::unconsumed_queues(&plan, &selected) {
-        eprintln!(
-            "warning: queue \"{queue}\" is in [prodserver] queues but no celery-worker started here consumes it: its tasks wait for a worker elsewhere"
-        );
-    }
-    for id in &selected {
-        if let Some(e) = &resolved.processes[*id].needs_root {
-            return Err(Error::process(&plan.processes[*id].name, e));
-        }
-    }
-    os::ensure_runtime_dir(&settings.runtime_dir).map_err(|e| {
-        Error::setup(
-            format!(
-                "use the runtime directory {}",
-                settings.runtime_dir.display()
-            ),
-            e,
-        )
-    })?;
-    // Before anything starts, and before the keeper (which closes what it
-    // inherits) is forked: one supervisor per project on this host.
-    let mut claim = control::claim(&settings.runtime_dir, &plan.name).map_err(|e| match e {
-        control::ClaimError::Running { pid } => Error::setup(
-            format!("supervise {}", plan.name),
-            std::io::Error::other(match pid {
-                Some(pid) => format!("already running as pid {pid}"),
-                None => "already running".to_string(),
-            }),
-        ),
-        control::ClaimError::Io(e) => Error::setup("open the control socket", e),
-    })?;
-    let reload_with = crate::config::LoadOptions {
-        env: settings.env.clone(),
-        runtime_dir: settings.runtime_dir.clone(),
-    };
-    // Forked before any thread exists: see os::keeper.
-    let keeper = os::start_keeper().map_err(|e| Error::setup("start the keeper process", e))?;
-    os::ignore_sigpipe();
-    // Every instance needs descriptors of ours (log pipes, a notify socket):
-    // the 1024 soft limit systemd gives services is not enough for a few
-    // hundred. Children get the original limit back.
-    if let Err(e) = os::raise_nofile() {
-        eprintln!("warning: cannot raise the open-file limit ({e}): large process sets may fail with EMFILE");
-    }
-    if let Err(e) = os::set_child_subreaper() {
-        eprintln!("warning: cannot become a child subreaper ({e}): orphans of crashed children are not reaped by prodserver");
-    }
+    let prepared = prepare(
+        &plan,
+        &resolved,
+        &settings.names,
+        &settings.env,
+        &settings.runtime_dir,
+    )?;
+    let selected = prepared.selected.clone();
 
     // journald stamps and prioritises lines itself: ours would be doubled
     // (a time) or lost (colours), while `<N>` prefixes carry the level.
@@ -101,56 +61,17 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
             ),
         }
     };
-    let width = selected
-        .iter()
-        .map(|id| {
-            let spec = &plan.processes[*id];
-            spec.name.len() + 1 + spec.instances.to_string().len()
-        })
-        .max()
-        .unwrap_or(0)
-        .max("prodserver".len());
     let log_settings = logs::Settings {
         format,
-        prefix_width: width,
+        prefix_width: prefix_width(&plan, &selected),
         timestamps: settings.timestamps && !journal,
         priorities: journal,
     };
     let (logs, writer) = Logs::start_with(log_settings, Box::new(std::io::stdout()))
         .map_err(|e| Error::setup("start the log writer", e))?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::setup("start the async runtime", e))?;
-    for id in &selected {
-        if let Some(note) = resolved
-            .instance(*id, 1)
-            .and_then(|i| i.health.note.as_ref())
-        {
-            logs.project_event(&format!("{}: {note}", plan.processes[*id].name));
-        }
-    }
-    if resolved.celery_module_dir(&selected).is_some() {
-        crate::celery::install(&settings.runtime_dir)
-            .map_err(|e| Error::setup("install the Celery integration", e))?;
-    }
-    let runs_as_other_user = selected.iter().any(|id| plan.processes[*id].user.is_some());
-    if runs_as_other_user {
-        // Instances that drop privileges must still reach their notify
-        // socket and the Celery module inside the runtime directory.
-        os::share_runtime_dir(&settings.runtime_dir)
-            .map_err(|e| Error::setup("open the runtime directory to other users", e))?;
-    }
-    let notify_dir = match notify::prepare_dir(&settings.runtime_dir) {
-        Ok(dir) => Some(dir),
-        Err(e) => {
-            logs.project_event(&format!(
-                "no NOTIFY_SOCKET for children: cannot prepare its directory: {e}"
-            ));
-            None
-        }
-    };
+    let runtime = runtime()?;
+    let notify_dir = prepare_children(&plan, &resolved, &selected, &settings.runtime_dir, &logs)?;
     if let Some(warning) = systemd::killmode::check(&settings.env) {
         logs.toned_project_event(&format!("warning: {warning}"), logs::Tone::Warn);
     }
@@ -183,40 +104,216 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
         notify_dir,
         goal: crate::supervisor::core::Goal::UntilStopped,
     };
-    let control_ctx = control::server::Context {
-        config_path: plan.config_path.clone(),
-        load: reload_with,
-        plan: plan.clone(),
-        logs: logs.clone(),
-    };
-    let mut engine = Engine::new(plan, opts, keeper, logs.clone());
+    let (mut engine, server, claim) = prepared.engine(plan, opts, &logs);
     if let Some(link) = link {
         engine = engine.with_systemd(link);
     }
-    let control = engine.control();
-    let hangups = engine.forward_reloads();
-    let listener = claim.listener.take();
-    let events = logs.clone();
     let code = runtime.block_on(async move {
-        let server = match listener.map(tokio_listener) {
-            Some(Ok(l)) => Some(tokio::spawn(control::server::serve(
-                l,
-                control,
-                control_ctx,
-                hangups,
-            ))),
-            Some(Err(e)) => {
-                events.project_event(&format!("no control socket: {e}"));
-                None
-            }
-            None => None,
-        };
+        let server = server.serve();
         let code = engine.run().await;
         if let Some(server) = server {
             server.abort();
         }
         code
     });
+    finish(&runtime, logs, writer);
+    drop(claim);
+    Ok(code)
+}
+
+/// What `start` and `smoke` set up before the log writer thread exists:
+/// the selection, the project's claim (lock and control socket) and the
+/// keeper, forked while prodserver is still single-threaded.
+pub struct Prepared {
+    /// The named processes plus what they depend on (all when none named).
+    pub selected: Vec<usize>,
+    claim: control::Claim,
+    keeper: os::Keeper,
+    reload_with: crate::config::LoadOptions,
+}
+
+/// The control server, started inside the runtime by [`Server::serve`].
+pub struct Server {
+    listener: Option<std::os::unix::net::UnixListener>,
+    control: crate::supervisor::engine::Control,
+    ctx: control::server::Context,
+    hangups: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl Server {
+    /// Serves the control socket (when there is one) until aborted; call
+    /// inside the runtime.
+    pub fn serve(self) -> Option<tokio::task::JoinHandle<()>> {
+        match self.listener.map(tokio_listener) {
+            Some(Ok(l)) => Some(tokio::spawn(control::server::serve(
+                l,
+                self.control,
+                self.ctx,
+                self.hangups,
+            ))),
+            Some(Err(e)) => {
+                self.ctx
+                    .logs
+                    .project_event(&format!("no control socket: {e}"));
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// Everything before the log writer: the selection and its checks, the
+/// runtime directory, the claim, the keeper, the process-wide settings.
+pub fn prepare(
+    plan: &Plan,
+    resolved: &ResolvedPlan,
+    names: &[String],
+    env: &BTreeMap<String, String>,
+    runtime_dir: &Path,
+) -> Result<Prepared, Error> {
+    let selected = select(plan, names).map_err(Error::usage)?;
+    for queue in crate::config::unconsumed_queues(plan, &selected) {
+        eprintln!(
+            "warning: queue \"{queue}\" is in [prodserver] queues but no celery-worker started here consumes it: its tasks wait for a worker elsewhere"
+        );
+    }
+    for id in &selected {
+        if let Some(e) = &resolved.processes[*id].needs_root {
+            return Err(Error::process(&plan.processes[*id].name, e));
+        }
+    }
+    os::ensure_runtime_dir(runtime_dir).map_err(|e| {
+        Error::setup(
+            format!("use the runtime directory {}", runtime_dir.display()),
+            e,
+        )
+    })?;
+    // Before anything starts, and before the keeper (which closes what it
+    // inherits) is forked: one supervisor per project on this host.
+    let claim = control::claim(runtime_dir, &plan.name).map_err(|e| match e {
+        control::ClaimError::Running { pid } => Error::setup(
+            format!("supervise {}", plan.name),
+            std::io::Error::other(match pid {
+                Some(pid) => format!("already running as pid {pid}"),
+                None => "already running".to_string(),
+            }),
+        ),
+        control::ClaimError::Io(e) => Error::setup("open the control socket", e),
+    })?;
+    let reload_with = crate::config::LoadOptions {
+        env: env.clone(),
+        runtime_dir: runtime_dir.to_path_buf(),
+    };
+    // Forked before any thread exists: see os::keeper.
+    let keeper = os::start_keeper().map_err(|e| Error::setup("start the keeper process", e))?;
+    os::ignore_sigpipe();
+    // Every instance needs descriptors of ours (log pipes, a notify socket):
+    // the 1024 soft limit systemd gives services is not enough for a few
+    // hundred. Children get the original limit back.
+    if let Err(e) = os::raise_nofile() {
+        eprintln!("warning: cannot raise the open-file limit ({e}): large process sets may fail with EMFILE");
+    }
+    if let Err(e) = os::set_child_subreaper() {
+        eprintln!("warning: cannot become a child subreaper ({e}): orphans of crashed children are not reaped by prodserver");
+    }
+    Ok(Prepared {
+        selected,
+        claim,
+        keeper,
+        reload_with,
+    })
+}
+
+impl Prepared {
+    /// The engine for `opts`, the control server steering it, and the
+    /// claim to drop once the run is over (the socket file goes first,
+    /// then the lock).
+    pub fn engine(
+        mut self,
+        plan: Plan,
+        opts: RunOptions,
+        logs: &Logs,
+    ) -> (Engine, Server, control::Claim) {
+        let ctx = control::server::Context {
+            config_path: plan.config_path.clone(),
+            load: self.reload_with.clone(),
+            plan: plan.clone(),
+            logs: logs.clone(),
+        };
+        let mut engine = Engine::new(plan, opts, self.keeper, logs.clone());
+        let server = Server {
+            listener: self.claim.listener.take(),
+            control: engine.control(),
+            ctx,
+            hangups: engine.forward_reloads(),
+        };
+        (engine, server, self.claim)
+    }
+}
+
+/// Labels are padded to the widest of the selection (and `prodserver`).
+pub fn prefix_width(plan: &Plan, selected: &[usize]) -> usize {
+    selected
+        .iter()
+        .map(|id| {
+            let spec = &plan.processes[*id];
+            spec.name.len() + 1 + spec.instances.to_string().len()
+        })
+        .max()
+        .unwrap_or(0)
+        .max("prodserver".len())
+}
+
+/// The single-threaded runtime the engine runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::setup("start the async runtime", e))
+}
+
+/// What the children need before the first spawn: health notes, the
+/// Celery integration, a runtime directory others can reach, the notify
+/// sockets' directory (`None`: no NOTIFY_SOCKET).
+pub fn prepare_children(
+    plan: &Plan,
+    resolved: &ResolvedPlan,
+    selected: &[usize],
+    runtime_dir: &Path,
+    logs: &Logs,
+) -> Result<Option<notify::RunDir>, Error> {
+    for id in selected {
+        if let Some(note) = resolved
+            .instance(*id, 1)
+            .and_then(|i| i.health.note.as_ref())
+        {
+            logs.project_event(&format!("{}: {note}", plan.processes[*id].name));
+        }
+    }
+    if resolved.celery_module_dir(selected).is_some() {
+        crate::celery::install(runtime_dir)
+            .map_err(|e| Error::setup("install the Celery integration", e))?;
+    }
+    let runs_as_other_user = selected.iter().any(|id| plan.processes[*id].user.is_some());
+    if runs_as_other_user {
+        // Instances that drop privileges must still reach their notify
+        // socket and the Celery module inside the runtime directory.
+        os::share_runtime_dir(runtime_dir)
+            .map_err(|e| Error::setup("open the runtime directory to other users", e))?;
+    }
+    Ok(match notify::prepare_dir(runtime_dir) {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            logs.project_event(&format!(
+                "no NOTIFY_SOCKET for children: cannot prepare its directory: {e}"
+            ));
+            None
+        }
+    })
+}
+
+/// After the run: lets the last lines out, within the flush limit.
+pub fn finish(runtime: &tokio::runtime::Runtime, logs: Logs, writer: logs::WriterHandle) {
     // The children have stopped, but their pumps may still be passing on
     // their last lines: the flush deadline covers both.
     let flush_by = Instant::now() + logs::EXIT_FLUSH_LIMIT;
@@ -229,9 +326,6 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
         logs::Stopped::Failed(e) => eprintln!("warning: the log stream could not be flushed: {e}"),
         logs::Stopped::TimedOut(d) => eprintln!("{}", d.warning(logs::EXIT_FLUSH_LIMIT)),
     }
-    // The socket file goes first, then the lock.
-    drop(claim);
-    Ok(code)
 }
 
 fn tokio_listener(

@@ -937,3 +937,56 @@ fn reload_after_changing_only_beats_args_keeps_the_workers_and_web() {
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait_exit(T), 0, "{}", run.output());
 }
+
+#[test]
+fn smoke_runs_manage_py_check_against_the_ready_stack_and_passes() {
+    let stack = Stack::new();
+    // No ticks in flight: a worker reading a message the filesystem broker
+    // has not finished writing dies at the stop (JSONDecodeError), which
+    // smoke rightly calls an unclean stop; that race is not what this
+    // test is about.
+    stack.edit("SHOP_BEAT_EVERY = \"1\"", "SHOP_BEAT_EVERY = \"3600\"");
+    let config = stack.project.path().join("prodserver.toml");
+    let config = config.to_str().expect("a UTF-8 path");
+    let report = stack.project.path().join("smoke.xml");
+    let report_arg = report.to_str().expect("a UTF-8 path");
+    // As a CI job would: from the Django project, `python` from the venv.
+    let mut cmd = stack.project.command(&[
+        "smoke",
+        "-c",
+        config,
+        "--junit",
+        report_arg,
+        "--",
+        "python",
+        "manage.py",
+        "check",
+    ]);
+    let path = format!(
+        "{}/bin:{}",
+        python::venv().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cmd.current_dir(python::project()).env("PATH", path);
+    let mut run = Running::spawn(cmd);
+    let code = run.wait_exit(BOOT + T);
+    let out = run.output();
+    assert_eq!(code, 0, "{out}");
+    for line in [
+        "smoke: migrate completed in",
+        "smoke: web ready in",
+        "smoke: worker-default ready in",
+        "smoke: every process is ready in",
+        "System check identified no issues",
+        "smoke: the command passed in",
+        "smoke: passed in",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+    let junit = std::fs::read_to_string(&report).expect("the JUnit report");
+    assert!(junit.contains("failures=\"0\""), "{junit}");
+    assert!(
+        junit.contains("name=\"command: python manage.py check\""),
+        "{junit}"
+    );
+}

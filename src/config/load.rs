@@ -293,6 +293,7 @@ impl Loader<'_> {
             queues: project
                 .queues
                 .map(|q| q.into_iter().map(Spanned::into_inner).collect()),
+            env: project.env.into_iter().collect(),
             processes: specs,
             dev,
         })

@@ -447,7 +447,8 @@ impl ExecPids {
         }
     }
 
-    fn insert(&self, pid: i32) {
+    /// A child of ours that tokio waits for: orphan reaping leaves it be.
+    pub fn insert(&self, pid: i32) {
         self.lock().insert(pid);
         if let Some(k) = &self.keeper {
             // A gone keeper is reported (and replaced) by the engine.
@@ -455,7 +456,7 @@ impl ExecPids {
         }
     }
 
-    fn remove(&self, pid: i32) {
+    pub fn remove(&self, pid: i32) {
         self.lock().remove(&pid);
         if let Some(k) = &self.keeper {
             let _ = k.unregister(pid);

@@ -258,6 +258,12 @@ impl Engine {
         }
     }
 
+    /// The children spawned beside the engine (a probe, smoke's command)
+    /// that its orphan reaping must leave to tokio.
+    pub fn exec_pids(&self) -> ExecPids {
+        self.exec_pids.clone()
+    }
+
     /// SIGHUP (a reload, not a hangup) is sent here instead of to the core:
     /// reading the file is the control server's job, shared with `reload`.
     pub fn forward_reloads(&mut self) -> mpsc::UnboundedReceiver<()> {
@@ -284,13 +290,19 @@ impl Engine {
     }
 
     /// Runs until the core says the run is over; returns the exit code.
-    pub async fn run(mut self) -> i32 {
+    pub async fn run(self) -> i32 {
+        self.run_to_end().await.0
+    }
+
+    /// [`Engine::run`], also returning every instance's final status (how
+    /// a run that ended by itself ended, for `smoke`).
+    pub async fn run_to_end(mut self) -> (i32, Vec<super::core::InstanceStatus>) {
         let (mut signals, mut sigchld) = match (listen_to_signals(), signal(SignalKind::child())) {
             (Ok(s), Ok(c)) => (s, c),
             (Err(e), _) | (_, Err(e)) => {
                 self.logs
                     .project_event(&format!("cannot install signal handlers: {e}"));
-                return exit::INTERNAL;
+                return (exit::INTERNAL, self.core.status());
             }
         };
         let cmds = self.core.begin(Instant::now(), jitter01());
@@ -888,7 +900,7 @@ impl Engine {
     }
 
     /// Kills whatever is left, prints the exit summary, returns the code.
-    fn finish(mut self) -> i32 {
+    fn finish(mut self) -> (i32, Vec<super::core::InstanceStatus>) {
         let known: Vec<i32> = self.live_pids();
         for pid in os::live_orphans(&|pid| known.contains(&pid)) {
             let _ = os::kill_group(pid);
@@ -958,7 +970,7 @@ impl Engine {
             self.logs.toned_project_event(line, *tone);
         }
         let _ = self.keeper.shutdown();
-        verdict.code
+        (verdict.code, status)
     }
 }
 

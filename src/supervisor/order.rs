@@ -202,6 +202,7 @@ pub(crate) mod tests {
             root: PathBuf::from("/p"),
             name: "p".into(),
             queues: None,
+            env: Default::default(),
             processes,
             dev: Default::default(),
         }
