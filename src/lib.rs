@@ -16,6 +16,7 @@ pub mod exit;
 pub mod export;
 pub mod graph;
 pub mod health;
+pub mod init;
 pub mod logs;
 pub mod notify;
 #[allow(unsafe_code)] // the thin OS layer is the only place with `unsafe`
