@@ -30,6 +30,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, color: bool) -> Result<i32, Error> {
+    // init writes the file the others look for: no config to locate.
+    let command = match cli.command {
+        Command::Init { force, output, dir } => {
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            let opts = prodserver::init::Options { force, output, dir };
+            return prodserver::init::run(opts, &env, prodserver::os::runtime_dir(), color);
+        }
+        other => other,
+    };
     let cwd = std::env::current_dir().map_err(|e| Error::setup("read the current directory", e))?;
     let env_config = std::env::var("PRODSERVER_CONFIG").ok();
     let path = config::locate::locate(cli.config.as_deref(), env_config.as_deref(), &cwd)
@@ -39,7 +48,7 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
         env: env.clone(),
         runtime_dir: prodserver::os::runtime_dir(),
     };
-    match cli.command {
+    match command {
         Command::Check { json } => match resolve::load(&path, &opts) {
             Ok((loaded, resolved)) => {
                 let extra = check::environment_warnings(&loaded.plan, &env, &loaded.sources);
@@ -113,5 +122,6 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
             verbs::run(&path, &opts.runtime_dir, Verb::Other(cmd))
         }
         Command::Export { target } => prodserver::export::run(target, &path, &opts, color),
+        Command::Init { .. } => Err(Error::usage("init takes no config file")),
     }
 }
