@@ -45,7 +45,10 @@ fn copy_tree(from: &Path, to: &Path) {
         let entry = entry.expect("entry");
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if matches!(name.as_ref(), ".venv" | ".venv.lock" | "var" | "__pycache__") {
+        if matches!(
+            name.as_ref(),
+            ".venv" | ".venv.lock" | "var" | "__pycache__"
+        ) {
             continue;
         }
         let (src, dst) = (entry.path(), to.join(name.as_ref()));
@@ -93,7 +96,10 @@ fn on_the_example_it_refuses_to_overwrite_then_writes_a_file_that_checks_and_run
 
     let (code, out) = run(activated(&project, &["init"]));
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("already exists") && out.contains("--force"), "{out}");
+    assert!(
+        out.contains("already exists") && out.contains("--force"),
+        "{out}"
+    );
     assert_eq!(read(&config), shipped, "the existing file was changed");
 
     let (code, out) = run(activated(&project, &["init", "--force"]));
@@ -128,7 +134,10 @@ fn on_the_example_it_refuses_to_overwrite_then_writes_a_file_that_checks_and_run
     );
     // The queues came from the imported Celery app, and the file says so.
     let said = prose(&written);
-    assert!(said.contains("read from the Celery app's configuration"), "{said}");
+    assert!(
+        said.contains("read from the Celery app's configuration"),
+        "{said}"
+    );
     assert!(said.contains("Web servers installed: gunicorn;"), "{said}");
 
     let (code, out) = run(activated(&project, &["check"]));
@@ -209,7 +218,10 @@ fn on_a_fresh_startproject_with_celery_it_finds_the_queues_and_passes_check() {
     // No periodic tasks, no django-celery-beat: beat is offered, switched off.
     assert!(written.contains("\n# [processes.beat]\n"), "{written}");
     assert!(!lines.contains(&"[processes.beat]"), "{written}");
-    let (code, out) = run(activated(&project, &["check", "-c", "site/prodserver.toml"]));
+    let (code, out) = run(activated(
+        &project,
+        &["check", "-c", "site/prodserver.toml"],
+    ));
     assert_eq!(code, 0, "{out}");
 
     // Refuses without --force, and leaves the file as it was.
@@ -251,7 +263,10 @@ fn django_celery_beat_in_installed_apps_gets_its_database_scheduler() {
         ),
         "{written}"
     );
-    let (code, out) = run(activated(&project, &["check", "-c", "site/prodserver.toml"]));
+    let (code, out) = run(activated(
+        &project,
+        &["check", "-c", "site/prodserver.toml"],
+    ));
     assert_eq!(code, 0, "{out}");
 }
 
@@ -265,15 +280,27 @@ fn settings_that_cannot_be_imported_are_read_as_text_and_said_so() {
     std::fs::write(&settings, text).expect("settings");
 
     // Written elsewhere: the processes run in the project folder.
-    let (code, out) = run(activated(&project, &["init", "-o", "elsewhere.toml", "site"]));
+    let (code, out) = run(activated(
+        &project,
+        &["init", "-o", "elsewhere.toml", "site"],
+    ));
     assert_eq!(code, 0, "{out}");
     let written = read(&project.path().join("elsewhere.toml"));
     let said = prose(&written);
-    assert!(said.contains("They were read from the source text"), "{said}");
-    assert!(said.contains("No module named 'a_module_this_machine_lacks'"), "{said}");
+    assert!(
+        said.contains("They were read from the source text"),
+        "{said}"
+    );
+    assert!(
+        said.contains("No module named 'a_module_this_machine_lacks'"),
+        "{said}"
+    );
     let lines = settings_lines(&written);
     // Only the literal `{"queue": ...}` route is seen without importing.
-    assert!(lines.contains(&r#"queues = ["emails", "celery"]"#), "{written}");
+    assert!(
+        lines.contains(&r#"queues = ["emails", "celery"]"#),
+        "{written}"
+    );
     assert!(
         lines.contains(&r#"cwd = "site"  # the project folder, where manage.py is"#),
         "{written}"
@@ -290,4 +317,30 @@ fn outside_a_django_project_it_is_a_usage_error_and_writes_nothing() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no manage.py"), "{out}");
     assert!(!project.path().join("prodserver.toml").exists());
+}
+
+#[test]
+fn a_queue_name_that_cannot_be_passed_to_q_gets_no_worker_and_a_comment() {
+    let project = Project::new("");
+    let site = startproject(&project);
+    let settings = site.join("mysite/settings.py");
+    let mut text = read(&settings);
+    text.push_str("CELERY_TASK_ROUTES[\"mysite.tasks.bulk\"] = {\"queue\": \"bulk mail\"}\n");
+    std::fs::write(&settings, text).expect("settings");
+
+    let (code, out) = run(activated(&project, &["init", "site"]));
+    assert_eq!(code, 0, "{out}");
+    let written = read(&site.join("prodserver.toml"));
+    let lines = settings_lines(&written);
+    assert!(
+        lines.contains(&r#"queues = ["emails", "reports", "celery"]"#),
+        "{written}"
+    );
+    let said = prose(&written);
+    assert!(said.contains(r#"No worker for "bulk mail""#), "{said}");
+    let (code, out) = run(activated(
+        &project,
+        &["check", "-c", "site/prodserver.toml"],
+    ));
+    assert_eq!(code, 0, "{out}");
 }

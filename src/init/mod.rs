@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::{load_str, LoadOptions};
+use crate::config::{load_str, LoadOptions, Loaded};
 use crate::error::Error;
 use detect::{parse_probe, ProbeOut};
 use render::{CeleryFound, Facts, Origin, PythonEnv};
@@ -119,19 +119,12 @@ pub fn run(
     // init, and the file is not written.
     let load_opts = LoadOptions {
         env: env.clone(),
-        runtime_dir: runtime_dir.clone(),
+        runtime_dir,
     };
-    let loaded = match load_str(&output, text.clone(), &load_opts) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprint!("{}", e.sources.render(&e.diagnostics, color));
-            return Err(refused());
-        }
-    };
-    if let Err(errors) = crate::resolve::resolve(&loaded, &runtime_dir) {
-        eprint!("{}", loaded.sources.render(&errors, color));
-        return Err(refused());
-    }
+    let loaded = validate(&output, &text, &load_opts, color).map_err(|rendered| {
+        eprint!("{rendered}");
+        refused()
+    })?;
     if !loaded.warnings.is_empty() {
         eprint!("{}", loaded.sources.render(&loaded.warnings, color));
     }
@@ -158,6 +151,22 @@ pub fn run(
         processes.join(", ")
     );
     Ok(crate::exit::OK)
+}
+
+/// `text`, to be written at `path`, loaded and resolved exactly as
+/// `check` does; the rendered diagnostics when it would refuse it.
+pub fn validate(
+    path: &Path,
+    text: &str,
+    opts: &LoadOptions,
+    color: bool,
+) -> Result<Loaded, String> {
+    let loaded = load_str(path, text.to_owned(), opts)
+        .map_err(|e| e.sources.render(&e.diagnostics, color))?;
+    match crate::resolve::resolve(&loaded, &opts.runtime_dir) {
+        Ok(_) => Ok(loaded),
+        Err(errors) => Err(loaded.sources.render(&errors, color)),
+    }
 }
 
 fn exists(output: &Path) -> Error {
@@ -451,4 +460,148 @@ fn write(path: &Path, text: &str, force: bool) -> Result<(), Error> {
         let _ = std::fs::remove_file(&tmp);
     }
     placed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use detect::{CeleryFacts, ProbeCelery, ProbeSettings};
+
+    fn opts() -> LoadOptions {
+        LoadOptions {
+            env: BTreeMap::new(),
+            runtime_dir: "/nonexistent/run".into(),
+        }
+    }
+
+    #[test]
+    fn validation_refuses_what_check_refuses() {
+        let bad = "[processes.w]\nbackend = \"celery-worker\"\napp = \"x.app\"\nqueues = [\"bulk mail\"]\n";
+        let err = validate(Path::new("/srv/x/prodserver.toml"), bad, &opts(), false)
+            .err()
+            .expect("refused");
+        assert!(err.contains("can't be passed to `-Q`"), "{err}");
+        assert!(err.contains("prodserver.toml:4:"), "located: {err}");
+    }
+
+    fn facts(probe: Result<ProbeOut, String>) -> Facts {
+        Facts {
+            settings_module: "shop.settings".into(),
+            settings_from: "manage.py".into(),
+            python: PythonEnv {
+                run: "/srv/shop/.venv/bin/python".into(),
+                origin: Origin::Local(".venv".into()),
+            },
+            probe,
+            static_wsgi: None,
+            static_asgi: None,
+            wsgi_module: Some("shop.wsgi".into()),
+            asgi_module: Some("shop.asgi".into()),
+            static_celery_beat_app: false,
+            celery: Some(CeleryFound {
+                module: "shop.celery".into(),
+                variable: Some("app".into()),
+            }),
+            static_celery: Default::default(),
+            cwd: None,
+        }
+    }
+
+    fn celery_facts(routes: &[&str], default_queue: Option<&str>) -> CeleryFacts {
+        CeleryFacts {
+            routes_set: !routes.is_empty(),
+            route_queues: routes.iter().map(|s| s.to_string()).collect(),
+            opaque_routes: vec![],
+            task_queues: None,
+            default_queue: default_queue.map(str::to_owned),
+            beat_schedule: false,
+            beat_scheduler: None,
+        }
+    }
+
+    fn probe(app: CeleryFacts) -> ProbeOut {
+        ProbeOut {
+            python: "/srv/shop/.venv/bin/python".into(),
+            version: "3.12.3".into(),
+            installed: [("gunicorn".to_owned(), true)].into_iter().collect(),
+            settings: Some(ProbeSettings {
+                wsgi_application: Some("shop.wsgi.application".into()),
+                asgi_application: None,
+                installed_apps: vec!["django_celery_beat".into()],
+                celery: celery_facts(&[], None),
+            }),
+            settings_error: None,
+            celery: Some(ProbeCelery {
+                attr: "app".into(),
+                facts: app,
+            }),
+            celery_error: None,
+        }
+    }
+
+    #[test]
+    fn a_rendered_project_validates_and_names_the_local_venv() {
+        let f = facts(Ok(probe(celery_facts(
+            &["emails", "bulk mail"],
+            Some("default"),
+        ))));
+        let text = render::render(&f);
+        let loaded = validate(
+            Path::new("/srv/shop/prodserver.toml"),
+            &text,
+            &opts(),
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let names: Vec<&str> = loaded
+            .plan
+            .processes
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["migrate", "web", "worker-emails", "worker-default", "beat"]
+        );
+        assert!(
+            text.contains("queues = [\"emails\", \"default\"]\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("program = \".venv/bin/gunicorn\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "command = [\".venv/bin/python\", \"manage.py\", \"migrate\", \"--noinput\"]"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("scheduler = \"django_celery_beat.schedulers:DatabaseScheduler\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_python_the_source_text_decides() {
+        let mut f = facts(Err("python3: No such file or directory".into()));
+        f.static_celery.route_queues = vec!["priority".into()];
+        let text = render::render(&f);
+        validate(
+            Path::new("/srv/shop/prodserver.toml"),
+            &text,
+            &opts(),
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(
+            text.contains("queues = [\"priority\", \"celery\"]\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("\n[processes.beat]"),
+            "no schedule, no beat: {text}"
+        );
+    }
 }

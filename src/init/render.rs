@@ -256,6 +256,8 @@ fn unreachable_app(not_installed: &str) -> Web {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Queues {
     pub names: Vec<String>,
+    /// Names no worker can be given on its command line.
+    pub unusable: Vec<String>,
     pub default_queue: String,
     pub source: String,
     pub opaque: Vec<String>,
@@ -315,8 +317,15 @@ pub fn queues(f: &Facts) -> Queues {
     if !names.is_empty() && !names.contains(&default_queue) {
         names.push(default_queue.clone());
     }
+    // `-Q` splits on commas and a name with whitespace cannot be written
+    // there: such a queue gets no worker (and is not listed, which `check`
+    // would then fail on), and the file says why.
+    let (names, unusable) = names.into_iter().partition(|q: &String| {
+        !q.is_empty() && !q.contains(',') && !q.chars().any(char::is_whitespace)
+    });
     Queues {
         names,
+        unusable,
         default_queue,
         source,
         opaque: facts.opaque_routes,
@@ -441,6 +450,13 @@ pub fn render(f: &Facts) -> String {
             q.source
         ));
         w.set("queues", Value::strings(q.names.iter().cloned()));
+    }
+    if let Some(q) = q.as_ref().filter(|q| !q.unusable.is_empty()) {
+        let names: Vec<String> = q.unusable.iter().map(|n| format!("{n:?}")).collect();
+        w.comment(&format!(
+            "No worker for {}: Celery's -Q cannot take a queue name with a comma or whitespace. Rename it in the routes, then add it here and give it a worker.",
+            names.join(", ")
+        ));
     }
     w.blank();
 
