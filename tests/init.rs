@@ -344,3 +344,29 @@ fn a_queue_name_that_cannot_be_passed_to_q_gets_no_worker_and_a_comment() {
     ));
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn a_virtualenv_in_the_project_is_named_by_its_path_and_needs_no_activation() {
+    let project = Project::new("");
+    let site = startproject(&project);
+    std::os::unix::fs::symlink(python::venv(), site.join(".venv")).expect("symlink .venv");
+    let mut init = project.command(&["init", "site"]);
+    init.env_remove("VIRTUAL_ENV");
+    let (code, out) = run(init);
+    assert_eq!(code, 0, "{out}");
+    let written = read(&site.join("prodserver.toml"));
+    let lines = settings_lines(&written);
+    for expected in [
+        r#"command = [".venv/bin/python", "manage.py", "migrate", "--noinput"]"#,
+        r#"program = ".venv/bin/gunicorn""#,
+        r#"program = ".venv/bin/celery""#,
+    ] {
+        assert!(lines.contains(&expected), "no `{expected}` in:\n{written}");
+    }
+    // Found through the file's own paths: no warning about PATH.
+    let mut check = project.command(&["check", "-c", "site/prodserver.toml"]);
+    check.env_remove("VIRTUAL_ENV").env("PATH", "/usr/bin:/bin");
+    let (code, out) = run(check);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(", 0 warnings"), "{out}");
+}
