@@ -33,6 +33,11 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
     // init writes the file the others look for: no config to locate.
     let command = match cli.command {
         Command::Init { force, output, dir } => {
+            if cli.config.is_some() {
+                return Err(Error::usage(
+                    "init writes a file and reads none: name it with -o FILE, not -c/--config",
+                ));
+            }
             let env: BTreeMap<String, String> = std::env::vars().collect();
             let opts = prodserver::init::Options { force, output, dir };
             return prodserver::init::run(opts, &env, prodserver::os::runtime_dir(), color);
@@ -122,6 +127,8 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
             verbs::run(&path, &opts.runtime_dir, Verb::Other(cmd))
         }
         Command::Export { target } => prodserver::export::run(target, &path, &opts, color),
-        Command::Init { .. } => Err(Error::usage("init takes no config file")),
+        Command::Init { .. } => Err(Error::usage(
+            "init is run before a config file is looked for",
+        )),
     }
 }

@@ -370,3 +370,14 @@ fn a_virtualenv_in_the_project_is_named_by_its_path_and_needs_no_activation() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(", 0 warnings"), "{out}");
 }
+
+#[test]
+fn a_config_flag_is_refused_rather_than_ignored() {
+    let project = example();
+    std::fs::remove_file(project.path().join("prodserver.toml")).expect("rm");
+    let (code, out) = run(activated(&project, &["init", "-c", "mine.toml"]));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("-o FILE"), "{out}");
+    assert!(!project.path().join("prodserver.toml").exists());
+    assert!(!project.path().join("mine.toml").exists());
+}

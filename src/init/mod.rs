@@ -398,6 +398,8 @@ fn run_probe(
         })
     })
     .collect();
+    // std has no wait with a timeout: poll, a few dozen times a second,
+    // for the seconds an import of Django and Celery takes.
     let deadline = Instant::now() + PROBE_TIMEOUT;
     let status = loop {
         match child.try_wait() {

@@ -393,7 +393,7 @@ pub fn render(f: &Facts) -> String {
     w.comment("");
     let python_line = match &f.probe {
         Ok(p) => format!(
-            "Python: {} ({}), {}. It was asked which servers are installed (importlib.util.find_spec) and imported the settings{} to read them.",
+            "Python: {} ({}), {}. It was asked which servers are installed (importlib.util.find_spec), and to import the settings{} to read them.",
             p.python,
             p.version,
             f.python.described(),
