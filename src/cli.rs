@@ -87,6 +87,18 @@ pub enum Command {
         #[arg(short = 'n', long = "lines", value_name = "N")]
         lines: Option<usize>,
     },
+    /// Write a commented prodserver.toml for the Django project in DIR (default: here)
+    Init {
+        /// Replace an existing file
+        #[arg(long)]
+        force: bool,
+        /// Write to this file (default: DIR/prodserver.toml)
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The Django project's folder, where manage.py is
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Write the process set as files other tools run: systemd units, a Procfile
     Export {
         #[command(subcommand)]

@@ -17,6 +17,7 @@ pub mod export;
 pub mod graph;
 pub mod health;
 pub mod import;
+pub mod init;
 pub mod logs;
 pub mod notify;
 #[allow(unsafe_code)] // the thin OS layer is the only place with `unsafe`

@@ -30,10 +30,24 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, color: bool) -> Result<i32, Error> {
+    // init writes the file the others look for: no config to locate.
+    let command = match cli.command {
+        Command::Init { force, output, dir } => {
+            if cli.config.is_some() {
+                return Err(Error::usage(
+                    "init writes a file and reads none: name it with -o FILE, not -c/--config",
+                ));
+            }
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            let opts = prodserver::init::Options { force, output, dir };
+            return prodserver::init::run(opts, &env, prodserver::os::runtime_dir(), color);
+        }
+        other => other,
+    };
     let cwd = std::env::current_dir().map_err(|e| Error::setup("read the current directory", e))?;
     let env_config = std::env::var("PRODSERVER_CONFIG").ok();
     // An import writes the config file: there is none to locate yet.
-    let path = match cli.command {
+    let path = match command {
         Command::Import { .. } if cli.config.is_some() => {
             return Err(Error::usage(
                 "import writes a new file: name it with -o FILE, not -c/--config",
@@ -48,7 +62,7 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
         env: env.clone(),
         runtime_dir: prodserver::os::runtime_dir(),
     };
-    match cli.command {
+    match command {
         Command::Check { json } => match resolve::load(&path, &opts) {
             Ok((loaded, resolved)) => {
                 let extra = check::environment_warnings(&loaded.plan, &env, &loaded.sources);
@@ -148,5 +162,8 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
             output,
             force,
         } => prodserver::import::run(source, output.as_deref(), force, &cwd, &env, color),
+        Command::Init { .. } => Err(Error::usage(
+            "init is run before a config file is looked for",
+        )),
     }
 }
