@@ -18,7 +18,7 @@ use nix::sys::socket::{
 };
 
 /// Where a held socket listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Address {
     /// `host:port`; a host that is not an IP literal is resolved when the
     /// socket is bound (the first address found wins).
