@@ -191,7 +191,10 @@ mod tests {
     fn addresses_expand_the_instance_and_resolve_unix_paths() {
         let spec = held(
             "web",
-            vec![tcp("127.0.0.1", "800{instance}"), Listen::Unix("run/web.sock".into())],
+            vec![
+                tcp("127.0.0.1", "800{instance}"),
+                Listen::Unix("run/web.sock".into()),
+            ],
             2,
         );
         assert_eq!(
