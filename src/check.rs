@@ -211,6 +211,58 @@ pub fn recycling_lines(spec: &ProcessSpec) -> Vec<String> {
     out
 }
 
+/// Whether prodserver holds the process's listening socket and how the
+/// server receives it, for every process that binds an address.
+pub fn socket_line(spec: &ProcessSpec) -> Option<String> {
+    use crate::plan::Holding;
+    let addresses: Vec<String> = spec
+        .listen
+        .iter()
+        .map(|l| match l {
+            crate::backend::Listen::Tcp { host, port, .. } if host.contains(':') => {
+                format!("[{host}]:{port}")
+            }
+            crate::backend::Listen::Tcp { host, port, .. } => format!("{host}:{port}"),
+            crate::backend::Listen::Unix(path) => format!("unix:{path}"),
+        })
+        .collect();
+    let at = addresses.join(", ");
+    match &spec.holding {
+        Holding::Nothing => None,
+        Holding::Held {
+            passing,
+            backlog,
+            reuse_port,
+        } => {
+            let mut line = format!(
+                "socket     held by prodserver: {at}, passed as {} (backlog {backlog}{}); restarts surge on it",
+                passing.describe(),
+                if *reuse_port { ", SO_REUSEPORT" } else { "" },
+            );
+            if !spec.surges_on_held_socket() {
+                line = line.replace(
+                    "restarts surge on it",
+                    "restarts replace (the address depends on {instance})",
+                );
+            }
+            if *passing == crate::backend::held::Passing::UvicornFd
+                && spec
+                    .listen
+                    .iter()
+                    .any(|l| matches!(l, crate::backend::Listen::Tcp { .. }))
+            {
+                line.push_str(
+                    "; uvicorn reads it as AF_UNIX (uvicorn#295): the app sees no client address unless proxy headers give one",
+                );
+            }
+            Some(line)
+        }
+        Holding::Own { why } => Some(format!(
+            "socket     not held: {at} is bound by the server ({why})"
+        )),
+    }
+}
+
 pub fn render_text(
     loaded: &Loaded,
     resolved: &ResolvedPlan,
@@ -249,6 +301,9 @@ pub fn render_text(
         }
         out.push_str(&format!("  instances  {}\n", spec.instances));
         out.push_str(&format!("  health     {}\n", health_line(resolved, id)));
+        if let Some(line) = socket_line(spec) {
+            out.push_str(&format!("  {line}\n"));
+        }
         for line in recycling_lines(spec) {
             out.push_str(&format!("  {line}\n"));
         }
@@ -323,6 +378,8 @@ pub fn render_json(
                 "cwd": spec.cwd,
                 "instances": spec.instances,
                 "health": health_line(resolved, id),
+                "socket": socket_line(spec)
+                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")),
                 "oneshot": spec.oneshot,
                 "singleton": spec.singleton,
                 "restart": spec.restart.name(),

@@ -292,10 +292,11 @@ health = { notify = true, start_timeout = "1h" }
 }
 
 /// Stands in for gunicorn: takes the argv the gunicorn backend builds,
-/// listens on `--bind=`, answers `/` with 404 (like a Django project with
+/// listens on `--bind=` (on the socket prodserver holds, through
+/// LISTEN_FDS, as gunicorn does), answers `/` with 404 (like a Django project with
 /// no root view) and `/healthz/` with the status in `healthz-status`.
 const FAKE_GUNICORN: &str = r#"#!/usr/bin/env python3
-import http.server, sys
+import http.server, os, socket, sys
 bind = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--bind="))
 host, port = bind.rsplit(":", 1)
 class H(http.server.BaseHTTPRequestHandler):
@@ -309,7 +310,12 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
     def log_message(self, *a): pass
 print("fake gunicorn on", bind, flush=True)
-http.server.HTTPServer((host, int(port)), H).serve_forever()
+if os.environ.get("LISTEN_PID") == str(os.getpid()):
+    server = http.server.HTTPServer((host, int(port)), H, bind_and_activate=False)
+    server.socket = socket.socket(fileno=3)
+else:
+    server = http.server.HTTPServer((host, int(port)), H)
+server.serve_forever()
 "#;
 
 fn fake_gunicorn(p: &Project) {
@@ -470,6 +476,8 @@ backend = "gunicorn"
 app = "shop.wsgi:application"
 program = "./mute-gunicorn"
 args = {{ bind = "127.0.0.1:{port}" }}
+# A server that binds its own socket (a held one would never be bound).
+hold_socket = false
 
 [processes.after]
 backend = "command"

@@ -216,6 +216,8 @@ depends_on = { db = "started" }
 backend = "gunicorn"
 app = "shop.wsgi:application"
 program = "./fake"
+# The fake binds nothing: don't hold gunicorn's default 127.0.0.1:8000.
+hold_socket = false
 
 [processes.beat]
 backend = "celery-beat"

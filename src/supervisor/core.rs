@@ -592,7 +592,7 @@ impl Core {
         jitter: f64,
         out: &mut Vec<Command>,
     ) {
-        let mode = match self.plan.processes[process].rollout {
+        let mode = match self.plan.processes[process].restart_mode() {
             RolloutMode::Replace => Mode::Replace,
             RolloutMode::Surge => Mode::Surge,
         };

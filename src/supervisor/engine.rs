@@ -174,6 +174,10 @@ pub struct Engine {
     reload_ticket: Option<Ticket>,
     /// Where SIGHUP goes when a reloader is attached ([`Engine::forward_reloads`]).
     reloads: Option<mpsc::UnboundedSender<()>>,
+    /// The listening sockets held for web processes (see [`super::sockets`]).
+    sockets: super::sockets::Sockets,
+    /// A reload was handed to the core: close the sockets it no longer wants.
+    sweep_sockets: bool,
 }
 
 impl Engine {
@@ -213,6 +217,8 @@ impl Engine {
             systemd: None,
             reload_ticket: None,
             reloads: None,
+            sockets: super::sockets::Sockets::default(),
+            sweep_sockets: false,
         };
         let ids: Vec<InstanceId> = engine.core.ids().cloned().collect();
         for id in ids {
@@ -344,6 +350,9 @@ impl Engine {
                         self.reload_ticket = Some(ticket);
                         self.note_reload(true);
                     }
+                    if matches!(request, Request::Reload { .. }) {
+                        self.sweep_sockets = true;
+                    }
                     if let Some(resolved) = resolved {
                         // Launches of what the reload starts come from the
                         // new plan; unchanged processes resolve the same.
@@ -359,6 +368,13 @@ impl Engine {
                 _ = sleep => self.on_timers(),
             }
             self.drain();
+            if std::mem::take(&mut self.sweep_sockets) {
+                for closed in self.sockets.sweep(self.core.plan()) {
+                    self.logs.project_event(&format!(
+                        "closed the held socket of {closed} (no longer in the configuration)"
+                    ));
+                }
+            }
             self.notify_systemd();
         }
         self.finish()
@@ -516,7 +532,21 @@ impl Engine {
             cwd: spec.cwd.clone(),
             creds: self.credentials(process),
         };
-        match os::spawn(&request) {
+        let pass = match self.sockets.pass_for(spec, id.number) {
+            Ok(pass) => pass,
+            Err(message) => {
+                // Transient: the address may be freed (another program
+                // still holding the port); retried with backoff.
+                self.pending.push_back(Input::SpawnFailed {
+                    id: id.clone(),
+                    generation,
+                    permanent: false,
+                    message,
+                });
+                return;
+            }
+        };
+        match os::spawn_with(&request, &pass) {
             Ok(spawned) => {
                 let pid = spawned.pid;
                 let mut child = spawned.child;

@@ -29,4 +29,5 @@ pub mod reload;
 pub mod rollout;
 mod sampler;
 pub mod signal_policy;
+pub mod sockets;
 pub mod summary;
