@@ -184,6 +184,7 @@ mod tests {
             queues: None,
             processes,
             dev: Default::default(),
+            env: Default::default(),
         }
     }
 
