@@ -26,6 +26,9 @@ pub enum Command {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
+        /// Check the variant `prodserver dev` runs (`.dev` overrides applied)
+        #[arg(long)]
+        dev: bool,
     },
     /// Run the processes in the foreground until stopped (SIGTERM/SIGINT)
     Start {
@@ -37,6 +40,20 @@ pub enum Command {
         /// Output format of the merged log stream
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Start every text line with its time (RFC 3339, UTC, milliseconds)
+        #[arg(long)]
+        timestamps: bool,
+    },
+    /// Run like `start` with the `.dev` overrides, restarting a process when a file it watches changes
+    Dev {
+        /// Only these processes (plus what they depend on)
+        names: Vec<String>,
+        /// Poll the tree instead of inotify (Docker and WSL mounts)
+        #[arg(long)]
+        poll: bool,
+        /// Never colour the output (NO_COLOR is honoured too)
+        #[arg(long)]
+        no_color: bool,
         /// Start every text line with its time (RFC 3339, UTC, milliseconds)
         #[arg(long)]
         timestamps: bool,

@@ -28,6 +28,8 @@ pub struct Settings {
     pub timestamps: bool,
     pub env: BTreeMap<String, String>,
     pub runtime_dir: PathBuf,
+    /// `prodserver dev`: watch the tree and restart what a change concerns.
+    pub dev: Option<crate::dev::Options>,
 }
 
 /// Runs the supervisor; `Ok` carries the exit code of the run (its
@@ -68,6 +70,7 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
     let reload_with = crate::config::LoadOptions {
         env: settings.env.clone(),
         runtime_dir: settings.runtime_dir.clone(),
+        dev: settings.dev.is_some(),
     };
     // Forked before any thread exists: see os::keeper.
     let keeper = os::start_keeper().map_err(|e| Error::setup("start the keeper process", e))?;
@@ -175,6 +178,15 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
             None
         }
     };
+    // Before the first spawn: what the processes write at start is then
+    // compared with the tree as it was.
+    let dev = match &settings.dev {
+        Some(options) => Some(
+            crate::dev::prepare(&plan, &selected, &settings.runtime_dir, options)
+                .map_err(|e| Error::setup("watch the project", std::io::Error::other(e)))?,
+        ),
+        None => None,
+    };
     let opts = RunOptions {
         selected,
         base_env: os::scrub_inherited_env(settings.env),
@@ -194,6 +206,7 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
         engine = engine.with_systemd(link);
     }
     let control = engine.control();
+    let control_for_dev = control.clone();
     let hangups = engine.forward_reloads();
     let listener = claim.listener.take();
     let events = logs.clone();
@@ -211,9 +224,15 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
             }
             None => None,
         };
+        let watcher = dev.map(|dev| tokio::spawn(dev.run(control_for_dev, events.clone())));
         let code = engine.run().await;
         if let Some(server) = server {
             server.abort();
+        }
+        // Dropping it restores the terminal's mode.
+        if let Some(watcher) = watcher {
+            watcher.abort();
+            let _ = watcher.await;
         }
         code
     });
