@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ::notify::event::{EventKind, ModifyKind};
+use ::notify::event::EventKind;
 use ::notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -46,13 +46,11 @@ pub struct Watch {
     pub problems: Vec<String>,
 }
 
-/// Only events that can mean new content: a read, or a change of mode or
-/// times alone, cannot change what a process loads.
+/// A read cannot change what a process loads. Metadata changes stay: the
+/// poll watcher reports a write as a new modification time, and a mere
+/// `touch` is then dropped by the content check.
 fn relevant(kind: &EventKind) -> bool {
-    !matches!(
-        kind,
-        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_))
-    )
+    !matches!(kind, EventKind::Access(_))
 }
 
 impl Watch {
@@ -81,7 +79,12 @@ impl Watch {
             )?),
             Backend::Poll(interval) => Box::new(PollWatcher::new(
                 handler,
-                ::notify::Config::default().with_poll_interval(interval),
+                // Modification times are compared in whole seconds: a
+                // second save within the same second would go unseen
+                // without comparing contents.
+                ::notify::Config::default()
+                    .with_poll_interval(interval)
+                    .with_compare_contents(true),
             )?),
         };
         let mut watch = Watch {
