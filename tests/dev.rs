@@ -187,28 +187,42 @@ watch = ["**/*.py"]
 
 #[test]
 fn twenty_saves_in_100ms_are_one_restart() {
-    let p = project(STACK);
-    let run = dev(&p, &[], &["web", "worker"]);
-    let worker = pid(&p, "worker").unwrap();
-    // Pacing the stimulus, not synchronising: 20 saves 5 ms apart.
-    for i in 0..20 {
-        save(&p, &format!("orders/m{i:02}.py"), &format!("N = {i}\n"));
-        std::thread::sleep(Duration::from_millis(5));
+    // The stimulus must be a burst: if this thread itself is descheduled
+    // for a debounce window between two saves (a loaded CI), that is two
+    // bursts, and the attempt says nothing. Retried on a fresh project.
+    for _attempt in 0..3 {
+        let p = project(STACK);
+        let run = dev(&p, &[], &["web", "worker"]);
+        let worker = pid(&p, "worker").unwrap();
+        // Pacing the stimulus, not synchronising: 20 saves 5 ms apart.
+        let mut times = Vec::new();
+        for i in 0..20 {
+            times.push(Instant::now());
+            save(&p, &format!("orders/m{i:02}.py"), &format!("N = {i}\n"));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let longest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        if longest >= Duration::from_millis(30) {
+            eprintln!("the saves were {longest:?} apart at worst: not one burst, again");
+            continue;
+        }
+        restarted(&p, &run, "worker", worker);
+        let new = pid(&p, "worker").unwrap();
+        // The control: one more save is one more restart, so nothing of the
+        // burst was still queued.
+        save(&p, "orders/tasks.py", "TASKS = 2\n");
+        restarted(&p, &run, "worker", new);
+        let lines = restart_lines(&run);
+        assert_eq!(lines.len(), 2, "{}", run.output());
+        assert!(
+            lines[0].ends_with("restarting: orders/m00.py changed and 19 more files"),
+            "{}",
+            run.output()
+        );
+        assert!(lines[1].ends_with("restarting: orders/tasks.py changed"));
+        return;
     }
-    restarted(&p, &run, "worker", worker);
-    let new = pid(&p, "worker").unwrap();
-    // The control: one more save is one more restart, so nothing of the
-    // burst was still queued.
-    save(&p, "orders/tasks.py", "TASKS = 2\n");
-    restarted(&p, &run, "worker", new);
-    let lines = restart_lines(&run);
-    assert_eq!(lines.len(), 2, "{}", run.output());
-    assert!(
-        lines[0].ends_with("restarting: orders/m00.py changed and 19 more files"),
-        "{}",
-        run.output()
-    );
-    assert!(lines[1].ends_with("restarting: orders/tasks.py changed"));
+    panic!("three attempts to save 20 files within 100 ms were too slow");
 }
 
 #[test]
