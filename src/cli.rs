@@ -26,6 +26,9 @@ pub enum Command {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
+        /// Check the variant `prodserver dev` runs (`.dev` overrides applied)
+        #[arg(long)]
+        dev: bool,
     },
     /// Run the processes in the foreground until stopped (SIGTERM/SIGINT)
     Start {
@@ -54,6 +57,20 @@ pub enum Command {
         /// Run this once everything is ready (its exit code becomes smoke's when it fails)
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
+    },
+    /// Run like `start` with the `.dev` overrides, restarting a process when a file it watches changes
+    Dev {
+        /// Only these processes (plus what they depend on)
+        names: Vec<String>,
+        /// Poll the tree instead of inotify (Docker and WSL mounts)
+        #[arg(long)]
+        poll: bool,
+        /// Never colour the output (NO_COLOR is honoured too)
+        #[arg(long)]
+        no_color: bool,
+        /// Start every text line with its time (RFC 3339, UTC, milliseconds)
+        #[arg(long)]
+        timestamps: bool,
     },
     /// Show every instance of the running supervisor (exit 1 when something failed or is unhealthy)
     Status {

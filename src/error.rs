@@ -143,6 +143,7 @@ mod tests {
         let opts = LoadOptions {
             env: Default::default(),
             runtime_dir: "/nonexistent/run".into(),
+            dev: false,
         };
         let text = "[processes.web]\nstop_signal = \"CHLD\"\nstop_timeout = \"soon\"\n";
         load_str(Path::new("/srv/app/prodserver.toml"), text.into(), &opts)

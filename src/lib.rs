@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dev;
 pub mod error;
 pub mod exit;
 pub mod export;

@@ -61,9 +61,13 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
     let opts = LoadOptions {
         env: env.clone(),
         runtime_dir: prodserver::os::runtime_dir(),
+        dev: matches!(
+            command,
+            Command::Dev { .. } | Command::Check { dev: true, .. }
+        ),
     };
     match command {
-        Command::Check { json } => match resolve::load(&path, &opts) {
+        Command::Check { json, .. } => match resolve::load(&path, &opts) {
             Ok((loaded, resolved)) => {
                 let extra = check::environment_warnings(&loaded.plan, &env, &loaded.sources);
                 if json {
@@ -100,6 +104,29 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
                 timestamps,
                 env,
                 runtime_dir: opts.runtime_dir,
+                dev: None,
+            };
+            start::run(loaded.plan, resolved, settings)
+        }
+        Command::Dev {
+            names,
+            poll,
+            no_color,
+            timestamps,
+        } => {
+            let (loaded, resolved) =
+                resolve::load(&path, &opts).map_err(|e| Error::config(&path, e))?;
+            if !loaded.warnings.is_empty() {
+                eprint!("{}", loaded.sources.render(&loaded.warnings, color));
+            }
+            let settings = start::Settings {
+                names,
+                no_color,
+                json: false,
+                timestamps,
+                env,
+                runtime_dir: opts.runtime_dir,
+                dev: Some(prodserver::dev::Options { poll }),
             };
             start::run(loaded.plan, resolved, settings)
         }

@@ -83,8 +83,9 @@ pub struct ProcessSpec {
     pub rollout: RolloutMode,
     /// Celery-specific view, for queue routing checks and the integration.
     pub celery: Option<CeleryInfo>,
-    /// Globs watched by `prodserver dev` (relative to `root`).
-    pub watch: Vec<String>,
+    /// Globs watched by `prodserver dev` (relative to `root`); `None`:
+    /// the backend's default.
+    pub watch: Option<Vec<String>>,
     pub dev: ProcessDev,
     /// Every address the backend binds (the first is its default probe's),
     /// from its typed launch: nothing downstream reads them from argv.

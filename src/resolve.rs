@@ -273,6 +273,7 @@ mod tests {
         let opts = crate::config::LoadOptions {
             env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
             runtime_dir: "/run/user/1000/prodserver".into(),
+            dev: false,
         };
         for file in ["prodserver.toml", "examples/minimal/prodserver.toml"] {
             let loaded = crate::config::load(&root.join(file), &opts).expect(file);
@@ -293,6 +294,7 @@ mod tests {
         let opts = crate::config::LoadOptions {
             env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
             runtime_dir: "/run/ps".into(),
+            dev: false,
         };
         let path = std::env::temp_dir().join("prodserver-resolve-tests/prodserver.toml");
         let loaded = crate::config::load_str(&path, text.to_owned(), &opts).expect("loads");
@@ -306,6 +308,7 @@ mod tests {
         let opts = crate::config::LoadOptions {
             env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
             runtime_dir: "/run/ps".into(),
+            dev: false,
         };
         let path = std::env::temp_dir().join("prodserver-resolve-tests/prodserver.toml");
         let loaded = crate::config::load_str(&path, text.to_owned(), &opts).expect("loads");

@@ -28,6 +28,8 @@ pub struct Settings {
     pub timestamps: bool,
     pub env: BTreeMap<String, String>,
     pub runtime_dir: PathBuf,
+    /// `prodserver dev`: watch the tree and restart what a change concerns.
+    pub dev: Option<crate::dev::Options>,
 }
 
 /// Runs the supervisor; `Ok` carries the exit code of the run (its
@@ -39,6 +41,7 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
         &settings.names,
         &settings.env,
         &settings.runtime_dir,
+        settings.dev.is_some(),
     )?;
     let selected = prepared.selected.clone();
 
@@ -96,6 +99,15 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
             None
         }
     };
+    // Before the first spawn: what the processes write at start is then
+    // compared with the tree as it was.
+    let dev = match &settings.dev {
+        Some(options) => Some(
+            crate::dev::prepare(&plan, &selected, &settings.runtime_dir, options)
+                .map_err(|e| Error::setup("watch the project", std::io::Error::other(e)))?,
+        ),
+        None => None,
+    };
     let opts = RunOptions {
         selected,
         base_env: os::scrub_inherited_env(settings.env),
@@ -108,11 +120,19 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
     if let Some(link) = link {
         engine = engine.with_systemd(link);
     }
+    let control = engine.control();
+    let events = logs.clone();
     let code = runtime.block_on(async move {
         let server = server.serve();
+        let watcher = dev.map(|dev| tokio::spawn(dev.run(control, events)));
         let code = engine.run().await;
         if let Some(server) = server {
             server.abort();
+        }
+        // Dropping it restores the terminal's mode.
+        if let Some(watcher) = watcher {
+            watcher.abort();
+            let _ = watcher.await;
         }
         code
     });
@@ -170,6 +190,7 @@ pub fn prepare(
     names: &[String],
     env: &BTreeMap<String, String>,
     runtime_dir: &Path,
+    dev: bool,
 ) -> Result<Prepared, Error> {
     let selected = select(plan, names).map_err(Error::usage)?;
     for queue in crate::config::unconsumed_queues(plan, &selected) {
@@ -203,6 +224,7 @@ pub fn prepare(
     let reload_with = crate::config::LoadOptions {
         env: env.clone(),
         runtime_dir: runtime_dir.to_path_buf(),
+        dev,
     };
     // Forked before any thread exists: see os::keeper.
     let keeper = os::start_keeper().map_err(|e| Error::setup("start the keeper process", e))?;

@@ -990,3 +990,94 @@ fn smoke_runs_manage_py_check_against_the_ready_stack_and_passes() {
         "{junit}"
     );
 }
+
+/// Copies the example's code (not its venv or var) into `to`.
+fn copy_example(to: &std::path::Path) {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let name = entry.file_name();
+            if [".venv", "var", "__pycache__"].contains(&name.to_str().unwrap_or("")) {
+                continue;
+            }
+            let (src, dst) = (entry.path(), to.join(&name));
+            if entry.file_type().unwrap().is_dir() {
+                copy(&src, &dst);
+            } else {
+                std::fs::copy(&src, &dst).unwrap();
+            }
+        }
+    }
+    copy(&python::project(), to);
+}
+
+#[test]
+fn dev_editing_the_tasks_module_restarts_the_worker_but_not_web() {
+    let venv = python::venv().display().to_string();
+    let port = free_port();
+    let project = Project::new("");
+    copy_example(project.path());
+    let var = project.path().join("var");
+    // Web imports orders.tasks only to enqueue: its dev override ignores
+    // the module, so only the worker, which runs the tasks, restarts.
+    let config = format!(
+        r#"
+[prodserver]
+name = "e2edev"
+env = {{ DJANGO_SETTINGS_MODULE = "shop.settings", PYTHONUNBUFFERED = "1", SHOP_VAR_DIR = "{var}", SHOP_BEAT_EVERY = "1", SHOP_BROKER_POLL = "0.1", SHOP_PYTHON = "{venv}/bin/python" }}
+# dev's 5 s default is short for a warm stop on a loaded 2-core CI.
+stop_timeout = "30s"
+
+[processes.migrate]
+backend = "command"
+command = ["{venv}/bin/python", "manage.py", "migrate", "--noinput"]
+oneshot = true
+
+[processes.web]
+backend = "gunicorn"
+app = "shop.wsgi:application"
+program = "{venv}/bin/gunicorn"
+args = {{ bind = "127.0.0.1:{port}", workers = 1 }}
+health = {{ http = "http://127.0.0.1:{port}/healthz/", interval = "1s" }}
+depends_on = {{ migrate = "completed" }}
+dev = {{ ignore = ["orders/tasks.py"] }}
+
+[processes.worker]
+backend = "celery-worker"
+app = "shop.celery.app"
+program = "{venv}/bin/celery"
+queues = ["default"]
+concurrency = 1
+args = {{ loglevel = "info" }}
+depends_on = {{ migrate = "completed" }}
+"#,
+        var = var.display()
+    );
+    project.write("prodserver.toml", &config);
+    let stack = Stack { project, var, port };
+    let mut run = stack.project.spawn(&["dev"]);
+    stack.wait_web(&run);
+    run.wait_for("worker.1 | ready", BOOT);
+    let before = ctl_pids(&stack);
+    let tasks = stack.project.path().join("orders/tasks.py");
+    let code = std::fs::read_to_string(&tasks).unwrap();
+    // Saved as editors do: a temporary file renamed over the module.
+    let tmp = tasks.with_extension("py.swp");
+    std::fs::write(&tmp, format!("{code}\n# edited\n")).unwrap();
+    std::fs::rename(&tmp, &tasks).unwrap();
+    run.wait_for("worker.1 | restarting: orders/tasks.py changed", T);
+    run.wait_for_count("worker.1 | ready", 2, BOOT);
+    let after = ctl_pids(&stack);
+    assert_ne!(after["worker.1"], before["worker.1"]);
+    assert_eq!(after["web.1"], before["web.1"], "{}", run.output());
+    assert!(
+        !run.output().contains("web.1 | restarting"),
+        "{}",
+        run.output()
+    );
+    // The restarted worker runs the edited module's tasks.
+    let id = stack.enqueue("whoami", "queue=default");
+    stack.result(&run, &id);
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
+}

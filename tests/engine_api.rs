@@ -38,6 +38,7 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"]
             Request::Restart {
                 process: "web".into(),
                 instance: None,
+                reason: None,
             },
         )
         .await;

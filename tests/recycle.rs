@@ -438,6 +438,7 @@ command = ["sleep", "1000"]
             Request::Restart {
                 process: "other".into(),
                 instance: None,
+                reason: None,
             },
         )
         .await;

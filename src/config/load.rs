@@ -28,6 +28,9 @@ pub struct LoadOptions {
     pub env: BTreeMap<String, String>,
     /// prodserver's runtime directory (sockets, locks).
     pub runtime_dir: PathBuf,
+    /// `prodserver dev` (and `check --dev`): each process's `.dev`
+    /// overrides apply, and stop_timeout defaults shorter.
+    pub dev: bool,
 }
 
 /// A loaded plan, with the warnings found on the way.
@@ -127,7 +130,10 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
     // The text lives in `sources`; parse a copy so diagnostics can keep
     // borrowing `sources` mutably for env files.
     let text = sources.text(file).to_string();
-    let (doc, syntax_errors) = DeTable::parse_recoverable(&text);
+    let (mut doc, syntax_errors) = DeTable::parse_recoverable(&text);
+    if opts.dev && syntax_errors.is_empty() {
+        apply_dev_overrides(doc.get_mut());
+    }
     let mut loader = Loader {
         r: Reader::new(file, opts.env.clone()),
         sources,
@@ -181,6 +187,78 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Loaded,
             diagnostics: r.diagnostics,
             probes,
         }),
+    }
+}
+
+/// The dev variant of the file, before any of it is read: each key of
+/// `[processes.NAME.dev]` replaces the process's own (`env` merges name by
+/// name), and a process with `enabled = false` is left out. Merging the
+/// spanned tree, not the built plan, means the dev variant goes through
+/// exactly the validation `start` gets, and an error in an override is
+/// located at the override. Wrong types are left in place for the reader
+/// to report.
+/// The keys that describe how a backend is launched: a `.dev` override
+/// of `backend` starts without the process's own.
+pub const LAUNCH_KEYS: &[&str] = &[
+    "app",
+    "command",
+    "program",
+    "args",
+    "queues",
+    "concurrency",
+    "celery_integration",
+];
+
+fn apply_dev_overrides(doc: &mut DeTable) {
+    let Some(processes) = doc.get_mut("processes") else {
+        return;
+    };
+    let DeValue::Table(processes) = processes.get_mut() else {
+        return;
+    };
+    let mut disabled = Vec::new();
+    for (name, process) in processes.iter_mut() {
+        let DeValue::Table(table) = process.get_mut() else {
+            continue;
+        };
+        let overrides = match table.get("dev").map(|d| d.get_ref()) {
+            Some(DeValue::Table(d)) => d.clone(),
+            _ => continue,
+        };
+        if overrides.contains_key("backend") {
+            // Another backend is another launch: what described the old
+            // one (gunicorn's `app`, its `args`) would not apply.
+            for key in LAUNCH_KEYS {
+                table.remove(*key);
+            }
+        }
+        for (key, value) in overrides {
+            match key.get_ref().as_ref() {
+                "enabled" => {
+                    if matches!(value.get_ref(), DeValue::Boolean(false)) {
+                        disabled.push(name.get_ref().to_string());
+                    }
+                }
+                // Dev-only keys: read from the `dev` table itself.
+                "ignore" | "dev" => {}
+                "env" => match (table.get_mut("env").map(|e| e.get_mut()), value.get_ref()) {
+                    (Some(DeValue::Table(env)), DeValue::Table(extra)) => {
+                        for (k, v) in extra {
+                            env.insert(k.clone(), v.clone());
+                        }
+                    }
+                    _ => {
+                        table.insert(key, value);
+                    }
+                },
+                _ => {
+                    table.insert(key, value);
+                }
+            }
+        }
+    }
+    for name in disabled {
+        processes.remove(name.as_str());
     }
 }
 
@@ -400,18 +478,32 @@ impl Loader<'_> {
             self.r.check_keys(&t, schema::DEV);
             dev.watch = self.globs(&t, "watch");
             dev.ignore = self.globs(&t, "ignore");
-            if let Some(d) = self.r.duration(&t, "debounce", "200ms") {
+            if let Some(d) = self.r.duration(&t, "debounce", "50ms") {
                 dev.debounce = d;
             }
         }
         dev
     }
 
+    /// A list of globs (relative to the project root), each compiled here
+    /// so a bad one is reported where it is written, not when dev starts.
     fn globs(&mut self, t: &Table, key: &str) -> Vec<String> {
-        self.r
+        let list = self
+            .r
             .string_list(t, key, "[\"**/*.py\"]")
-            .map(|l| l.into_iter().map(Spanned::into_inner).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut globs = Vec::new();
+        for glob in list {
+            match globset::Glob::new(glob.get_ref()) {
+                Ok(_) => globs.push(glob.into_inner()),
+                Err(e) => self.r.error(
+                    glob.span(),
+                    format!("`{}`: not a glob: {}", t.key_path(key), e.kind()),
+                    "globs are relative to the config file's folder: `*` within a folder, `**` across folders, `{a,b}` alternatives, e.g. \"orders/**/*.py\"",
+                ),
+            }
+        }
+        globs
     }
 
     /// Reads one `[processes.NAME]`. Returns `None` when it cannot be built;
@@ -437,7 +529,11 @@ impl Loader<'_> {
             .r
             .duration(t, "stop_timeout", "30s")
             .or(project.stop_timeout)
-            .unwrap_or(schema::DEFAULT_STOP_TIMEOUT);
+            .unwrap_or(if self.opts.dev {
+                schema::DEFAULT_DEV_STOP_TIMEOUT
+            } else {
+                schema::DEFAULT_STOP_TIMEOUT
+            });
         let escalate_signal = self.escalate_signal(t, backend);
         let kill_timeout = self
             .r
@@ -489,7 +585,7 @@ impl Loader<'_> {
         let group = self.r.string(t, "group", "\"www-data\"");
         self.check_credentials(t, user.as_deref(), group.as_deref());
         let cwd = self.cwd(t);
-        let watch = self.globs(t, "watch");
+        let watch = t.get("watch").map(|_| self.globs(t, "watch"));
         let health = self.health(t, backend);
         let mut limits = self.limits(t, backend);
         let dev = self.process_dev(t);
@@ -1884,7 +1980,7 @@ impl Loader<'_> {
         let Some(d) = self.r.table(t, "dev") else {
             return ProcessDev::default();
         };
-        self.r.check_keys(&d, schema::PROCESS_DEV);
+        self.r.check_keys(&d, &schema::process_dev_keys());
         ProcessDev {
             watch: d.get("watch").map(|_| self.globs(&d, "watch")),
             ignore: self.globs(&d, "ignore"),

@@ -78,7 +78,16 @@ pub const HEALTH: &[&str] = &[
 ];
 
 pub const DEV: &[&str] = &["watch", "ignore", "debounce"];
-pub const PROCESS_DEV: &[&str] = &["watch", "ignore", "env", "enabled"];
+/// `[processes.NAME.dev]`: any process key (it overrides the process's
+/// own under `prodserver dev`) plus the dev-only `ignore` and `enabled`.
+pub fn process_dev_keys() -> Vec<&'static str> {
+    PROCESS
+        .iter()
+        .copied()
+        .filter(|k| *k != "dev")
+        .chain(["ignore", "enabled"])
+        .collect()
+}
 
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Between the escalation signal and SIGKILL: Celery's cold shutdown
@@ -114,7 +123,12 @@ pub const MAX_MEMORY_INTERVAL: Duration = Duration::from_secs(60);
 /// `memory_interval` instead.
 pub const MAX_MEMORY_SAMPLES: u32 = 100;
 
-pub const DEFAULT_DEV_DEBOUNCE: Duration = Duration::from_millis(200);
+/// Trailing edge: a save that writes several files (an editor's swap
+/// file, a formatter) is one restart. watchexec and watchfiles use 50 ms.
+pub const DEFAULT_DEV_DEBOUNCE: Duration = Duration::from_millis(50);
+/// Under `prodserver dev` a stop waits this long before escalating: a
+/// developer waits on every restart, and no work in dev must finish.
+pub const DEFAULT_DEV_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Celery's queue when a worker is given no `-Q` (`task_default_queue`).
 pub const CELERY_DEFAULT_QUEUE: &str = "celery";

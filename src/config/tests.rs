@@ -14,6 +14,7 @@ fn opts() -> LoadOptions {
     LoadOptions {
         env,
         runtime_dir: PathBuf::from("/run/user/1000/prodserver"),
+        dev: false,
     }
 }
 
@@ -1061,4 +1062,123 @@ fn escalation_signals_that_cannot_work_are_refused_where_written() {
     assert!(e.message.contains("kill_timeout"), "{e:?}");
     let e = error_at("[prodserver]\nkill_timeout = \"soon\"\n[processes.a]\nbackend = \"command\"\ncommand = \"true\"\n", 2, 16);
     assert!(e.message.contains("kill_timeout"), "{e:?}");
+}
+
+fn load_dev(text: &str) -> Result<Loaded, Vec<Found>> {
+    let opts = LoadOptions {
+        dev: true,
+        ..opts()
+    };
+    load_str(&root().join("prodserver.toml"), text.to_string(), &opts).map_err(|e| {
+        e.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| found(&e.sources, d))
+            .collect()
+    })
+}
+
+const DEV_STACK: &str = r#"[processes.web]
+backend = "gunicorn"
+app = "shop.wsgi:application"
+env = { LEVEL = "info", KEEP = "1" }
+instances = 3
+args = { bind = "127.0.0.1:800{instance}" }
+
+[processes.web.dev]
+backend = "django-runserver"
+instances = 1
+env = { LEVEL = "debug" }
+
+[processes.flower]
+backend = "flower"
+app = "shop"
+dev = { enabled = false }
+"#;
+
+#[test]
+fn dev_overrides_replace_keys_and_merge_env_only_under_dev() {
+    let plain = load(DEV_STACK).unwrap().plan;
+    assert_eq!(plain.processes.len(), 2);
+    assert_eq!(plain.processes[0].backend, BackendKind::Gunicorn);
+    assert_eq!(plain.processes[0].instances, 3);
+    assert_eq!(plain.processes[0].env["LEVEL"], "info");
+    assert_eq!(
+        plain.processes[0].stop_timeout,
+        super::schema::DEFAULT_STOP_TIMEOUT
+    );
+
+    let dev = load_dev(DEV_STACK).unwrap().plan;
+    let names: Vec<&str> = dev.processes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["web"], "enabled = false leaves flower out");
+    let web = &dev.processes[0];
+    assert_eq!(web.backend, BackendKind::DjangoRunserver);
+    assert_eq!(web.instances, 1);
+    assert_eq!(web.env["LEVEL"], "debug");
+    assert_eq!(web.env["KEEP"], "1", "dev env adds to env, not replaces it");
+    assert_eq!(web.stop_timeout, super::schema::DEFAULT_DEV_STOP_TIMEOUT);
+}
+
+#[test]
+fn an_explicit_stop_timeout_wins_over_the_dev_default() {
+    let text = "[prodserver]\nstop_timeout = \"20s\"\n[processes.w]\nbackend = \"command\"\ncommand = \"x\"\n\
+                [processes.v]\nbackend = \"command\"\ncommand = \"x\"\nstop_timeout = \"9s\"\ndev = { stop_timeout = \"1s\" }\n";
+    let plan = load_dev(text).unwrap().plan;
+    assert_eq!(plan.processes[0].stop_timeout, Duration::from_secs(20));
+    assert_eq!(plan.processes[1].stop_timeout, Duration::from_secs(1));
+}
+
+#[test]
+fn an_error_in_a_dev_override_is_located_at_the_override() {
+    let text = "[processes.web]\nbackend = \"gunicorn\"\napp = \"a:b\"\n\n\
+                [processes.web.dev]\ninstances = \"two\"\n";
+    // `start` does not read the override's value...
+    assert!(load(text).is_ok());
+    // ...`dev` (and `check --dev`) does, and points at it.
+    let Err(e) = load_dev(text) else {
+        panic!("the override's error is not reported")
+    };
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].line, e[0].col), (6, 13), "{e:?}");
+    assert!(e[0].message.contains("instances"), "{e:?}");
+}
+
+#[test]
+fn unknown_dev_keys_and_bad_globs_are_located() {
+    let text = "[processes.web]\nbackend = \"command\"\ncommand = \"x\"\nwatch = [\"src/[.py\"]\n\
+                [processes.web.dev]\nenabeld = false\n";
+    let e = errors(text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!((e[0].line, e[0].col), (4, 10), "{e:?}");
+    assert!(e[0].message.contains("not a glob"), "{e:?}");
+    assert!(!e[0].hint.is_empty());
+    assert_eq!(e[1].line, 6, "{e:?}");
+    assert!(e[1].hint.contains("enabled"), "{e:?}");
+}
+
+#[test]
+fn dev_debounce_defaults_to_50ms() {
+    let plan = load("[processes.w]\nbackend = \"command\"\ncommand = \"x\"\n")
+        .unwrap()
+        .plan;
+    assert_eq!(plan.dev.debounce, Duration::from_millis(50));
+    let plan = load(
+        "[dev]\ndebounce = \"300ms\"\n[processes.w]\nbackend = \"command\"\ncommand = \"x\"\n",
+    )
+    .unwrap()
+    .plan;
+    assert_eq!(plan.dev.debounce, Duration::from_millis(300));
+}
+
+#[test]
+fn a_dev_backend_starts_from_a_fresh_launch() {
+    let text = r#"[processes.web]
+backend = "gunicorn"
+app = "shop.wsgi:application"
+args = { bind = "127.0.0.1:8000", workers = 4 }
+dev = { backend = "django-runserver", args = { addrport = "8000" } }
+"#;
+    let plan = load_dev(text).unwrap().plan;
+    let argv = &plan.processes[0].argv;
+    assert_eq!(argv[1..], ["manage.py", "runserver", "8000"], "{argv:?}");
 }

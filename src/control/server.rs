@@ -191,7 +191,11 @@ async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(
 async fn answer(shared: &Shared, cmd: Cmd) -> Reply {
     let request = match cmd {
         Cmd::Status => Request::Status,
-        Cmd::Restart { process, instance } => Request::Restart { process, instance },
+        Cmd::Restart { process, instance } => Request::Restart {
+            process,
+            instance,
+            reason: None,
+        },
         Cmd::Stop { process } => Request::Stop { process },
         Cmd::Up { process } => Request::Start { process },
         Cmd::Scale { process, instances } => Request::Scale { process, instances },

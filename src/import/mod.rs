@@ -320,6 +320,7 @@ pub fn run(
     let opts = LoadOptions {
         env: check_env,
         runtime_dir: crate::os::runtime_dir(),
+        dev: false,
     };
     validate(&target, &text, &opts, color)?;
     for w in &doc.warnings {

@@ -120,6 +120,7 @@ pub fn run(
     let load_opts = LoadOptions {
         env: env.clone(),
         runtime_dir,
+        dev: false,
     };
     let loaded = validate(&output, &text, &load_opts, color).map_err(|rendered| {
         eprint!("{rendered}");
@@ -473,6 +474,7 @@ mod tests {
         LoadOptions {
             env: BTreeMap::new(),
             runtime_dir: "/nonexistent/run".into(),
+            dev: false,
         }
     }
 

@@ -73,6 +73,7 @@ pub fn run(plan: Plan, resolved: ResolvedPlan, settings: Settings) -> Result<i32
         &settings.names,
         &settings.env,
         &settings.runtime_dir,
+        false,
     )?;
     let selected = prepared.selected.clone();
     let tty = std::io::stdout().is_terminal();

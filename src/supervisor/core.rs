@@ -72,6 +72,9 @@ pub enum Request {
     Restart {
         process: String,
         instance: Option<u32>,
+        /// Why, for the log line (`restarting: orders/tasks.py changed`);
+        /// `None` is an operator's request.
+        reason: Option<String>,
     },
     /// Stop a process; the supervisor keeps running.
     Stop { process: String },
@@ -291,6 +294,8 @@ struct Rolling {
     since_generation: u64,
     /// Surge: the number of the current instance's successor.
     successor: Option<u32>,
+    /// What the requester gave as the restart's cause.
+    reason: Option<String>,
 }
 
 pub struct Core {
@@ -588,7 +593,8 @@ impl Core {
         now: Instant,
         process: ProcessId,
         numbers: Vec<u32>,
-        ticket: Option<Ticket>,
+        // An operator's request: answered when done, and its reason.
+        requested: Option<(Ticket, Option<String>)>,
         jitter: f64,
         out: &mut Vec<Command>,
     ) {
@@ -597,6 +603,10 @@ impl Core {
             RolloutMode::Surge => Mode::Surge,
         };
         let (rollout, step) = Rollout::start(mode, numbers);
+        let (ticket, reason) = match requested {
+            Some((ticket, reason)) => (Some(ticket), reason),
+            None => (None, None),
+        };
         self.rollouts.insert(
             process,
             Rolling {
@@ -604,6 +614,7 @@ impl Core {
                 ticket,
                 since_generation: 0,
                 successor: None,
+                reason,
             },
         );
         self.take_step(now, process, step, jitter, out);
@@ -797,7 +808,9 @@ impl Core {
             );
         };
         match request {
-            Request::Restart { instance, .. } => {
+            Request::Restart {
+                instance, reason, ..
+            } => {
                 if self
                     .rollouts
                     .get(&process)
@@ -824,9 +837,10 @@ impl Core {
                         rolling.rollout.enqueue(n);
                     }
                     rolling.ticket = Some(ticket);
+                    rolling.reason = reason;
                     return;
                 }
-                self.start_rollout(now, process, numbers, Some(ticket), jitter, out);
+                self.start_rollout(now, process, numbers, Some((ticket, reason)), jitter, out);
             }
             Request::Stop { .. } => {
                 self.held_down[process] = true;
@@ -1060,7 +1074,11 @@ impl Core {
                         Event::Recycle { reason, guarded }
                     }
                     None => Event::Restart {
-                        reason: "restart requested".into(),
+                        reason: self
+                            .rollouts
+                            .get(&process)
+                            .and_then(|r| r.reason.clone())
+                            .unwrap_or_else(|| "restart requested".into()),
                     },
                 };
                 self.feed(now, &id, event, jitter, out);
@@ -1088,7 +1106,12 @@ impl Core {
                     Some((reason, _)) => Note::Recycling {
                         reason: format!("{reason}: {what}"),
                     },
-                    None => Note::RestartRequested { reason: what },
+                    None => Note::RestartRequested {
+                        reason: match self.rollouts.get(&process).and_then(|r| r.reason.as_ref()) {
+                            Some(why) => format!("{why}: {what}"),
+                            None => what,
+                        },
+                    },
                 };
                 out.push(Command::Note { id: old, note });
                 self.feed(now, &successor, Event::Start, jitter, out);

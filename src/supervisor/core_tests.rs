@@ -356,6 +356,7 @@ fn a_rollout_restarts_one_instance_at_a_time_after_readiness() {
     let restart = Request::Restart {
         process: "web".into(),
         instance: None,
+        reason: None,
     };
     let out = request(&mut c, t, 5, restart.clone());
     assert_eq!(
@@ -420,6 +421,7 @@ fn a_rollout_whose_replacement_fails_replies_with_the_reason() {
         Request::Restart {
             process: "web".into(),
             instance: None,
+            reason: None,
         },
     );
     exited(&mut c, t, "web.1", ExitStatus::Signal(libc::SIGTERM));
@@ -884,6 +886,7 @@ fn a_surge_successor_that_fails_goes_and_the_old_one_keeps_serving() {
         Request::Restart {
             process: "w".into(),
             instance: None,
+            reason: None,
         },
     );
     assert_eq!(acts(&out), vec![spawn("w.2", 1)]);
@@ -932,6 +935,7 @@ fn a_restart_request_joins_a_rolling_recycle() {
         Request::Restart {
             process: "w".into(),
             instance: None,
+            reason: None,
         },
     );
     assert_eq!(acts(&out), vec![], "waits for the recycle's turn");
@@ -963,6 +967,7 @@ fn a_restart_in_progress_is_answered_when_the_supervisor_stops() {
         Request::Restart {
             process: "web".into(),
             instance: None,
+            reason: None,
         },
     );
     let out = c.handle(t, term(), J);
@@ -970,4 +975,38 @@ fn a_restart_in_progress_is_answered_when_the_supervisor_stops() {
         ticket: 9,
         reply: Reply::Failed("prodserver is stopping".into())
     }));
+}
+
+#[test]
+fn a_restart_with_a_reason_names_it_in_the_note() {
+    let t = Instant::now();
+    let mut c = running_web2(t);
+    let restart = Request::Restart {
+        process: "web".into(),
+        instance: None,
+        reason: Some("orders/tasks.py changed".into()),
+    };
+    let out = request(&mut c, t, 5, restart);
+    assert!(
+        out.contains(&note(
+            "web.1",
+            Note::RestartRequested {
+                reason: "orders/tasks.py changed".into()
+            }
+        )),
+        "{out:?}"
+    );
+    exited(&mut c, t, "web.1", ExitStatus::Signal(libc::SIGTERM));
+    spawned(&mut c, t, "web.1", 21);
+    let out = ready(&mut c, t, "web.1");
+    // Every instance of the rollout says why.
+    assert!(
+        out.contains(&note(
+            "web.2",
+            Note::RestartRequested {
+                reason: "orders/tasks.py changed".into()
+            }
+        )),
+        "{out:?}"
+    );
 }

@@ -189,7 +189,7 @@ pub(crate) mod tests {
             },
             rollout: crate::plan::RolloutMode::Replace,
             celery: None,
-            watch: vec![],
+            watch: None,
             dev: Default::default(),
             listen: vec![],
             readiness: Default::default(),

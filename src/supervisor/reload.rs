@@ -76,6 +76,7 @@ pub(crate) mod tests {
         let opts = LoadOptions {
             env: [("PATH".to_string(), "/usr/bin:/bin".to_string())].into(),
             runtime_dir: dir.join("prodserver-supervisor-tests"),
+            dev: false,
         };
         load_str(&dir.join("prodserver.toml"), text.to_string(), &opts)
             .unwrap_or_else(|e| panic!("{:?}", e.diagnostics))

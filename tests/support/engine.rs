@@ -63,6 +63,7 @@ impl Setup {
         LoadOptions {
             env: std::env::vars().collect(),
             runtime_dir: self.runtime.path().to_path_buf(),
+            dev: false,
         }
     }
 
