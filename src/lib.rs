@@ -15,6 +15,7 @@ pub mod error;
 pub mod exit;
 pub mod export;
 pub mod graph;
+pub mod gunicorn;
 pub mod health;
 pub mod logs;
 pub mod notify;

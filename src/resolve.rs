@@ -222,6 +222,8 @@ fn launch_of(spec: &ProcessSpec, runtime_dir: &Path) -> Launch {
         DefaultReadiness::AtSpawn
         | DefaultReadiness::Serving
         | DefaultReadiness::Unprobeable { .. }
+        | DefaultReadiness::AppLoaded { .. }
+        | DefaultReadiness::OutputLine { .. }
         | DefaultReadiness::CeleryWithoutIntegration => None,
     };
     Launch {
