@@ -1,0 +1,130 @@
+//! The real gunicorn, behind an address prodserver cannot probe (a bind in
+//! the user's own config file): readiness is the embedded hook's READY=1
+//! once a worker has loaded the app, the user's own hooks still run, and an
+//! app that fails to boot is a fatal configuration error, not a crash to
+//! retry: during a surge restart the old generation keeps serving and the
+//! restart reports why.
+
+mod support;
+
+use std::time::Duration;
+
+use support::http::request;
+use support::ports::reserve;
+use support::{python, Project};
+
+const T: Duration = Duration::from_secs(60);
+
+/// Waits at import until `go` exists (so a test can hold the app
+/// unloaded), refuses to import while `broken` exists, then answers with
+/// the pid of the worker that served.
+const APP: &str = "import os, time\n\
+deadline = time.monotonic() + 60\n\
+while not os.path.exists('go') and time.monotonic() < deadline:\n    \
+time.sleep(0.01)\n\
+if os.path.exists('broken'):\n    \
+raise ImportError('the app is broken on purpose')\n\
+def application(environ, start_response):\n    \
+start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+return [str(os.getpid()).encode()]\n";
+
+/// The user's config: the bind only it knows (SO_REUSEPORT, so two
+/// generations can listen at once), and a post_worker_init of its own
+/// that leaves a marker (written atomically).
+fn config(port: u16) -> String {
+    format!(
+        "bind = '127.0.0.1:{port}'\n\
+reuse_port = True\n\
+workers = 2\n\
+def post_worker_init(worker):\n    \
+import os\n    \
+tmp = '.user-hook.%d.tmp' % os.getpid()\n    \
+open(tmp, 'w').write(str(os.getpid()))\n    \
+os.replace(tmp, 'user-hook.%d' % os.getpid())\n"
+    )
+}
+
+fn project(port: u16) -> Project {
+    let gunicorn = python::bin("gunicorn");
+    let p = Project::new(&format!(
+        r#"
+[processes.web]
+backend = "gunicorn"
+app = "pidapp:application"
+program = "{gunicorn}"
+args = {{ c = "gconf.py", chdir = "." }}
+rollout = "surge"
+stop_timeout = "10s"
+"#
+    ));
+    p.write("pidapp.py", APP);
+    p.write("gconf.py", &config(port));
+    p
+}
+
+#[test]
+fn gunicorn_is_ready_once_a_worker_loaded_the_app_and_a_broken_app_fails_the_surge() {
+    let ports = reserve();
+    let port = ports.port(0);
+    let p = project(port);
+    let mut run = p.spawn(&["start"]);
+    // The arbiter has bound (and would have sent its own READY=1) before
+    // it boots a worker; the app is held unloaded.
+    run.wait_for("Booting worker", T);
+    let (_, status) = p.run(&["status", "web"], T);
+    assert!(!status.contains("ready"), "{status}\n{}", run.output());
+    assert!(!run.output().contains("web.1 | ready"), "{}", run.output());
+    p.write_atomic("go", "");
+    run.wait_for("web.1 | ready", T);
+    // The user's post_worker_init runs in both workers. Wait for the
+    // second one too: gunicorn halts a whole server whose worker fails to
+    // boot, so one still importing when the app breaks would take the old
+    // generation down with it.
+    let hooks = || {
+        std::fs::read_dir(p.path())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("user-hook."))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        support::wait_until(T, || hooks() == 2),
+        "the user's post_worker_init ran in each worker: {}",
+        run.output()
+    );
+    let (code, old) = request("GET", port, "/").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 200);
+    let old_master = support::descendants(run.pid())
+        .into_iter()
+        .next()
+        .expect("gunicorn master");
+
+    p.write_atomic("broken", "");
+    let (code, out) = p.run(&["restart", "web"], T);
+    assert_ne!(code, 0, "{out}\n{}", run.output());
+    assert!(
+        out.contains("the app failed to boot (gunicorn exit 3: worker boot error)"),
+        "{out}"
+    );
+    run.wait_for(
+        "web.2 | FAILED: the app failed to boot (gunicorn exit 3: worker boot error)",
+        T,
+    );
+    assert!(
+        !run.output().contains("web.2 | restarting in"),
+        "{}",
+        run.output()
+    );
+    // The old generation still serves, from the same master.
+    for _ in 0..20 {
+        let (code, _) = request("GET", port, "/").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(code, 200);
+    }
+    assert!(support::alive(old_master));
+    assert!(!old.is_empty());
+    assert!(!run.output().contains("web.1 | exited"), "{}", run.output());
+    run.signal(libc::SIGTERM);
+    run.wait_exit(T);
+}
