@@ -5,7 +5,9 @@
 //! |---|---|
 //! | gunicorn, uvicorn, granian | readiness: `GET /` on the bind address, any HTTP answer counts; no liveness restarts |
 //! | the same, with TLS | readiness: TCP connect (the port is open) |
-//! | the same on a unix socket or inherited fd | none: ready when spawned |
+//! | gunicorn on a unix socket, an inherited fd or a config-file bind | readiness: `READY=1` from the gunicorn integration's `post_worker_init` |
+//! | uvicorn on `uds` or `fd` | readiness: its own "Application startup complete." line |
+//! | others on a unix socket or inherited fd | none: ready when spawned |
 //! | celery-worker (integration on) | readiness: `READY=1`; liveness: watchdog 30 s |
 //! | celery-beat (integration on) | ready when spawned; liveness: watchdog 30 s (beat ticks) |
 //! | anything else | none: ready when spawned |
