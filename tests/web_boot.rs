@@ -104,28 +104,22 @@ fn gunicorn_is_ready_once_a_worker_loaded_the_app_and_a_broken_app_fails_the_sur
     p.write_atomic("broken", "");
     let (code, out) = p.run(&["restart", "web"], T);
     assert_ne!(code, 0, "{out}\n{}", run.output());
-    // gunicorn 27 now and then exits 1 instead of 3 when a worker fails
-    // while the arbiter is still starting its control socket (the halt
-    // itself raises): then it is an ordinary crash, and only the surge's
-    // failure is checked. Every other time the boot failure is final.
-    if out.contains("exited with code 1") {
-        assert!(out.contains("web.1"), "{out}");
-    } else {
-        assert!(
-            out.contains("the app failed to boot (gunicorn exit 3: worker boot error)"),
-            "{out}\n{}",
-            run.output()
-        );
-        run.wait_for(
-            "web.2 | FAILED: the app failed to boot (gunicorn exit 3: worker boot error)",
-            T,
-        );
-        assert!(
-            !run.output().contains("web.2 | restarting in"),
-            "{}",
-            run.output()
-        );
-    }
+    // Both workers fail to boot at once: gunicorn's halt raises a second
+    // HaltServer, which the integration turns back into exit 3.
+    assert!(
+        out.contains("the app failed to boot (gunicorn exit 3: worker boot error)"),
+        "{out}\n{}",
+        run.output()
+    );
+    run.wait_for(
+        "web.2 | FAILED: the app failed to boot (gunicorn exit 3: worker boot error)",
+        T,
+    );
+    assert!(
+        !run.output().contains("web.2 | restarting in"),
+        "{}",
+        run.output()
+    );
     // The old generation still serves, from the same master.
     for _ in 0..20 {
         let (code, _) = request("GET", port, "/").unwrap_or_else(|e| panic!("{e}"));

@@ -16,6 +16,10 @@ message is never sent, and the app does not inherit the variable) and sends
             booted). The first one makes the instance ready; later ones are
             ignored.
 
+It also makes the master exit with gunicorn's own boot failure status (3
+or 4) when gunicorn's halt raised a second HaltServer (two workers failing
+to boot at once), which would otherwise exit 1 like any crash.
+
 Only one `--config` counts for gunicorn, so the user's own one (named in
 $PRODSERVER_GUNICORN_CONFIG, `python:module` or a file), else
 ./gunicorn.conf.py when it exists (what gunicorn itself would read), is
@@ -91,6 +95,28 @@ def _chain(user_hook, send):
 
     return post_worker_init
 
+
+def _exit_as_halted(hook, _os=os, _sys=sys):
+    """gunicorn 27 halts with HaltServer(reason, 3 or 4) when a worker
+    fails to boot; when a second worker fails while it halts, the second
+    HaltServer escapes and Python exits 1, an ordinary crash that would be
+    restarted in a loop. Exit with the status gunicorn meant instead."""
+
+    def excepthook(kind, value, tb):
+        hook(kind, value, tb)
+        status = getattr(value, "exit_status", None)
+        if kind.__name__ == "HaltServer" and kind.__module__ == "gunicorn.errors":
+            if isinstance(status, int):
+                try:
+                    _sys.stderr.flush()
+                    _sys.stdout.flush()
+                finally:
+                    _os._exit(status)
+
+    return excepthook
+
+
+sys.excepthook = _exit_as_halted(sys.excepthook)
 
 # gunicorn settings never start with "_": this module's own names stay out.
 globals().update({k: v for k, v in _user.items() if not k.startswith("_")})
