@@ -88,6 +88,59 @@ pub struct ProcessSpec {
     pub listen: Vec<Listen>,
     /// What readiness means without a `health` block, from the backend.
     pub readiness: DefaultReadiness,
+    /// Whether prodserver binds `listen` itself and hands the sockets to
+    /// every generation.
+    pub holding: Holding,
+}
+
+/// Whether prodserver holds a process's listening sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Holding {
+    /// The process binds no address prodserver knows of.
+    #[default]
+    Nothing,
+    /// prodserver binds every address of `listen` once; each generation
+    /// inherits the sockets, passed this way.
+    Held {
+        passing: crate::backend::held::Passing,
+        backlog: u32,
+        reuse_port: bool,
+    },
+    /// The server binds its own sockets; why (`check` says it).
+    Own { why: String },
+}
+
+/// listen(2)'s queue for a held socket when `backlog` is not written:
+/// gunicorn's own default.
+pub const DEFAULT_BACKLOG: u32 = 2048;
+
+impl ProcessSpec {
+    /// How a restart, recycle, reload or dev reload replaces an instance.
+    /// A held socket makes surge the default: the new generation accepts
+    /// on the same socket while the old one still does, so nobody is
+    /// refused. Not where an address depends on `{instance}` (a surge's
+    /// successor runs under another number, so another address), nor for
+    /// singletons and oneshots, which never run twice.
+    pub fn restart_mode(&self) -> RolloutMode {
+        match self.rollout {
+            RolloutMode::Surge => RolloutMode::Surge,
+            RolloutMode::Replace if self.surges_on_held_socket() => RolloutMode::Surge,
+            RolloutMode::Replace => RolloutMode::Replace,
+        }
+    }
+
+    /// Whether a held socket lets this process surge (see [`Self::restart_mode`]).
+    pub fn surges_on_held_socket(&self) -> bool {
+        matches!(self.holding, Holding::Held { .. })
+            && !self.oneshot
+            && !self.singleton
+            && !self.listen.iter().any(|l| match l {
+                Listen::Tcp { host, port, .. } => {
+                    host.contains("{instance}") || port.contains("{instance}")
+                }
+                Listen::Unix(path) => path.contains("{instance}"),
+            })
+    }
 }
 
 impl ProcessSpec {

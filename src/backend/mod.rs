@@ -25,6 +25,7 @@ mod django_tasks;
 mod flower;
 mod granian;
 mod gunicorn;
+pub mod held;
 mod launch;
 mod uvicorn;
 mod waitress;

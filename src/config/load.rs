@@ -518,6 +518,7 @@ impl Loader<'_> {
         let concurrency = self.r.count(t, "concurrency", 1, 4);
         let args = self.args(t);
         let celery_integration = self.r.bool(t, "celery_integration");
+        let held_keys = self.held_keys(t, Some(backend));
 
         if backend == BackendKind::CeleryBeat {
             if instances > 1 {
@@ -631,7 +632,7 @@ impl Loader<'_> {
                 );
             }
         }
-        let launch = match backend::resolve(backend, &input) {
+        let mut launch = match backend::resolve(backend, &input) {
             Ok(launch) => launch,
             Err(errors) => {
                 for e in errors {
@@ -642,6 +643,10 @@ impl Loader<'_> {
                 return None;
             }
         };
+        if backend == BackendKind::Command {
+            launch.listen = held_keys.listen.clone();
+        }
+        let holding = self.holding(t, backend, &input, &mut launch, &held_keys);
         let mut argv = launch.argv;
         if let Some(first) = argv.first_mut() {
             if first.contains('/') {
@@ -698,12 +703,14 @@ impl Loader<'_> {
             dev,
             listen: launch.listen,
             readiness: launch.readiness,
+            holding,
         };
         self.check_exec_limits(t, &spec, &child_env);
         let bound = spec.listen.first().map(|l| {
             l.key(&spec.cwd)
                 .unwrap_or_else(|| "its address".to_string())
         });
+        let bound = bound.filter(|_| !spec.surges_on_held_socket());
         if let (RolloutMode::Surge, Some(listen)) = (spec.rollout, bound) {
             self.r.error(
                 t.value_span("rollout"),
@@ -711,7 +718,7 @@ impl Loader<'_> {
                     "`{}` = \"surge\" would start a second copy that binds {listen} while the first still does",
                     t.key_path("rollout")
                 ),
-                "use `rollout = \"replace\"` (the default) for a process that binds an address",
+                "use `rollout = \"replace\"` (the default) for a process that binds an address, or let prodserver hold its socket (`hold_socket`, see the README's Held sockets) and use the same address for every instance",
             );
         }
         Some(spec)
@@ -1690,6 +1697,91 @@ impl Loader<'_> {
         }
     }
 
+    /// `listen`, `hold_socket`, `backlog` and `reuse_port`, read and
+    /// checked on their own.
+    fn held_keys(&mut self, t: &Table, backend: Option<BackendKind>) -> HeldKeys {
+        let hold = self.r.bool(t, "hold_socket");
+        let backlog = match t.get("backlog") {
+            Some(value) => {
+                let n = self.r.count(t, "backlog", 1, 2048);
+                if n.is_some_and(|n| n > MAX_BACKLOG) {
+                    self.r.error(
+                        value.span(),
+                        format!("`{}` is above {MAX_BACKLOG}", t.key_path("backlog")),
+                        "the kernel caps the queue at net.core.somaxconn (4096 by default): write at most that, e.g. `backlog = 2048`",
+                    );
+                }
+                n.filter(|n| *n <= MAX_BACKLOG)
+            }
+            None => None,
+        };
+        let reuse_port = self.r.bool(t, "reuse_port");
+        let mut listen = Vec::new();
+        if let Some(items) = self.r.string_list(t, "listen", "[\"127.0.0.1:8000\"]") {
+            if backend.is_some_and(|b| b != BackendKind::Command) {
+                if let Some(span) = t.key_span("listen") {
+                    self.r.error(
+                        span,
+                        format!("`{}` applies to backend \"command\" only", t.key_path("listen")),
+                        "a web server's address comes from its args (`bind`, `host`/`port`, `uds`); prodserver holds that socket already",
+                    );
+                }
+            }
+            for item in items {
+                match backend::held::parse_listen(item.get_ref()) {
+                    Ok(l) => listen.push(l),
+                    Err(message) => self.r.error(
+                        item.span(),
+                        format!("`{}`: {message}", t.key_path("listen")),
+                        "write \"HOST:PORT\" (\"127.0.0.1:8000\", \"[::]:8000\") or \"unix:PATH\" (\"unix:/run/shop/web.sock\")",
+                    ),
+                }
+            }
+        }
+        HeldKeys {
+            hold,
+            backlog,
+            reuse_port,
+            listen,
+        }
+    }
+
+    /// Whether prodserver holds the process's sockets (see `backend::held`).
+    fn holding(
+        &mut self,
+        t: &Table,
+        backend: BackendKind,
+        input: &BackendInput,
+        launch: &mut crate::backend::Launch,
+        keys: &HeldKeys,
+    ) -> Holding {
+        let decision = backend::held::hold(backend, input, launch, keys.hold.unwrap_or(true));
+        let holding = match decision {
+            backend::held::Decision::Nothing => Holding::Nothing,
+            backend::held::Decision::Own(why) => Holding::Own { why },
+            backend::held::Decision::Held(passing) => Holding::Held {
+                passing,
+                backlog: keys.backlog.unwrap_or(crate::plan::DEFAULT_BACKLOG),
+                reuse_port: keys.reuse_port.unwrap_or(false),
+            },
+        };
+        if !matches!(holding, Holding::Held { .. }) {
+            for key in ["backlog", "reuse_port"] {
+                if let Some(value) = t.get(key) {
+                    self.r.warning(
+                        value.span(),
+                        format!(
+                            "`{}` has no effect: prodserver does not hold this process's socket",
+                            t.key_path(key)
+                        ),
+                        "remove it, or pass the server's own option in args",
+                    );
+                }
+            }
+        }
+        holding
+    }
+
     /// `instances`, 1 to [`MAX_INSTANCES`].
     fn instances(&mut self, t: &Table) -> u32 {
         let n = self.r.count(t, "instances", 1, 2).unwrap_or(1);
@@ -1861,6 +1953,18 @@ pub fn unconsumed_queues(plan: &Plan, selected: &[usize]) -> Vec<String> {
         .cloned()
         .collect()
 }
+
+/// The held-socket keys of one process, read before its backend resolves.
+struct HeldKeys {
+    hold: Option<bool>,
+    backlog: Option<u32>,
+    reuse_port: Option<bool>,
+    /// `listen` of a command process.
+    listen: Vec<crate::backend::Listen>,
+}
+
+/// listen(2)'s queue is an int, and the kernel caps it at somaxconn.
+const MAX_BACKLOG: u32 = 65535;
 
 /// The addresses instance `n` of `spec` binds, as two binds of one would
 /// clash: `HOST:PORT` (wildcards on loopback) or `unix:PATH`.

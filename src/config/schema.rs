@@ -54,6 +54,10 @@ pub const PROCESS: &[&str] = &[
     "memory_scope",
     "celery_integration",
     "dev",
+    "listen",
+    "hold_socket",
+    "backlog",
+    "reuse_port",
 ];
 
 pub const HEALTH: &[&str] = &[

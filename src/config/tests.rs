@@ -928,7 +928,10 @@ fn the_servers_own_limit_in_args_too_is_two_sources_of_truth() {
 fn max_tasks_on_uvicorn_becomes_limit_max_requests() {
     let one =
         loads("[processes.api]\nbackend = \"uvicorn\"\napp = \"a:b\"\nmax_tasks_per_child = 300\n");
-    assert_eq!(one.argv, ["uvicorn", "--limit-max-requests=300", "a:b"]);
+    assert_eq!(
+        one.argv,
+        ["uvicorn", "--limit-max-requests=300", "--fd=3", "a:b"]
+    );
     let note = one.limits.server_recycling.expect("note");
     assert!(note.contains("prodserver restarts it"), "{note}");
     assert!(note.contains("refusing connections"), "{note}");

@@ -35,6 +35,7 @@
 
 pub mod keeper;
 pub mod limits;
+pub mod listen;
 pub mod lock;
 pub mod memory;
 pub mod proc;
@@ -53,7 +54,7 @@ pub use memory::{is_child_of, sample_tree, ChildSample, Sampler, TreeSample};
 pub use reap::{live_orphans, reap_orphans, set_child_subreaper};
 pub use signals::{ignore_sigpipe, kill_group, send, signal_by_name, signal_group, signal_name};
 pub use spawn::{
-    is_systemd_handoff_var, resolve_credentials, scrub_inherited_env, spawn, Credentials,
-    SpawnError, SpawnRequest, Spawned,
+    is_systemd_handoff_var, resolve_credentials, scrub_inherited_env, spawn, spawn_with,
+    Credentials, PassFds, SpawnError, SpawnRequest, Spawned,
 };
 pub use terminal::Terminal;

@@ -13,6 +13,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -243,6 +244,35 @@ pub fn scrub_inherited_env(
 /// its close-on-exec error pipe), so its process group exists and may be
 /// registered with the keeper or signalled right away.
 pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
+    spawn_with(req, &PassFds::default())
+}
+
+/// Listening sockets handed to one child, in the order it receives them
+/// (fd 3, 4, ...). The descriptors stay owned by the caller and must stay
+/// open until `spawn_with` returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassFds {
+    pub fds: Vec<RawFd>,
+    /// Also set systemd's socket activation variables: `LISTEN_FDS=n` and
+    /// `LISTEN_PID` equal to the child's own pid.
+    pub listen_env: bool,
+}
+
+/// At most this many sockets are handed to one child; the low descriptors
+/// they land on are kept occupied in prodserver (see [`reserve_low_fds`]).
+pub const MAX_PASSED_FDS: usize = 16;
+
+/// [`spawn`], handing `pass.fds` to the child as fds 3, 4, ...
+///
+/// `LISTEN_PID` must be the child's pid, known only after fork, while the
+/// environment is otherwise built before it (no allocation after fork).
+/// So the parent builds the whole envp itself, with a `LISTEN_PID=` entry
+/// of room enough for any pid; the child writes its getpid() digits into
+/// its own copy of that buffer and points `environ` at the array. std's
+/// Command is given no environment of its own in that case (it would
+/// otherwise install its own envp after our pre_exec hook), so its execvp
+/// runs with ours, PATH search included.
+pub fn spawn_with(req: &SpawnRequest, pass: &PassFds) -> Result<Spawned, SpawnError> {
     let program = match req.argv.first() {
         Some(p) if !p.is_empty() => p.clone(),
         _ => {
@@ -256,11 +286,31 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
         return Err(SpawnError::CannotExecute { program, reason });
     }
 
+    if pass.fds.len() > MAX_PASSED_FDS {
+        return Err(SpawnError::CannotExecute {
+            program,
+            reason: format!(
+                "{} sockets to pass, at most {MAX_PASSED_FDS} are supported",
+                pass.fds.len()
+            ),
+        });
+    }
+    let envp = if pass.listen_env {
+        Some(PreparedEnv::new(&req.env, pass.fds.len()))
+    } else {
+        None
+    };
+    if !pass.fds.is_empty() {
+        reserve_low_fds(pass.fds.len());
+    }
+
     let mut cmd = tokio::process::Command::new(&program);
-    cmd.args(&req.argv[1..])
-        .env_clear()
-        .envs(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(&req.cwd)
+    cmd.args(&req.argv[1..]);
+    if envp.is_none() {
+        cmd.env_clear()
+            .envs(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
+    cmd.current_dir(&req.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -272,12 +322,17 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
             gid: Gid::from_raw(c.gid),
             groups: c.groups.iter().map(|&g| Gid::from_raw(g)).collect(),
         }),
+        passed: pass.fds.clone(),
+        moved: vec![-1; pass.fds.len()],
+        envp,
     };
+    let mut setup = setup;
     // SAFETY: the closure runs in the forked child before exec. It only
     // makes async-signal-safe system calls (setpgid, sigprocmask,
     // sigaction, close_range/fcntl/getrlimit, setgroups/setgid/setuid,
-    // prctl, getppid) on data allocated before the fork, and never
-    // allocates, locks or unwinds: see ChildSetup::run.
+    // prctl, getppid, dup2, getpid) and plain stores on data allocated
+    // before the fork, and never allocates, locks or unwinds: see
+    // ChildSetup::run.
     unsafe {
         cmd.pre_exec(move || setup.run());
     }
@@ -324,10 +379,113 @@ struct PreparedCreds {
 struct ChildSetup {
     parent: Pid,
     creds: Option<PreparedCreds>,
+    /// Sockets for fds 3, 4, ... (see [`spawn_with`]).
+    passed: Vec<RawFd>,
+    /// Scratch space for their temporary copies, sized before the fork.
+    moved: Vec<RawFd>,
+    envp: Option<PreparedEnv>,
+}
+
+/// A child's environment built in the parent, with a `LISTEN_PID=` entry
+/// the child completes (see [`spawn_with`]).
+struct PreparedEnv {
+    /// `KEY=VALUE\0` strings; never resized once built, so the pointers
+    /// below stay valid (in the child's copy of the heap too).
+    entries: Vec<Vec<u8>>,
+    /// Index in `entries` of the `LISTEN_PID=` entry.
+    listen_pid: usize,
+    /// Pointers to `entries`, null-terminated: the child's `environ`.
+    pointers: Vec<*const libc::c_char>,
+}
+
+const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
+/// Room for any pid (at most 10 digits) and the terminating NUL.
+const PID_ROOM: usize = 11;
+
+impl PreparedEnv {
+    fn new(env: &[(String, String)], count: usize) -> PreparedEnv {
+        let mut entries: Vec<Vec<u8>> = env
+            .iter()
+            // The socket activation variables are ours to set.
+            .filter(|(k, _)| !k.starts_with("LISTEN_"))
+            .map(|(k, v)| format!("{k}={v}\0").into_bytes())
+            .collect();
+        entries.push(format!("LISTEN_FDS={count}\0").into_bytes());
+        let mut slot = LISTEN_PID_PREFIX.to_vec();
+        slot.resize(LISTEN_PID_PREFIX.len() + PID_ROOM, 0);
+        entries.push(slot);
+        let listen_pid = entries.len() - 1;
+        let mut pointers: Vec<*const libc::c_char> =
+            entries.iter().map(|e| e.as_ptr().cast()).collect();
+        pointers.push(std::ptr::null());
+        PreparedEnv {
+            entries,
+            listen_pid,
+            pointers,
+        }
+    }
+
+    /// Writes `pid` into the `LISTEN_PID=` entry, in place, without
+    /// allocating.
+    fn set_pid(&mut self, pid: i32) {
+        let slot = &mut self.entries[self.listen_pid][LISTEN_PID_PREFIX.len()..];
+        write_decimal(slot, pid.unsigned_abs());
+    }
+}
+
+/// Writes `n` in decimal at the start of `out`, then a NUL. `out` has room
+/// for any u32 and its NUL (11 bytes). Async-signal-safe.
+fn write_decimal(out: &mut [u8], mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (slot, digit) in out.iter_mut().zip(digits[..len].iter().rev()) {
+        *slot = *digit;
+    }
+    out[len] = 0;
+}
+
+// SAFETY: the raw pointers point into `entries`, owned by the same value
+// and never resized; they are only dereferenced by execve in the child.
+unsafe impl Send for PreparedEnv {}
+// SAFETY: as above; nothing mutates through a shared reference.
+unsafe impl Sync for PreparedEnv {}
+
+extern "C" {
+    static mut environ: *const *const libc::c_char;
+}
+
+/// Keeps fds 3..3+n open in prodserver, with /dev/null where nothing else
+/// is, so that std's exec-error pipe (created just before fork, at the
+/// lowest free numbers) never sits where a child's sockets go. The
+/// placeholders are kept for the life of the process: a handful of
+/// descriptors, opened once.
+pub fn reserve_low_fds(n: usize) {
+    let top = 3 + n.min(MAX_PASSED_FDS) as RawFd;
+    loop {
+        // SAFETY: open(2) with a static NUL-terminated path; the returned
+        // descriptor is either kept for good (a placeholder) or closed.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return;
+        }
+        if fd >= top {
+            // SAFETY: closing the descriptor opened just above.
+            unsafe { libc::close(fd) };
+            return;
+        }
+    }
 }
 
 impl ChildSetup {
-    fn run(&self) -> io::Result<()> {
+    fn run(&mut self) -> io::Result<()> {
         // Own process group, so that a stop can signal the child and all its
         // descendants at once, and a terminal's Ctrl-C (sent to the
         // foreground group) reaches prodserver only, which then stops
@@ -339,6 +497,7 @@ impl ChildSetup {
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
 
         mark_fds_cloexec();
+        self.place_passed_fds()?;
         crate::os::limits::restore_for_child();
 
         if let Some(c) = &self.creds {
@@ -358,7 +517,60 @@ impl ChildSetup {
         if getppid() != self.parent {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
+        if let Some(envp) = &mut self.envp {
+            envp.set_pid(nix::unistd::getpid().as_raw());
+            // SAFETY: this process has a single thread (we are between
+            // fork and exec), so nothing reads `environ` concurrently; the
+            // array lives in `self`, which outlives exec (std runs execvp
+            // right after this hook returns).
+            unsafe { environ = envp.pointers.as_ptr() };
+        }
         Ok(())
+    }
+
+    /// Moves the passed sockets to fds 3, 4, ... without close-on-exec.
+    /// They are first copied above the target range, so that a socket
+    /// already sitting at a target number is not closed by another dup2.
+    fn place_passed_fds(&mut self) -> io::Result<()> {
+        let n = self.passed.len() as RawFd;
+        for (i, &fd) in self.passed.iter().enumerate() {
+            // A write-only pipe in the target range can only be std's
+            // exec-error pipe (every other pipe of ours is a read end):
+            // clobbering it would hide an exec failure, so give up on this
+            // attempt (a transient failure, retried) rather than do so.
+            let target = 3 + i as RawFd;
+            if is_write_only_pipe(target) {
+                return Err(io::Error::from_raw_os_error(libc::EBUSY));
+            }
+            // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an integer fd touches no
+            // memory; the copy lands at 3+n or above.
+            let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3 + n) };
+            if copy < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            self.moved[i] = copy;
+        }
+        for (i, &copy) in self.moved.iter().enumerate() {
+            // SAFETY: dup2 on integer fds; the new descriptor has no
+            // close-on-exec flag, which is what hands it to the program.
+            if unsafe { libc::dup2(copy, 3 + i as RawFd) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_write_only_pipe(fd: RawFd) -> bool {
+    // SAFETY: fstat writes into the zeroed stat on our stack; fcntl takes
+    // integers. Both are async-signal-safe.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+            return false;
+        }
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && flags & libc::O_ACCMODE == libc::O_WRONLY
     }
 }
 
@@ -567,5 +779,39 @@ fn missing_reason(req: &SpawnRequest, program: &str) -> String {
     match child_path(req) {
         Some(path) => format!("not found on PATH ({path})"),
         None => format!("not found on PATH (PATH is unset; searched {DEFAULT_PATH})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_pid_is_written_in_place() {
+        let env = vec![
+            ("PATH".to_owned(), "/bin".to_owned()),
+            ("LISTEN_FDS".to_owned(), "9".to_owned()),
+        ];
+        let mut p = PreparedEnv::new(&env, 2);
+        let before: Vec<*const u8> = p.entries.iter().map(|e| e.as_ptr()).collect();
+        for pid in [1, 42, 4_194_304, i32::MAX] {
+            p.set_pid(pid);
+            let text: Vec<String> = p
+                .entries
+                .iter()
+                .map(|e| {
+                    let end = e.iter().position(|b| *b == 0).unwrap();
+                    String::from_utf8_lossy(&e[..end]).into_owned()
+                })
+                .collect();
+            assert_eq!(
+                text,
+                ["PATH=/bin", "LISTEN_FDS=2", &format!("LISTEN_PID={pid}")]
+            );
+        }
+        let after: Vec<*const u8> = p.entries.iter().map(|e| e.as_ptr()).collect();
+        assert_eq!(before, after, "no entry may move: environ points at them");
+        assert_eq!(p.pointers.len(), 4);
+        assert!(p.pointers[3].is_null());
     }
 }

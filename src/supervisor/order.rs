@@ -193,6 +193,7 @@ pub(crate) mod tests {
             dev: Default::default(),
             listen: vec![],
             readiness: Default::default(),
+            holding: Default::default(),
         }
     }
 
