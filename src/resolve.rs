@@ -353,7 +353,9 @@ mod tests {
         );
         assert_eq!(
             health::describe(&two.health),
-            "readiness: GET http://127.0.0.1:8002/ (default for gunicorn: any HTTP answer)"
+            "readiness: READY=1 from prodserver's gunicorn integration once a worker has loaded \
+             the app (its socket is held and shared by every generation: either one may answer a \
+             probe; gunicorn's own READY=1 only means bound)"
         );
         assert!(r.instance(0, 3).is_none());
         assert_eq!(r.celery_module_dir(&[0]), None);

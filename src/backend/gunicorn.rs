@@ -88,6 +88,29 @@ pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<St
     command_line(input, &[], errs)
 }
 
+/// Why a held socket cannot be probed.
+pub(super) const HELD_WHY: &str =
+    "its socket is held and shared by every generation: either one may answer a probe";
+
+/// A held socket: a probe of the address may be answered by the old
+/// generation, so readiness is the integration's READY=1 (the launch's
+/// argv and env get the hook; its addresses stay, prodserver binds them).
+pub(super) fn ready_when_held(input: &BackendInput, launch: &mut super::Launch) {
+    if matches!(launch.readiness, DefaultReadiness::AppLoaded { .. }) {
+        return;
+    }
+    // Errors were reported by the launch already.
+    let mut ignored = Vec::new();
+    let mut hooked = with_ready_hook(input, HELD_WHY.to_owned(), &mut ignored);
+    // `program = ...` was applied to argv[0] already.
+    if let (Some(program), Some(first)) = (launch.argv.first(), hooked.argv.first_mut()) {
+        first.clone_from(program);
+    }
+    launch.argv = hooked.argv;
+    launch.env.extend(hooked.env);
+    launch.readiness = hooked.readiness;
+}
+
 /// gunicorn's command line without the `skip` args.
 fn command_line(input: &BackendInput, skip: &[&str], errs: &mut Vec<BackendError>) -> Vec<String> {
     let app = require_app(BackendKind::Gunicorn, input, "proj.wsgi:application", errs);

@@ -87,6 +87,19 @@ pub(super) fn startup_line(input: &BackendInput) -> Result<String, String> {
     }
 }
 
+/// A held socket: a probe of the address may be answered by the old
+/// generation, so readiness is this generation's own startup line, when
+/// uvicorn writes one (else the probe stays, and `check` shows it).
+pub(super) fn ready_when_held(input: &BackendInput, launch: &mut super::Launch) {
+    if let Ok(pattern) = startup_line(input) {
+        launch.readiness = super::DefaultReadiness::OutputLine {
+            pattern,
+            why: "its socket is held and shared by every generation: either one may answer a probe"
+                .to_owned(),
+        };
+    }
+}
+
 /// How many worker processes uvicorn runs, as it reads it: `--workers`,
 /// else `UVICORN_WORKERS`, else `WEB_CONCURRENCY`, else 1. `None` when the
 /// value is not a number prodserver can read.

@@ -150,9 +150,8 @@ pub fn web_path_plan(
 ) -> Result<(HealthPlan, String), String> {
     let found = match &spec.readiness {
         DefaultReadiness::Serving | DefaultReadiness::Unprobeable { .. } => address(spec),
-        DefaultReadiness::AppLoaded { why } | DefaultReadiness::OutputLine { why, .. } => {
-            Err(why.clone())
-        }
+        // Asked for by name: probed where it listens, if prodserver knows.
+        DefaultReadiness::AppLoaded { .. } | DefaultReadiness::OutputLine { .. } => address(spec),
         DefaultReadiness::AtSpawn
         | DefaultReadiness::CeleryWorker
         | DefaultReadiness::CeleryBeat
