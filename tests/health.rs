@@ -330,6 +330,8 @@ backend = "gunicorn"
 app = "shop.wsgi:application"
 program = "./fake-gunicorn"
 args = {{ bind = "127.0.0.1:{plain}" }}
+# A stand-in, not gunicorn: probed on its own port, not through a held socket.
+hold_socket = false
 
 # `path`: the same address, this path, 2xx/3xx required, with liveness.
 [processes.pathed]
@@ -470,6 +472,8 @@ backend = "gunicorn"
 app = "shop.wsgi:application"
 program = "./mute-gunicorn"
 args = {{ bind = "127.0.0.1:{port}" }}
+# A stand-in, not gunicorn: probed on its own port, not through a held socket.
+hold_socket = false
 
 [processes.after]
 backend = "command"

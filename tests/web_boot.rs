@@ -131,3 +131,60 @@ fn gunicorn_is_ready_once_a_worker_loaded_the_app_and_a_broken_app_fails_the_sur
     run.signal(libc::SIGTERM);
     run.wait_exit(T);
 }
+
+/// An ASGI app whose lifespan startup succeeds, or fails while `broken`
+/// exists (uvicorn then exits 3).
+const ASGI: &str = "import os\n\
+async def app(scope, receive, send):\n    \
+if scope['type'] == 'lifespan':\n        \
+while True:\n            \
+m = await receive()\n            \
+if m['type'] == 'lifespan.startup':\n                \
+if os.path.exists('broken'):\n                    \
+await send({'type': 'lifespan.startup.failed', 'message': 'broken on purpose'})\n                    \
+return\n                \
+await send({'type': 'lifespan.startup.complete'})\n            \
+elif m['type'] == 'lifespan.shutdown':\n                \
+await send({'type': 'lifespan.shutdown.complete'})\n                \
+return\n    \
+else:\n        \
+await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n        \
+await send({'type': 'http.response.body', 'body': b'ok'})\n";
+
+#[test]
+fn uvicorn_on_a_unix_socket_is_ready_at_its_startup_line_and_exit_3_is_final() {
+    let uvicorn = python::bin("uvicorn");
+    let p = Project::new(&format!(
+        r#"
+[processes.web]
+backend = "uvicorn"
+app = "asgiapp:app"
+program = "{uvicorn}"
+args = {{ uds = "web.sock" }}
+stop_timeout = "10s"
+"#
+    ));
+    p.write("asgiapp.py", ASGI);
+    let mut run = p.spawn(&["start"]);
+    run.wait_for("Application startup complete", T);
+    run.wait_for("web.1 | ready", T);
+    assert!(
+        run.output()
+            .contains("readiness: its own output line matching"),
+        "{}",
+        run.output()
+    );
+    p.write_atomic("broken", "");
+    let (code, out) = p.run(&["restart", "web"], T);
+    assert_ne!(code, 0, "{out}\n{}", run.output());
+    run.wait_for(
+        "web.1 | FAILED: the app failed to boot (uvicorn exit 3: startup failure)",
+        T,
+    );
+    assert!(
+        !run.output().contains("web.1 | restarting in"),
+        "{}",
+        run.output()
+    );
+    run.wait_exit(T);
+}
