@@ -16,6 +16,7 @@ pub mod error;
 pub mod exit;
 pub mod export;
 pub mod graph;
+pub mod gunicorn;
 pub mod health;
 pub mod import;
 pub mod init;

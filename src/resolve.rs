@@ -222,6 +222,8 @@ fn launch_of(spec: &ProcessSpec, runtime_dir: &Path) -> Launch {
         DefaultReadiness::AtSpawn
         | DefaultReadiness::Serving
         | DefaultReadiness::Unprobeable { .. }
+        | DefaultReadiness::AppLoaded { .. }
+        | DefaultReadiness::OutputLine { .. }
         | DefaultReadiness::CeleryWithoutIntegration => None,
     };
     Launch {
@@ -354,7 +356,9 @@ mod tests {
         );
         assert_eq!(
             health::describe(&two.health),
-            "readiness: GET http://127.0.0.1:8002/ (default for gunicorn: any HTTP answer)"
+            "readiness: READY=1 from prodserver's gunicorn integration once a worker has loaded \
+             the app (its socket is held and shared by every generation: either one may answer a \
+             probe; gunicorn's own READY=1 only means bound)"
         );
         assert!(r.instance(0, 3).is_none());
         assert_eq!(r.celery_module_dir(&[0]), None);

@@ -316,6 +316,16 @@ pub fn prepare_children(
         crate::celery::install(runtime_dir)
             .map_err(|e| Error::setup("install the Celery integration", e))?;
     }
+    let gunicorn_hook = selected.iter().any(|id| {
+        matches!(
+            plan.processes[*id].readiness,
+            crate::backend::DefaultReadiness::AppLoaded { .. }
+        )
+    });
+    if gunicorn_hook {
+        crate::gunicorn::install(runtime_dir)
+            .map_err(|e| Error::setup("install the gunicorn integration", e))?;
+    }
     let runs_as_other_user = selected.iter().any(|id| plan.processes[*id].user.is_some());
     if runs_as_other_user {
         // Instances that drop privileges must still reach their notify

@@ -336,6 +336,8 @@ backend = "gunicorn"
 app = "shop.wsgi:application"
 program = "./fake-gunicorn"
 args = {{ bind = "127.0.0.1:{plain}" }}
+# A stand-in, not gunicorn: probed on its own port, not through a held socket.
+hold_socket = false
 
 # `path`: the same address, this path, 2xx/3xx required, with liveness.
 [processes.pathed]
@@ -476,7 +478,7 @@ backend = "gunicorn"
 app = "shop.wsgi:application"
 program = "./mute-gunicorn"
 args = {{ bind = "127.0.0.1:{port}" }}
-# A server that binds its own socket (a held one would never be bound).
+# A stand-in, not gunicorn: probed on its own port, not through a held socket.
 hold_socket = false
 
 [processes.after]

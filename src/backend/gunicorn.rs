@@ -20,6 +20,15 @@ pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 /// as long as any instance number it becomes.
 const MAX_SOCKET_PATH: usize = 100;
 
+/// gunicorn's arbiter exits 3 when a worker failed to boot and 4 when the
+/// app could not be loaded (`Arbiter.WORKER_BOOT_ERROR`, `APP_LOAD_ERROR`),
+/// at start or whenever a worker is (re)booted later: the code or the
+/// configuration is broken, and starting it again would fail the same way.
+pub(super) const BOOT_FAILURES: &[(i32, &str)] = &[
+    (3, "gunicorn exit 3: worker boot error"),
+    (4, "gunicorn exit 4: app load error"),
+];
+
 pub(super) const BACKEND: super::Backend = super::Backend {
     program: PROGRAM,
     stop_signal: STOP_SIGNAL,
@@ -30,14 +39,80 @@ pub(super) const BACKEND: super::Backend = super::Backend {
 
 fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
     let (listen, readiness) = serves(input);
+    match readiness {
+        DefaultReadiness::Unprobeable { why } => super::Launch {
+            listen,
+            ..with_ready_hook(input, why, errs)
+        },
+        readiness => super::Launch {
+            listen,
+            readiness,
+            ..super::Launch::at_spawn(argv(input, errs))
+        },
+    }
+}
+
+/// gunicorn's spellings of its config file option.
+const CONFIG: &[&str] = &["config", "c"];
+
+/// The launch with prodserver's gunicorn integration loaded (see
+/// `crate::gunicorn`): readiness becomes "a worker has loaded the app",
+/// for a server that cannot be probed from outside (`why`). gunicorn
+/// reads one `--config` only: the user's own moves to the environment,
+/// where the module finds and loads it.
+pub(super) fn with_ready_hook(
+    input: &BackendInput,
+    why: String,
+    errs: &mut Vec<BackendError>,
+) -> super::Launch {
+    let mut argv = command_line(input, CONFIG, errs);
+    argv.insert(1, format!("--config=python:{}", crate::gunicorn::MODULE));
+    let dir = crate::gunicorn::module_dir(input.runtime_dir);
+    let dir = dir.to_string_lossy();
+    let pythonpath = match input.env.get("PYTHONPATH") {
+        Some(old) if !old.is_empty() => format!("{dir}:{old}"),
+        _ => dir.into_owned(),
+    };
+    let mut env = std::collections::BTreeMap::from([("PYTHONPATH".to_owned(), pythonpath)]);
+    if let Some(config) = args::values(input.args, CONFIG).pop() {
+        env.insert(crate::gunicorn::CONFIG_ENV.to_owned(), config);
+    }
     super::Launch {
-        listen,
-        readiness,
-        ..super::Launch::at_spawn(argv(input, errs))
+        env,
+        readiness: DefaultReadiness::AppLoaded { why },
+        ..super::Launch::at_spawn(argv)
     }
 }
 
 pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<String> {
+    command_line(input, &[], errs)
+}
+
+/// Why a held socket cannot be probed.
+pub(super) const HELD_WHY: &str =
+    "its socket is held and shared by every generation: either one may answer a probe";
+
+/// A held socket: a probe of the address may be answered by the old
+/// generation, so readiness is the integration's READY=1 (the launch's
+/// argv and env get the hook; its addresses stay, prodserver binds them).
+pub(super) fn ready_when_held(input: &BackendInput, launch: &mut super::Launch) {
+    if matches!(launch.readiness, DefaultReadiness::AppLoaded { .. }) {
+        return;
+    }
+    // Errors were reported by the launch already.
+    let mut ignored = Vec::new();
+    let mut hooked = with_ready_hook(input, HELD_WHY.to_owned(), &mut ignored);
+    // `program = ...` was applied to argv[0] already.
+    if let (Some(program), Some(first)) = (launch.argv.first(), hooked.argv.first_mut()) {
+        first.clone_from(program);
+    }
+    launch.argv = hooked.argv;
+    launch.env.extend(hooked.env);
+    launch.readiness = hooked.readiness;
+}
+
+/// gunicorn's command line without the `skip` args.
+fn command_line(input: &BackendInput, skip: &[&str], errs: &mut Vec<BackendError>) -> Vec<String> {
     let app = require_app(BackendKind::Gunicorn, input, "proj.wsgi:application", errs);
     super::forbid_args(input, &["daemon", "D"], super::DAEMON_WHY, errs);
     let mut argv = vec![PROGRAM.to_owned()];
@@ -47,7 +122,7 @@ pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<St
     if !args::is_set(input.args, &["control-socket", "no-control-socket"]) {
         argv.push(control_socket(input));
     }
-    argv.extend(args::render(input.args, &[], errs));
+    argv.extend(args::render(input.args, skip, errs));
     argv.push(app.unwrap_or_default().to_owned());
     argv
 }
@@ -258,6 +333,43 @@ mod tests {
                 "shop.wsgi:application"
             ])
         );
+    }
+
+    #[test]
+    fn an_unprobeable_gunicorn_loads_the_ready_hook_and_keeps_the_users_config() {
+        use crate::backend::DefaultReadiness;
+        let l = In::new()
+            .app("a:b")
+            .arg("c", "conf/gunicorn.py")
+            .arg("workers", 2)
+            .env("PYTHONPATH", "/srv")
+            .launch(Gunicorn);
+        assert_eq!(
+            l.argv,
+            v(&[
+                "gunicorn",
+                "--config=python:prodserver_gunicorn",
+                CTL,
+                "--workers=2",
+                "a:b"
+            ])
+        );
+        assert_eq!(l.env["PRODSERVER_GUNICORN_CONFIG"], "conf/gunicorn.py");
+        let dir = crate::gunicorn::module_dir(std::path::Path::new("/run/user/1000/prodserver"));
+        assert_eq!(l.env["PYTHONPATH"], format!("{}:/srv", dir.display()));
+        assert!(
+            matches!(&l.readiness, DefaultReadiness::AppLoaded { why } if why.contains("conf/gunicorn.py")),
+            "{:?}",
+            l.readiness
+        );
+        // A TCP bind is probed over HTTP: no hook, argv untouched.
+        let l = In::new()
+            .app("a:b")
+            .arg("bind", "127.0.0.1:8000")
+            .launch(Gunicorn);
+        assert_eq!(l.readiness, DefaultReadiness::Serving);
+        assert!(l.env.is_empty());
+        assert!(!l.argv.iter().any(|a| a.contains("prodserver_gunicorn")));
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn hold(
                     "with reuse-port gunicorn binds its own sockets; {gap}"
                 ));
             }
+            super::gunicorn::ready_when_held(input, launch);
             Passing::ListenFds
         }
         BackendKind::Command => Passing::ListenFds,
@@ -104,6 +105,7 @@ pub fn hold(
             let mut argv = rebuild(input, &kept, super::uvicorn::argv);
             insert_before_app(&mut argv, vec!["--fd=3".to_owned()]);
             launch.argv = argv;
+            super::uvicorn::ready_when_held(input, launch);
             Passing::UvicornFd
         }
         BackendKind::Daphne => {

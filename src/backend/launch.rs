@@ -53,6 +53,14 @@ pub enum DefaultReadiness {
     /// inherited fd, a config file it cannot read): ready once spawned,
     /// and `why` is worth a log line.
     Unprobeable { why: String },
+    /// A web server that cannot be probed from outside (`why`), whose
+    /// readiness is `READY=1` from prodserver's gunicorn integration once a
+    /// worker has loaded the app (`gunicorn::` module).
+    AppLoaded { why: String },
+    /// A web server that cannot be probed from outside (`why`): ready at
+    /// the first line of its own output matching `pattern` (each spawn has
+    /// its own pipes, so a line of another generation never counts).
+    OutputLine { pattern: String, why: String },
     /// A Celery worker with the integration: `READY=1` from `worker_ready`,
     /// `WATCHDOG=1` while its event loop runs.
     CeleryWorker,
@@ -105,6 +113,11 @@ impl Launch {
                 DefaultReadiness::Unprobeable { why } => {
                     DefaultReadiness::Unprobeable { why: x(why) }
                 }
+                DefaultReadiness::AppLoaded { why } => DefaultReadiness::AppLoaded { why: x(why) },
+                DefaultReadiness::OutputLine { pattern, why } => DefaultReadiness::OutputLine {
+                    pattern: pattern.clone(),
+                    why: x(why),
+                },
                 other => other.clone(),
             },
             celery: self.celery.clone(),
@@ -207,7 +220,7 @@ mod tests {
         let l = In::new().app("a:b").arg("b", "unix:/x").launch(Gunicorn);
         assert_eq!(
             l.readiness,
-            DefaultReadiness::Unprobeable {
+            DefaultReadiness::AppLoaded {
                 why: "gunicorn binds a unix socket (unix:/x)".into()
             }
         );
@@ -217,7 +230,7 @@ mod tests {
             .launch(Gunicorn);
         assert!(l.listen.is_empty());
         assert!(
-            matches!(&l.readiness, DefaultReadiness::Unprobeable { why } if why.contains("/srv/shop/gunicorn.conf.py")),
+            matches!(&l.readiness, DefaultReadiness::AppLoaded { why } if why.contains("/srv/shop/gunicorn.conf.py")),
             "{:?}",
             l.readiness
         );
@@ -242,7 +255,7 @@ mod tests {
             .arg("uds", "/run/u.sock")
             .launch(Uvicorn);
         assert_eq!(l.listen, [Listen::Unix("/run/u.sock".into())]);
-        assert!(matches!(l.readiness, DefaultReadiness::Unprobeable { .. }));
+        assert!(matches!(l.readiness, DefaultReadiness::OutputLine { .. }));
         let l = In::new()
             .app("proj.asgi:application")
             .env("GRANIAN_HOST", "127.0.0.2")

@@ -251,6 +251,27 @@ pub fn default_escalation(kind: BackendKind) -> Option<Escalation> {
     }
 }
 
+/// The exit codes of `kind`'s main process that say the app failed to
+/// boot, each with what it means (`gunicorn exit 4: app load error`): a
+/// fatal configuration error, never restarted.
+pub fn boot_failures(kind: BackendKind) -> &'static [(i32, &'static str)] {
+    match kind {
+        BackendKind::Gunicorn => gunicorn::BOOT_FAILURES,
+        BackendKind::Uvicorn => uvicorn::BOOT_FAILURES,
+        // Their exit codes don't tell a broken app from a crash.
+        BackendKind::Granian
+        | BackendKind::Waitress
+        | BackendKind::Daphne
+        | BackendKind::Flower
+        | BackendKind::CeleryWorker
+        | BackendKind::CeleryBeat
+        | BackendKind::DjangoQ2
+        | BackendKind::DjangoTasks
+        | BackendKind::DjangoRunserver
+        | BackendKind::Command => &[],
+    }
+}
+
 /// [`default_escalation`]'s signal.
 pub fn default_escalate_signal(kind: BackendKind) -> Option<i32> {
     default_escalation(kind).map(|e| e.signal)
@@ -740,6 +761,23 @@ mod testutil;
 mod tests {
     use super::testutil::*;
     use super::*;
+
+    #[test]
+    fn only_gunicorn_and_uvicorn_have_boot_failure_codes() {
+        use BackendKind as K;
+        let codes = |k| boot_failures(k).iter().map(|(c, _)| *c).collect::<Vec<_>>();
+        assert_eq!(codes(K::Gunicorn), [3, 4]);
+        assert_eq!(codes(K::Uvicorn), [3]);
+        assert_eq!(
+            boot_failures(K::Gunicorn)[1].1,
+            "gunicorn exit 4: app load error"
+        );
+        for kind in K::ALL {
+            if !matches!(kind, K::Gunicorn | K::Uvicorn) {
+                assert_eq!(codes(kind), Vec::<i32>::new(), "{kind:?}");
+            }
+        }
+    }
 
     #[test]
     fn supports_matches_the_backend_table() {

@@ -14,6 +14,11 @@ pub(super) const SHAPE: &str = "uvicorn ARGS APP";
 /// clean stop when it asked for it.
 pub(super) const STOP_SIGNAL: i32 = libc::SIGTERM;
 
+/// uvicorn exits 3 (`STARTUP_FAILURE`) when its server never started: the
+/// lifespan startup failed, or the socket could not be bound or used. An
+/// app that cannot be imported exits 1 instead, like any crash.
+pub(super) const BOOT_FAILURES: &[(i32, &str)] = &[(3, "uvicorn exit 3: startup failure")];
+
 pub(super) const BACKEND: super::Backend = super::Backend {
     program: PROGRAM,
     stop_signal: STOP_SIGNAL,
@@ -24,6 +29,15 @@ pub(super) const BACKEND: super::Backend = super::Backend {
 
 fn launch(input: &BackendInput, errs: &mut Vec<BackendError>) -> super::Launch {
     let (listen, readiness) = super::web::host_port_server(input, "uvicorn", "UVICORN", true);
+    let readiness = match readiness {
+        super::DefaultReadiness::Unprobeable { why } => match startup_line(input) {
+            Ok(pattern) => super::DefaultReadiness::OutputLine { pattern, why },
+            Err(because) => super::DefaultReadiness::Unprobeable {
+                why: format!("{why}, and {because}"),
+            },
+        },
+        other => other,
+    };
     super::Launch {
         listen,
         readiness,
@@ -39,6 +53,51 @@ pub(super) fn argv(input: &BackendInput, errs: &mut Vec<BackendError>) -> Vec<St
         "proj.asgi:application",
         errs,
     )
+}
+
+/// The line of uvicorn's own output that says the app is loaded, for a
+/// server that cannot be probed from outside: "Application startup
+/// complete." once the app is imported and its lifespan startup ran (in
+/// each worker); with `lifespan = "off"` that line is never written, and
+/// one process says "Uvicorn running on" once it serves (with workers the
+/// supervisor process says it before any worker imported the app). Both
+/// are INFO lines: a quieter `log-level` or a `log-config` of the user's
+/// may hide them, and then there is no line to wait for (`Err`: why).
+pub(super) fn startup_line(input: &BackendInput) -> Result<String, String> {
+    let level = args::last(input.args, &["log-level"])
+        .or_else(|| input.env.get("UVICORN_LOG_LEVEL").cloned());
+    if let Some(level) = level.filter(|l| !matches!(l.as_str(), "trace" | "debug" | "info")) {
+        return Err(format!(
+            "log-level {level:?} hides the INFO line that says the app is loaded"
+        ));
+    }
+    if args::is_set(input.args, &["log-config"]) || input.env.contains_key("UVICORN_LOG_CONFIG") {
+        return Err("a log-config decides which lines uvicorn writes".to_owned());
+    }
+    let lifespan = args::last(input.args, &["lifespan"])
+        .or_else(|| input.env.get("UVICORN_LIFESPAN").cloned());
+    match (lifespan.as_deref(), workers(input)) {
+        (Some("off"), Some(1)) => Ok(r"Uvicorn running on ".to_owned()),
+        (Some("off"), _) => Err(
+            "with lifespan off and several workers uvicorn writes no line once a worker has \
+             loaded the app"
+                .to_owned(),
+        ),
+        _ => Ok(r"Application startup complete\.".to_owned()),
+    }
+}
+
+/// A held socket: a probe of the address may be answered by the old
+/// generation, so readiness is this generation's own startup line, when
+/// uvicorn writes one (else the probe stays, and `check` shows it).
+pub(super) fn ready_when_held(input: &BackendInput, launch: &mut super::Launch) {
+    if let Ok(pattern) = startup_line(input) {
+        launch.readiness = super::DefaultReadiness::OutputLine {
+            pattern,
+            why: "its socket is held and shared by every generation: either one may answer a probe"
+                .to_owned(),
+        };
+    }
 }
 
 /// How many worker processes uvicorn runs, as it reads it: `--workers`,
@@ -174,6 +233,40 @@ mod tests {
             Ok(TaskLimit::Server { main_exits, .. }) => assert!(!main_exits),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_unprobeable_uvicorn_is_ready_at_its_startup_line() {
+        use crate::backend::DefaultReadiness;
+        let l = In::new()
+            .app("m:app")
+            .arg("uds", "/run/u.sock")
+            .launch(Uvicorn);
+        assert!(
+            matches!(&l.readiness, DefaultReadiness::OutputLine { pattern, why }
+                if pattern == r"Application startup complete\." && why.contains("--uds")),
+            "{:?}",
+            l.readiness
+        );
+        let line = |i: In| i.with(super::startup_line);
+        assert_eq!(
+            line(In::new().arg("lifespan", "off")).as_deref(),
+            Ok("Uvicorn running on ")
+        );
+        assert!(line(In::new().arg("lifespan", "off").arg("workers", 2)).is_err());
+        assert!(line(In::new().arg("log-level", "warning")).is_err());
+        assert!(line(In::new().env("UVICORN_LOG_LEVEL", "error")).is_err());
+        assert!(line(In::new().arg("log-level", "debug")).is_ok());
+        assert!(line(In::new().arg("log-config", "l.json")).is_err());
+        // A probeable address keeps its HTTP probe.
+        let l = In::new().app("m:app").arg("port", 9000).launch(Uvicorn);
+        assert_eq!(l.readiness, DefaultReadiness::Serving);
+        let l = In::new()
+            .app("m:app")
+            .arg("uds", "/u")
+            .arg("log-level", "warning")
+            .launch(Uvicorn);
+        assert!(matches!(l.readiness, DefaultReadiness::Unprobeable { .. }));
     }
 
     #[test]

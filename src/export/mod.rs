@@ -163,11 +163,12 @@ pub fn without_celery_integration(
     env: &std::collections::BTreeMap<String, String>,
     module_dir: Option<&std::path::Path>,
 ) -> (Vec<String>, std::collections::BTreeMap<String, String>) {
+    let (argv, env) = without_gunicorn_integration(argv, env);
     let Some(dir) = module_dir else {
-        return (argv.to_vec(), env.clone());
+        return (argv, env);
     };
     let module = crate::celery::MODULE;
-    let mut env = env.clone();
+    let mut env = env;
     // A beat runs `-A MODULE` with the real app in an env variable.
     let app = env.remove(crate::celery::APP_ENV);
     let argv = argv
@@ -187,6 +188,43 @@ pub fn without_celery_integration(
             env.remove("PYTHONPATH");
         } else if let Some(rest) = path.strip_prefix(&format!("{dir}:")) {
             env.insert("PYTHONPATH".into(), rest.to_owned());
+        }
+    }
+    (argv, env)
+}
+
+/// The gunicorn integration (`--config=python:prodserver_gunicorn`, its
+/// folder on `PYTHONPATH`) taken out again, the user's own `--config`
+/// back in its place: an exported unit runs without prodserver's module.
+fn without_gunicorn_integration(
+    argv: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+) -> (Vec<String>, std::collections::BTreeMap<String, String>) {
+    let ours = format!("--config=python:{}", crate::gunicorn::MODULE);
+    let mut env = env.clone();
+    if !argv.contains(&ours) {
+        return (argv.to_vec(), env);
+    }
+    let user = env.remove(crate::gunicorn::CONFIG_ENV);
+    let argv = argv
+        .iter()
+        .filter_map(|a| match (a == &ours, &user) {
+            (true, Some(config)) => Some(format!("--config={config}")),
+            (true, None) => None,
+            (false, _) => Some(a.clone()),
+        })
+        .collect();
+    let dir = crate::gunicorn::module_dir(Path::new("/"));
+    let folder = dir.file_name().map(|f| f.to_string_lossy().into_owned());
+    if let (Some(path), Some(folder)) = (env.get("PYTHONPATH").cloned(), folder) {
+        let kept: Vec<&str> = path
+            .split(':')
+            .filter(|p| !p.ends_with(&format!("/{folder}")))
+            .collect();
+        if kept.is_empty() {
+            env.remove("PYTHONPATH");
+        } else {
+            env.insert("PYTHONPATH".into(), kept.join(":"));
         }
     }
     (argv, env)

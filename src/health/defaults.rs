@@ -5,7 +5,9 @@
 //! |---|---|
 //! | gunicorn, uvicorn, granian | readiness: `GET /` on the bind address, any HTTP answer counts; no liveness restarts |
 //! | the same, with TLS | readiness: TCP connect (the port is open) |
-//! | the same on a unix socket or inherited fd | none: ready when spawned |
+//! | gunicorn on a unix socket, an inherited fd or a config-file bind | readiness: `READY=1` from the gunicorn integration's `post_worker_init` |
+//! | uvicorn on `uds` or `fd` | readiness: its own "Application startup complete." line |
+//! | others on a unix socket or inherited fd | none: ready when spawned |
 //! | celery-worker (integration on) | readiness: `READY=1`; liveness: watchdog 30 s |
 //! | celery-beat (integration on) | ready when spawned; liveness: watchdog 30 s (beat ticks) |
 //! | anything else | none: ready when spawned |
@@ -110,6 +112,23 @@ pub fn default_health(spec: &ProcessSpec) -> DefaultHealth {
                 )),
             },
         },
+        DefaultReadiness::AppLoaded { why } => app_loaded_plan(
+            Check::Notify,
+            format!(
+                "readiness: READY=1 from prodserver's gunicorn integration once a worker has \
+                 loaded the app ({why}; gunicorn's own READY=1 only means bound)"
+            ),
+        ),
+        DefaultReadiness::OutputLine { pattern, why } => match super::log::compile(pattern) {
+            Ok(regex) => app_loaded_plan(
+                Check::Log(regex),
+                format!(
+                    "readiness: its own output line matching {pattern:?}, once the app is \
+                     loaded ({why})"
+                ),
+            ),
+            Err(e) => DefaultHealth::None { note: Some(e) },
+        },
         DefaultReadiness::CeleryWorker => celery(true),
         DefaultReadiness::CeleryBeat => celery(false),
         DefaultReadiness::CeleryWithoutIntegration => DefaultHealth::None {
@@ -131,6 +150,8 @@ pub fn web_path_plan(
 ) -> Result<(HealthPlan, String), String> {
     let found = match &spec.readiness {
         DefaultReadiness::Serving | DefaultReadiness::Unprobeable { .. } => address(spec),
+        // Asked for by name: probed where it listens, if prodserver knows.
+        DefaultReadiness::AppLoaded { .. } | DefaultReadiness::OutputLine { .. } => address(spec),
         DefaultReadiness::AtSpawn
         | DefaultReadiness::CeleryWorker
         | DefaultReadiness::CeleryBeat
@@ -200,6 +221,35 @@ fn address(spec: &ProcessSpec) -> Result<Address, String> {
 struct Address {
     target: Target,
     tls: bool,
+}
+
+/// Readiness from the server's own word that the app is loaded (`READY=1`
+/// from prodserver's gunicorn integration, or an output line); no
+/// liveness, as for the probed web servers.
+fn app_loaded_plan(check: Check, note: String) -> DefaultHealth {
+    let settings = Settings {
+        readiness: Readiness::Message {
+            what: match &check {
+                Check::Log(re) => format!("output line matching {:?}", re.as_str()),
+                _ => "READY=1".to_owned(),
+            },
+        },
+        liveness: false,
+        interval: DEFAULT_HEALTH_INTERVAL,
+        start_interval: DEFAULT_HEALTH_INTERVAL,
+        retries: DEFAULT_HEALTH_RETRIES,
+        start_period: Duration::ZERO,
+        start_timeout: DEFAULT_START_TIMEOUT,
+        watchdog: None,
+    };
+    DefaultHealth::Plan {
+        plan: Box::new(HealthPlan {
+            settings,
+            check,
+            timeout: WEB_TIMEOUT,
+        }),
+        note,
+    }
 }
 
 fn web_plan(spec: &ProcessSpec, address: Address) -> DefaultHealth {

@@ -22,7 +22,9 @@ use std::fmt;
 use std::time::Instant;
 
 use super::gate::{self, Gate, ProcessView};
-use super::instance::{Action, Event, ExitStatus, Instance, InstanceConfig, Note, Phase};
+use super::instance::{
+    Action, Event, ExitStatus, FailReason, Instance, InstanceConfig, Note, Phase,
+};
 use super::order;
 use super::recycle::{Decision, Sample, Watch};
 use super::rollout::{self, Mode, Rollout, Step, Waiting};
@@ -1318,6 +1320,12 @@ impl Core {
                 Phase::Running { ready: true, .. } | Phase::Completed => {
                     Some(rollout::Outcome::Ready(n))
                 }
+                Phase::Failed {
+                    reason: FailReason::BootFailed { meaning, .. },
+                } => Some(rollout::Outcome::Failed(
+                    n,
+                    format!("failed: the app failed to boot ({meaning})"),
+                )),
                 Phase::Failed { .. } | Phase::Backoff { .. } | Phase::Stopped => {
                     let why = r
                         .last_exit

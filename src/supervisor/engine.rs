@@ -870,6 +870,9 @@ impl Engine {
                 }
                 FailReason::Blocked { reason } => format!("FAILED: cannot start: {reason}"),
                 FailReason::NotReady { reason } => format!("FAILED: {reason}"),
+                FailReason::BootFailed { meaning, .. } => {
+                    format!("FAILED: the app failed to boot ({meaning})")
+                }
             },
             Note::Stopping { signal } => format!("stopping ({})", os::signal_name(signal)),
             Note::Stopped => "stopped".into(),

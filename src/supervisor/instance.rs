@@ -61,6 +61,9 @@ pub struct InstanceConfig {
     pub escalate_meaning: Option<&'static str>,
     /// Delay between attempts at a singleton's lock.
     pub lock_retry: Duration,
+    /// Exit codes of the main process that mean the app failed to boot,
+    /// with what each means (see `backend::boot_failures`).
+    pub boot_failures: &'static [(i32, &'static str)],
 }
 
 impl From<&ProcessSpec> for InstanceConfig {
@@ -79,6 +82,7 @@ impl From<&ProcessSpec> for InstanceConfig {
                 .escalate_signal
                 .and_then(|sig| crate::backend::escalation_meaning(p.backend, sig)),
             lock_retry: LOCK_RETRY,
+            boot_failures: crate::backend::boot_failures(p.backend),
         }
     }
 }
@@ -164,6 +168,13 @@ pub enum FailReason {
     Blocked { reason: String },
     /// Never became ready and the restart policy forbids another try.
     NotReady { reason: String },
+    /// The program's exit code says the app failed to boot (a broken
+    /// import, a bad setting): starting it again would fail the same way.
+    BootFailed {
+        status: ExitStatus,
+        /// `gunicorn exit 4: app load error`.
+        meaning: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -988,6 +999,9 @@ impl Instance {
             });
             return stopped(out);
         }
+        if let Some(meaning) = boot_failure(self.cfg.boot_failures, status) {
+            return self.fail(FailReason::BootFailed { status, meaning }, out);
+        }
         let restart = match self.cfg.restart {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => !success,
@@ -1039,6 +1053,15 @@ fn later(now: Instant, d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// What `status` means when it is one of the program's boot failure codes:
+/// whatever the restart policy, that exit is final.
+fn boot_failure(table: &[(i32, &'static str)], status: ExitStatus) -> Option<&'static str> {
+    match status {
+        ExitStatus::Code(code) => table.iter().find(|(c, _)| *c == code).map(|(_, m)| *m),
+        ExitStatus::Signal(_) => None,
+    }
+}
+
 /// Killed by `sig`, or exited `128 + sig` as a shell reports it.
 fn asked_by(sig: i32, status: ExitStatus) -> bool {
     status == ExitStatus::Signal(sig) || status == ExitStatus::Code(128_i32.saturating_add(sig))
@@ -1075,6 +1098,7 @@ mod start_timeout_tests {
             kill_timeout: Duration::from_secs(10),
             escalate_meaning: None,
             lock_retry: Duration::from_secs(1),
+            boot_failures: &[],
         }
     }
 
@@ -1195,6 +1219,7 @@ mod tests {
             kill_timeout: s(5),
             escalate_meaning: None,
             lock_retry: s(1),
+            boot_failures: &[],
         }
     }
 
@@ -1758,6 +1783,62 @@ mod tests {
             ]
         );
         assert_eq!(i.phase(), &Phase::Failed { reason });
+    }
+
+    const GUNICORN: &[(i32, &str)] = &[(3, "worker boot error"), (4, "app load error")];
+
+    #[test]
+    fn a_boot_failure_exit_fails_at_once_whatever_the_policy() {
+        let t0 = Instant::now();
+        for policy in [RestartPolicy::Always, RestartPolicy::OnFailure] {
+            let mut c = cfg();
+            c.restart = policy;
+            c.boot_failures = GUNICORN;
+            let mut i = Instance::new(c);
+            run(&mut i, t0);
+            let status = ExitStatus::Code(4);
+            let reason = FailReason::BootFailed {
+                status,
+                meaning: "app load error",
+            };
+            assert_eq!(
+                i.handle(t0, Event::Exited { status }, NO_JITTER),
+                vec![
+                    exited(status, false),
+                    Action::KillGroup { pgid: PID },
+                    note(Note::Failed {
+                        reason: reason.clone(),
+                        restarts: 0
+                    }),
+                ]
+            );
+            assert_eq!(i.phase(), &Phase::Failed { reason });
+            assert_eq!(i.handle(t0 + s(60), Event::TimerFired, NO_JITTER), vec![]);
+        }
+    }
+
+    #[test]
+    fn other_exits_of_a_server_with_boot_codes_still_restart() {
+        let t0 = Instant::now();
+        for status in [
+            ExitStatus::Code(1),
+            ExitStatus::Code(0),
+            ExitStatus::Signal(3),
+            ExitStatus::Signal(4),
+        ] {
+            let mut c = cfg();
+            c.boot_failures = GUNICORN;
+            let mut i = Instance::new(c);
+            run(&mut i, t0);
+            i.handle(t0, Event::Exited { status }, NO_JITTER);
+            assert_eq!(i.phase().name(), "backoff", "{status:?}");
+        }
+        // Without the backend's table, 4 is an ordinary crash.
+        let mut i = Instance::new(cfg());
+        run(&mut i, t0);
+        let status = ExitStatus::Code(4);
+        i.handle(t0, Event::Exited { status }, NO_JITTER);
+        assert_eq!(i.phase().name(), "backoff");
     }
 
     #[test]

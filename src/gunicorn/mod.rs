@@ -1,0 +1,106 @@
+//! prodserver's built-in gunicorn integration: a small config module,
+//! embedded in the binary, that sends `READY=1` over `NOTIFY_SOCKET` once a
+//! worker has loaded the app (see `prodserver_gunicorn.py`).
+//!
+//! Why: when the server cannot be probed from outside (a held or unix
+//! socket, an inherited fd, an address only a config file knows), the only
+//! honest readiness is the app's own word. gunicorn's own `READY=1` comes
+//! from the arbiter right after binding, before any worker imported the
+//! app: the module takes `NOTIFY_SOCKET` away from gunicorn, so that one
+//! is never sent, and sends its own from `post_worker_init`.
+//!
+//! Loading: `--config=python:prodserver_gunicorn`, with the module's folder
+//! first on `PYTHONPATH`. gunicorn reads one `--config` only, so the user's
+//! own (`args.config`/`args.c`) moves to `PRODSERVER_GUNICORN_CONFIG`, and
+//! the module loads it (or `./gunicorn.conf.py`, as gunicorn would) and
+//! re-exports its settings, chaining its `post_worker_init`.
+//!
+//! One worker is enough for ready: the first worker that loaded the app
+//! answers requests, and the others import the same code at the same time
+//! (or fork from a preloaded master). Waiting for all of them would make
+//! readiness hostage to the slowest one; during a surge the old generation
+//! keeps accepting on the shared socket until the new one is ready, so
+//! capacity never drops to one worker for long.
+//!
+//! [`install`] writes the module like the Celery integration's: once per
+//! content, under `RUNTIME/py-HASH/`, 0755/0644 (a child running as another
+//! `user` must read it; it holds no secret).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The Python module's name (what `--config=python:` names).
+pub const MODULE: &str = "prodserver_gunicorn";
+/// The module's source, embedded at build time.
+pub const SOURCE: &str = include_str!("prodserver_gunicorn.py");
+/// Names the user's own gunicorn config (`python:module` or a file).
+pub const CONFIG_ENV: &str = "PRODSERVER_GUNICORN_CONFIG";
+
+/// The folder [`install`] writes to, named after the module's hash. Pure,
+/// so `check` can show the exact command line before anything is written.
+pub fn module_dir(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join(format!("py-{:08x}", fnv1a(SOURCE.as_bytes()) as u32))
+}
+
+/// Writes the module (atomically, only if missing or different) and
+/// returns the folder to put first on the child's `PYTHONPATH`.
+pub fn install(runtime_dir: &Path) -> io::Result<PathBuf> {
+    let dir = module_dir(runtime_dir);
+    crate::os::ensure_own_dir(&dir, 0o755)?;
+    let file = dir.join(format!("{MODULE}.py"));
+    if fs::read(&file).is_ok_and(|have| have == SOURCE.as_bytes()) {
+        return Ok(dir);
+    }
+    let tmp = dir.join(format!(".{MODULE}.py.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(SOURCE.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &file)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot write {file:?}: {e}"),
+        ));
+    }
+    Ok(dir)
+}
+
+/// FNV-1a: a content hash that is stable across builds.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_writes_the_module_once() {
+        let runtime = tempfile::tempdir().unwrap();
+        let dir = install(runtime.path()).unwrap();
+        assert_eq!(dir, module_dir(runtime.path()));
+        let file = dir.join("prodserver_gunicorn.py");
+        assert_eq!(fs::read_to_string(&file).unwrap(), SOURCE);
+        fs::write(&file, "tampered").unwrap();
+        install(runtime.path()).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), SOURCE);
+        assert_ne!(
+            module_dir(runtime.path()),
+            crate::celery::module_dir(runtime.path()),
+            "each module in its own folder: one never shadows the other's version"
+        );
+    }
+}
