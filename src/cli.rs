@@ -78,6 +78,17 @@ pub enum Command {
         #[command(subcommand)]
         target: ExportTarget,
     },
+    /// Print a shell completion script (e.g. `prodserver completions bash > /etc/bash_completion.d/prodserver`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page as roff (`prodserver man | man -l -`), or write every page with -o
+    Man {
+        /// Write prodserver.1 and a page per subcommand (prodserver-check.1, ...) into this folder
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

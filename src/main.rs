@@ -30,16 +30,42 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, color: bool) -> Result<i32, Error> {
+    // Neither needs a config file: they describe the binary, not a project.
+    match cli.command {
+        Command::Completions { shell } => {
+            print!("{}", prodserver::completions::script(shell));
+            Ok(exit::OK)
+        }
+        Command::Man { output: None } => {
+            let page = prodserver::completions::man_page()
+                .map_err(|e| Error::setup("render the man page", e))?;
+            print!("{page}");
+            Ok(exit::OK)
+        }
+        Command::Man { output: Some(dir) } => {
+            prodserver::completions::write_man_pages(&dir)
+                .map_err(|e| Error::setup(format!("write man pages into {}", dir.display()), e))?;
+            Ok(exit::OK)
+        }
+        command => run_project(cli.config.as_deref(), command, color),
+    }
+}
+
+fn run_project(
+    config: Option<&std::path::Path>,
+    command: Command,
+    color: bool,
+) -> Result<i32, Error> {
     let cwd = std::env::current_dir().map_err(|e| Error::setup("read the current directory", e))?;
     let env_config = std::env::var("PRODSERVER_CONFIG").ok();
-    let path = config::locate::locate(cli.config.as_deref(), env_config.as_deref(), &cwd)
+    let path = config::locate::locate(config, env_config.as_deref(), &cwd)
         .map_err(|e| Error::usage(e.to_string()))?;
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let opts = LoadOptions {
         env: env.clone(),
         runtime_dir: prodserver::os::runtime_dir(),
     };
-    match cli.command {
+    match command {
         Command::Check { json } => match resolve::load(&path, &opts) {
             Ok((loaded, resolved)) => {
                 let extra = check::environment_warnings(&loaded.plan, &env, &loaded.sources);
@@ -113,5 +139,13 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
             verbs::run(&path, &opts.runtime_dir, Verb::Other(cmd))
         }
         Command::Export { target } => prodserver::export::run(target, &path, &opts, color),
+        // `run` answers these before a config file is looked for.
+        Command::Completions { .. } | Command::Man { .. } => run(
+            Cli {
+                config: config.map(Into::into),
+                command,
+            },
+            color,
+        ),
     }
 }
