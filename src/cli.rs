@@ -105,12 +105,33 @@ pub enum ExportTarget {
         #[arg(short, long, value_name = "DIR")]
         output: Option<PathBuf>,
     },
+    /// Kubernetes manifests: a Deployment per process, a StatefulSet for beat, a Job per oneshot
+    Kubernetes {
+        /// The container image every process runs from (the project inside it at --workdir)
+        #[arg(long, value_name = "IMAGE")]
+        image: String,
+        /// The config file's folder inside the image: host paths under it move there
+        #[arg(long, value_name = "DIR", default_value = "/app")]
+        workdir: String,
+        /// Where each process's env goes
+        #[arg(long, value_enum, default_value_t = EnvAs::Configmap)]
+        env_as: EnvAs,
+        /// Write one file per process into this folder (default: print them)
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
     /// A Procfile for honcho and foreman
     Procfile {
         /// Write it to this file (default: print it)
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnvAs {
+    Configmap,
+    Secret,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
