@@ -92,7 +92,7 @@ fn man_output_writes_a_page_per_subcommand() {
     for page in [
         "prodserver.1",
         "prodserver-check.1",
-        "prodserver-export-systemd.1",
+        "prodserver-export-kubernetes.1",
     ] {
         let text =
             std::fs::read_to_string(pages.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
