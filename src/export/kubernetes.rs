@@ -409,7 +409,19 @@ fn process_file(
         .first()
         .and_then(|p| p.rsplit_once('/'))
         .map_or_else(|| "python3".to_owned(), |(dir, _)| format!("{dir}/python"));
-    let pr = probes(&one, integration, &python);
+    let mut pr = probes(&one, integration, &python);
+    // health.exec's command names host paths too.
+    if let Some(Value::Array(words)) = pr
+        .action
+        .as_mut()
+        .and_then(|a| a.pointer_mut("/exec/command"))
+    {
+        for w in words.iter_mut() {
+            if let Value::String(text) = w {
+                *text = map(text);
+            }
+        }
+    }
 
     let mut out = String::new();
     out.push_str(&format!(
@@ -942,6 +954,37 @@ mod tests {
         assert!(!action.to_string().contains("inspect"));
         // Without the integration nothing can be probed.
         assert!(probes(&s, false, "python3").action.is_none());
+    }
+
+    #[test]
+    fn an_exec_probe_runs_the_image_s_paths() {
+        let mut s = spec("web", BackendKind::Command, &[]);
+        s.argv = vec!["/p/bin/serve".into()];
+        s.cwd = PathBuf::from("/p");
+        s.health = Some(crate::plan::HealthSpec {
+            probe: Some(Probe::Exec {
+                argv: vec!["/p/bin/ok".into(), "--quiet".into()],
+            }),
+            path: None,
+            watchdog: None,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            start_period: Duration::ZERO,
+            start_timeout: Duration::from_secs(60),
+        });
+        let p = crate::supervisor::order::tests::plan(vec![s]);
+        let opts = Options {
+            image: "img",
+            workdir: "/app",
+            env_as: EnvAs::ConfigMap,
+            runtime_dir: Path::new("/run/ps"),
+        };
+        let files = export(&p, &opts).unwrap();
+        let text = &files[0].contents;
+        assert!(text.contains("- \"/app/bin/ok\""), "{text}");
+        assert!(text.contains("- \"/app/bin/serve\""), "{text}");
+        assert!(!text.contains("\"/p/"), "{text}");
     }
 
     #[test]
