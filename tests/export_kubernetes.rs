@@ -1,6 +1,6 @@
 //! `prodserver export kubernetes` through the binary: every manifest
-//! exported from the shipped configs (the demo, the layouts, the check
-//! corpus's good files), as ConfigMaps and as Secrets, passes
+//! exported from the shipped configs (the demo and its container version,
+//! the layouts, the check corpus's good files), as ConfigMaps and as Secrets, passes
 //! `kubernetes-validate --strict` (Kubernetes' own schemas, offline), and the
 //! demo maps as documented: beat a StatefulSet of 1, migrate a Job, workers
 //! probed on the integration's heartbeat file, which a real Celery worker
@@ -33,7 +33,10 @@ fn tomls(folder: &str) -> Vec<PathBuf> {
 }
 
 fn configs() -> Vec<PathBuf> {
-    let mut files = vec![repo().join("prodserver.toml")];
+    let mut files = vec![
+        repo().join("prodserver.toml"),
+        repo().join("examples/docker/prodserver.toml"),
+    ];
     files.extend(tomls("examples/layouts"));
     files.extend(tomls("tests/corpus/good"));
     files
