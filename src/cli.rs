@@ -121,6 +121,17 @@ pub enum Command {
         #[command(subcommand)]
         target: ExportTarget,
     },
+    /// Print a shell completion script (e.g. `prodserver completions bash > /etc/bash_completion.d/prodserver`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page as roff (`prodserver man | man -l -`), or write every page with -o
+    Man {
+        /// Write prodserver.1 and a page per subcommand (prodserver-check.1, ...) into this folder
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
     /// Write a prodserver.toml from a Procfile, a supervisord file or django-prodserver's settings
     Import {
         #[command(subcommand)]
@@ -172,12 +183,33 @@ pub enum ExportTarget {
         #[arg(short, long, value_name = "DIR")]
         output: Option<PathBuf>,
     },
+    /// Kubernetes manifests: a Deployment per process, a StatefulSet for beat, a Job per oneshot
+    Kubernetes {
+        /// The container image every process runs from (the project inside it at --workdir)
+        #[arg(long, value_name = "IMAGE")]
+        image: String,
+        /// The config file's folder inside the image: host paths under it move there
+        #[arg(long, value_name = "DIR", default_value = "/app")]
+        workdir: String,
+        /// Where each process's env goes
+        #[arg(long, value_enum, default_value_t = EnvAs::Configmap)]
+        env_as: EnvAs,
+        /// Write one file per process into this folder (default: print them)
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
     /// A Procfile for honcho and foreman
     Procfile {
         /// Write it to this file (default: print it)
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnvAs {
+    Configmap,
+    Secret,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

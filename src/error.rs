@@ -141,6 +141,7 @@ mod tests {
 
     fn invalid_config() -> LoadError {
         let opts = LoadOptions {
+            hold_sockets: true,
             env: Default::default(),
             runtime_dir: "/nonexistent/run".into(),
             dev: false,

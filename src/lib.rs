@@ -9,6 +9,7 @@ pub mod backend;
 pub mod celery;
 pub mod check;
 pub mod cli;
+pub mod completions;
 pub mod config;
 pub mod control;
 pub mod dev;

@@ -30,8 +30,23 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, color: bool) -> Result<i32, Error> {
-    // init writes the file the others look for: no config to locate.
-    let command = match cli.command {
+    // These write or describe, and read no config file: none is located.
+    match cli.command {
+        Command::Completions { shell } => {
+            print!("{}", prodserver::completions::script(shell));
+            Ok(exit::OK)
+        }
+        Command::Man { output: None } => {
+            let page = prodserver::completions::man_page()
+                .map_err(|e| Error::setup("render the man page", e))?;
+            print!("{page}");
+            Ok(exit::OK)
+        }
+        Command::Man { output: Some(dir) } => {
+            prodserver::completions::write_man_pages(&dir)
+                .map_err(|e| Error::setup(format!("write man pages into {}", dir.display()), e))?;
+            Ok(exit::OK)
+        }
         Command::Init { force, output, dir } => {
             if cli.config.is_some() {
                 return Err(Error::usage(
@@ -40,25 +55,37 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
             }
             let env: BTreeMap<String, String> = std::env::vars().collect();
             let opts = prodserver::init::Options { force, output, dir };
-            return prodserver::init::run(opts, &env, prodserver::os::runtime_dir(), color);
+            prodserver::init::run(opts, &env, prodserver::os::runtime_dir(), color)
         }
-        other => other,
-    };
+        Command::Import { .. } if cli.config.is_some() => Err(Error::usage(
+            "import writes a new file: name it with -o FILE, not -c/--config",
+        )),
+        Command::Import {
+            source,
+            output,
+            force,
+        } => {
+            let cwd = std::env::current_dir()
+                .map_err(|e| Error::setup("read the current directory", e))?;
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            prodserver::import::run(source, output.as_deref(), force, &cwd, &env, color)
+        }
+        command => run_project(cli.config.as_deref(), command, color),
+    }
+}
+
+fn run_project(
+    config: Option<&std::path::Path>,
+    command: Command,
+    color: bool,
+) -> Result<i32, Error> {
     let cwd = std::env::current_dir().map_err(|e| Error::setup("read the current directory", e))?;
     let env_config = std::env::var("PRODSERVER_CONFIG").ok();
-    // An import writes the config file: there is none to locate yet.
-    let path = match command {
-        Command::Import { .. } if cli.config.is_some() => {
-            return Err(Error::usage(
-                "import writes a new file: name it with -o FILE, not -c/--config",
-            ))
-        }
-        Command::Import { .. } => std::path::PathBuf::new(),
-        _ => config::locate::locate(cli.config.as_deref(), env_config.as_deref(), &cwd)
-            .map_err(|e| Error::usage(e.to_string()))?,
-    };
+    let path = config::locate::locate(config, env_config.as_deref(), &cwd)
+        .map_err(|e| Error::usage(e.to_string()))?;
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let opts = LoadOptions {
+        hold_sockets: true,
         env: env.clone(),
         runtime_dir: prodserver::os::runtime_dir(),
         dev: matches!(
@@ -184,13 +211,12 @@ fn run(cli: Cli, color: bool) -> Result<i32, Error> {
             verbs::run(&path, &opts.runtime_dir, Verb::Other(cmd))
         }
         Command::Export { target } => prodserver::export::run(target, &path, &opts, color),
-        Command::Import {
-            source,
-            output,
-            force,
-        } => prodserver::import::run(source, output.as_deref(), force, &cwd, &env, color),
-        Command::Init { .. } => Err(Error::usage(
-            "init is run before a config file is looked for",
+        // `run` answers these before a config file is looked for.
+        Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Init { .. }
+        | Command::Import { .. } => Err(Error::usage(
+            "this command is answered before a config file is looked for",
         )),
     }
 }

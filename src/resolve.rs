@@ -273,6 +273,7 @@ mod tests {
     fn the_shipped_examples_resolve_with_one_launch_per_instance() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let opts = crate::config::LoadOptions {
+            hold_sockets: true,
             env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
             runtime_dir: "/run/user/1000/prodserver".into(),
             dev: false,
@@ -294,6 +295,7 @@ mod tests {
 
     fn resolved(text: &str) -> ResolvedPlan {
         let opts = crate::config::LoadOptions {
+            hold_sockets: true,
             env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
             runtime_dir: "/run/ps".into(),
             dev: false,
@@ -308,6 +310,7 @@ mod tests {
         let text = "[processes.web]\nbackend = \"gunicorn\"\napp = \"a:b\"\n\
              args = { bind = \"127.0.0.1:800{instance}\" }\n";
         let opts = crate::config::LoadOptions {
+            hold_sockets: true,
             env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(),
             runtime_dir: "/run/ps".into(),
             dev: false,

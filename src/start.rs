@@ -222,6 +222,7 @@ pub fn prepare(
         control::ClaimError::Io(e) => Error::setup("open the control socket", e),
     })?;
     let reload_with = crate::config::LoadOptions {
+        hold_sockets: true,
         env: env.clone(),
         runtime_dir: runtime_dir.to_path_buf(),
         dev,

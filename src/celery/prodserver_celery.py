@@ -22,7 +22,9 @@ It speaks systemd's sd_notify protocol on $NOTIFY_SOCKET:
                           started or ended within max_interval + 60 s)
 
 The period is a third of $WATCHDOG_USEC (1 s to 10 s; 10 s without it).
-Without $NOTIFY_SOCKET, or without Celery, it does nothing. Sending never
+With $PRODSERVER_HEARTBEAT_FILE, each WATCHDOG=1 also rewrites that file
+(its mtime is the heartbeat). Without either, or without Celery, it does
+nothing. Sending never
 blocks (a full socket drops the message) and never raises into Celery.
 
 The pinger is a real OS thread in every pool, also under gevent or eventlet
@@ -86,9 +88,29 @@ _sock = None
 _sock_pid = None
 
 
+# A file whose mtime is the last WATCHDOG=1 (readiness included): for a
+# supervisor that cannot read a socket, e.g. a Kubernetes exec probe, as
+# `prodserver export kubernetes` sets it up.
+_HEARTBEAT_FILE = os.environ.get("PRODSERVER_HEARTBEAT_FILE") or None
+
+
+def _touch_heartbeat():
+    """Rewrites the heartbeat file: a temporary name, then renamed over it,
+    so a probe never reads a half-written one."""
+    try:
+        tmp = "%s.%d.tmp" % (_HEARTBEAT_FILE, os.getpid())
+        with open(tmp, "w") as f:
+            f.write("%.3f\n" % time.time())
+        os.replace(tmp, _HEARTBEAT_FILE)
+    except Exception:
+        pass
+
+
 def _send(text):
     """Sends one datagram; drops it on any error (never blocks, never raises)."""
     global _sock, _sock_pid
+    if _HEARTBEAT_FILE is not None and "WATCHDOG=1" in text.split("\n"):
+        _touch_heartbeat()
     if _ADDR is None:
         return
     try:
@@ -270,7 +292,7 @@ def _connect():
         pass
 
 
-if _ADDR is not None:
+if _ADDR is not None or _HEARTBEAT_FILE is not None:
     _connect()
 
 

@@ -31,6 +31,10 @@ pub struct LoadOptions {
     /// `prodserver dev` (and `check --dev`): each process's `.dev`
     /// overrides apply, and stop_timeout defaults shorter.
     pub dev: bool,
+    /// Whether prodserver will hold the processes' listening sockets;
+    /// false where each server runs on its own and binds its address (a
+    /// Procfile, a unit per process, a Kubernetes pod).
+    pub hold_sockets: bool,
 }
 
 /// A loaded plan, with the warnings found on the way.
@@ -1852,7 +1856,12 @@ impl Loader<'_> {
         launch: &mut crate::backend::Launch,
         keys: &HeldKeys,
     ) -> Holding {
-        let decision = backend::held::hold(backend, input, launch, keys.hold.unwrap_or(true));
+        let decision = backend::held::hold(
+            backend,
+            input,
+            launch,
+            keys.hold.unwrap_or(true) && self.opts.hold_sockets,
+        );
         let holding = match decision {
             backend::held::Decision::Nothing => Holding::Nothing,
             backend::held::Decision::Own(why) => Holding::Own { why },

@@ -12,6 +12,7 @@ fn opts() -> LoadOptions {
     let mut env = BTreeMap::new();
     env.insert("PATH".to_string(), "/usr/bin:/bin".to_string());
     LoadOptions {
+        hold_sockets: true,
         env,
         runtime_dir: PathBuf::from("/run/user/1000/prodserver"),
         dev: false,
@@ -1066,6 +1067,7 @@ fn escalation_signals_that_cannot_work_are_refused_where_written() {
 
 fn load_dev(text: &str) -> Result<Loaded, Vec<Found>> {
     let opts = LoadOptions {
+        hold_sockets: true,
         dev: true,
         ..opts()
     };

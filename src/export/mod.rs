@@ -5,8 +5,10 @@
 //! - [`systemd`]: one unit running `prodserver start` (the default), or
 //!   one unit per process plus a target, for teams that want systemd to
 //!   supervise each process;
-//! - [`procfile`]: a Procfile for honcho and foreman.
+//! - [`procfile`]: a Procfile for honcho and foreman;
+//! - [`kubernetes`]: manifests for a cluster.
 
+pub mod kubernetes;
 pub mod procfile;
 pub mod systemd;
 
@@ -27,6 +29,19 @@ pub fn run(
     opts: &LoadOptions,
     color: bool,
 ) -> Result<i32, Error> {
+    // Only the single unit runs prodserver, which holds the sockets; a
+    // Procfile line, a unit per process or a pod runs the server alone,
+    // binding its own address (`--fd=3` would name nothing there).
+    let opts = &LoadOptions {
+        hold_sockets: matches!(
+            target,
+            ExportTarget::Systemd {
+                per_process: false,
+                ..
+            }
+        ),
+        ..opts.clone()
+    };
     let (loaded, resolved) =
         crate::resolve::load(path, opts).map_err(|e| Error::config(path, e))?;
     if !loaded.warnings.is_empty() {
@@ -58,16 +73,30 @@ pub fn run(
                 systemd::single(plan, &options)
             }
             .map_err(Error::usage)?;
-            match output {
-                Some(dir) => {
-                    std::fs::create_dir_all(&dir)
-                        .map_err(|e| Error::setup(format!("create {}", dir.display()), e))?;
-                    for f in &files {
-                        write_atomically(&dir.join(&f.name), &f.contents)?;
-                    }
-                }
-                None => print!("{}", concatenate(&files)),
+            write_or_print(output.as_deref(), &files)?;
+        }
+        ExportTarget::Kubernetes {
+            image,
+            workdir,
+            env_as,
+            output,
+        } => {
+            if !workdir.starts_with('/') {
+                return Err(Error::usage(format!(
+                    "--workdir {workdir:?}: must be an absolute path inside the image"
+                )));
             }
+            let options = kubernetes::Options {
+                image: &image,
+                workdir: &workdir,
+                env_as: match env_as {
+                    crate::cli::EnvAs::Configmap => kubernetes::EnvAs::ConfigMap,
+                    crate::cli::EnvAs::Secret => kubernetes::EnvAs::Secret,
+                },
+                runtime_dir: &opts.runtime_dir,
+            };
+            let files = kubernetes::export(plan, &options).map_err(Error::usage)?;
+            write_or_print(output.as_deref(), &files)?;
         }
         ExportTarget::Procfile { output } => {
             let text = procfile::procfile(plan, &resolved).map_err(Error::usage)?;
@@ -78,6 +107,21 @@ pub fn run(
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// The files into `dir` (created if needed), or printed one after the other.
+fn write_or_print(dir: Option<&Path>, files: &[File]) -> Result<(), Error> {
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::setup(format!("create {}", dir.display()), e))?;
+            for f in files {
+                write_atomically(&dir.join(&f.name), &f.contents)?;
+            }
+        }
+        None => print!("{}", concatenate(files)),
+    }
+    Ok(())
 }
 
 /// The config file's owner by name (its uid when it has no passwd entry),

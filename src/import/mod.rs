@@ -318,6 +318,7 @@ pub fn run(
             .or_insert_with(|| "set-where-it-runs".into());
     }
     let opts = LoadOptions {
+        hold_sockets: true,
         env: check_env,
         runtime_dir: crate::os::runtime_dir(),
         dev: false,

@@ -118,6 +118,7 @@ pub fn run(
     // The same load and resolve `check` runs: a refusal here is a bug in
     // init, and the file is not written.
     let load_opts = LoadOptions {
+        hold_sockets: true,
         env: env.clone(),
         runtime_dir,
         dev: false,
@@ -472,6 +473,7 @@ mod tests {
 
     fn opts() -> LoadOptions {
         LoadOptions {
+            hold_sockets: true,
             env: BTreeMap::new(),
             runtime_dir: "/nonexistent/run".into(),
             dev: false,

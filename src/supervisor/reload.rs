@@ -74,6 +74,7 @@ pub(crate) mod tests {
     pub(crate) fn plan(text: &str) -> Plan {
         let dir = std::env::temp_dir();
         let opts = LoadOptions {
+            hold_sockets: true,
             env: [("PATH".to_string(), "/usr/bin:/bin".to_string())].into(),
             runtime_dir: dir.join("prodserver-supervisor-tests"),
             dev: false,

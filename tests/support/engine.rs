@@ -61,6 +61,7 @@ impl Setup {
 
     pub fn load_options(&self) -> LoadOptions {
         LoadOptions {
+            hold_sockets: true,
             env: std::env::vars().collect(),
             runtime_dir: self.runtime.path().to_path_buf(),
             dev: false,
