@@ -138,7 +138,10 @@ fn on_the_example_it_refuses_to_overwrite_then_writes_a_file_that_checks_and_run
         said.contains("read from the Celery app's configuration"),
         "{said}"
     );
-    assert!(said.contains("Web servers installed: gunicorn;"), "{said}");
+    assert!(
+        said.contains("Web servers installed: gunicorn, uvicorn;"),
+        "{said}"
+    );
 
     let (code, out) = run(activated(&project, &["check"]));
     assert_eq!(code, 0, "{out}");

@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use support::http::request;
@@ -177,14 +178,24 @@ stop_timeout = "10s"
     p.write_atomic("broken", "");
     let (code, out) = p.run(&["restart", "web"], T);
     assert_ne!(code, 0, "{out}\n{}", run.output());
+    // The socket is held: the new generation started beside the old one
+    // (surge), failed to boot, and is not retried; the old one serves on.
     run.wait_for(
-        "web.1 | FAILED: the app failed to boot (uvicorn exit 3: startup failure)",
+        "web.2 | FAILED: the app failed to boot (uvicorn exit 3: startup failure)",
         T,
     );
     assert!(
-        !run.output().contains("web.1 | restarting in"),
+        !run.output().contains("web.2 | restarting in"),
         "{}",
         run.output()
     );
-    run.wait_exit(T);
+    let mut conn = std::os::unix::net::UnixStream::connect(p.path().join("web.sock"))
+        .expect("the held unix socket still accepts");
+    conn.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(T), 0, "{}", run.output());
 }

@@ -487,7 +487,11 @@ pub fn render(f: &Facts) -> String {
     if web.backend == "gunicorn" {
         w.comment("workers = 2 to begin with; gunicorn suggests 2 to 4 per CPU core.");
     }
-    w.comment("Readiness, with no `health` block: any HTTP answer on the bound address once the app is loaded (a 404 or 400 still proves it). For liveness too, add `health = { path = \"/healthz/\" }` on a cheap view of yours.");
+    w.comment(match web.backend {
+        "gunicorn" => "prodserver holds the listening socket, so a restart refuses nobody: the new generation starts on it beside the old one. Readiness, with no `health` block: prodserver's gunicorn integration reports once a worker has loaded the app. For liveness too, add `health = { path = \"/healthz/\" }` on a cheap view of yours.",
+        "uvicorn" => "prodserver holds the listening socket, so a restart refuses nobody: the new generation starts on it beside the old one. Readiness, with no `health` block: uvicorn's own \"Application startup complete.\" line. For liveness too, add `health = { path = \"/healthz/\" }` on a cheap view of yours.",
+        _ => "Readiness, with no `health` block: any HTTP answer on the bound address once the app is loaded (a 404 or 400 still proves it). For liveness too, add `health = { path = \"/healthz/\" }` on a cheap view of yours.",
+    });
     w.table(&["processes", "web"]);
     w.set("backend", web.backend);
     w.set("app", web.app.as_str());
