@@ -113,6 +113,22 @@ elif BROKER == "filesystem":
     # missing folder.
     for _folder in (BROKER_DIR, BROKER_DIR / "control", BROKER_DIR / "processed", RESULTS_DIR):
         _folder.mkdir(parents=True, exist_ok=True)
+    # kombu creates an exchange table by opening it with "wb" and only then
+    # locking it: a second process binding at that moment reads it empty
+    # and dies (JSONDecodeError) when workers start together on a fresh
+    # folder. Each table is created whole here, atomically (a full temp
+    # file linked into place, which fails if it exists), before any bind.
+    for _exchange in ("default", "priority", "celery", "celery.pidbox", "reply.celery.pidbox", "celeryev"):
+        _table = BROKER_DIR / "control" / f"{_exchange}.exchange"
+        if not _table.exists():
+            _tmp = _table.with_name(f".{_table.name}.{os.getpid()}")
+            _tmp.write_text("[]")
+            try:
+                os.link(_tmp, _table)
+            except FileExistsError:
+                pass
+            finally:
+                _tmp.unlink()
 else:
     raise RuntimeError(f"BROKER={BROKER!r}: expected 'filesystem' (default) or 'redis'")
 
