@@ -6,7 +6,10 @@
 #   - held, with `prodserver restart web` RESTARTS times during the load
 #     (each waits until done; they are spread over the run);
 #   - `hold_socket = false` (the server binds its own socket, restarts
-#     replace it), with the same restarts.
+#     replace it), with the same restarts;
+#   - one more uvicorn run with keep-alive connections (not counted).
+# Requests carry `Connection: close`: every request is a new connection,
+# so each one goes through the accept queue the switch must not drop.
 # Prints markdown table rows. Exits 1 when a held-socket run has any
 # failed request (non-2xx, connect/read/write error, timeout) or a restart
 # failed.
@@ -74,10 +77,12 @@ free_port() {
 
 FAILED=0
 
-# SERVER HOLD(true|false) RESTARTS
+# SERVER HOLD(true|false) RESTARTS [keep-alive]
 run_case() {
-  local server=$1 hold=$2 restarts=$3
-  local dir=$WORK/$server-$hold-$restarts port args app
+  local server=$1 hold=$2 restarts=$3 keepalive=${4:-}
+  local dir=$WORK/$server-$hold-$restarts$keepalive port args app
+  local header=(-H "Connection: close")
+  [ -n "$keepalive" ] && header=()
   port=$(free_port)
   mkdir -p "$dir/var"
   if [ "$server" = gunicorn ]; then
@@ -104,7 +109,7 @@ TOML
   wait_line "$dir/out" '^web\.1 *\| ready'
   local start wrk_pid i due done_at=0 restart_failures=0
   start=$(now_ms)
-  wrk -t2 -c20 -d"${DURATION}s" --timeout 5s -s "$LUA" "http://127.0.0.1:$port/healthz/" > "$dir/wrk" 2>&1 &
+  wrk -t2 -c20 -d"${DURATION}s" --timeout 5s "${header[@]}" -s "$LUA" "http://127.0.0.1:$port/healthz/" > "$dir/wrk" 2>&1 &
   wrk_pid=$!
   for i in $(seq 1 "$restarts"); do
     # Restart i at i/(restarts+1) of the run, or as soon as the previous
@@ -130,6 +135,7 @@ TOML
   local errors=$((non2xx + connect + read + write + timeout))
   local label="held"
   [ "$hold" = false ] && label="own (hold_socket = false)"
+  [ -n "$keepalive" ] && label="$label, keep-alive"
   local late=""
   if [ "$restarts" -gt 0 ] && [ "$done_at" -gt "$end" ]; then
     late=" (the last restart ended after the load)"
@@ -137,7 +143,7 @@ TOML
   printf '| %s | %s | %s | %s | %s | %s/%s/%s/%s | %s | %s | %s |\n' \
     "$server" "$label" "$restarts$late" "$requests" "$non2xx" \
     "$connect" "$read" "$write" "$timeout" "$p50_ms" "$p99_ms" "$errors"
-  if [ "$hold" = true ] && { [ "$errors" -gt 0 ] || [ "$restart_failures" -gt 0 ] || [ -n "$late" ]; }; then
+  if [ "$hold" = true ] && [ -z "$keepalive" ] && { [ "$errors" -gt 0 ] || [ "$restart_failures" -gt 0 ] || [ -n "$late" ]; }; then
     echo "zero-downtime: FAILED: $server with a held socket: $errors failed requests, $restart_failures failed restarts$late" >&2
     cat "$dir/restarts" >&2 2>/dev/null || true
     FAILED=1
@@ -154,4 +160,9 @@ for server in gunicorn uvicorn; do
   run_case "$server" true "$RESTARTS"
   run_case "$server" false "$RESTARTS"
 done
+# Informational: with keep-alive, a stopping uvicorn closes its idle
+# keep-alive connections, and wrk (unlike browsers and most HTTP clients,
+# which retry an idempotent request on a connection closed under it)
+# counts the request it had just sent on each as a read error.
+run_case uvicorn true "$RESTARTS" keep-alive
 exit "$FAILED"
