@@ -347,6 +347,8 @@ program = "./fake-gunicorn"
 args = {{ bind = "127.0.0.1:{pathed}" }}
 health = {{ path = "/healthz/", interval = "100ms", retries = 2 }}
 stop_timeout = "2s"
+# A stand-in sends no READY=1, which a held socket's probe waits for.
+hold_socket = false
 "#
     ));
     fake_gunicorn(&p);
@@ -385,6 +387,8 @@ instances = 2
 args = {{ bind = "127.0.0.1:{prefix}{{instance}}" }}
 health = {{ path = "/healthz/", interval = "100ms", retries = 2 }}
 stop_timeout = "2s"
+# A stand-in sends no READY=1, which a held socket's probe waits for.
+hold_socket = false
 "#,
         prefix = base / 10
     ));

@@ -97,6 +97,7 @@ pub fn default_health(spec: &ProcessSpec) -> DefaultHealth {
                 settings,
                 check: Check::Notify,
                 timeout: WEB_TIMEOUT,
+                gate: None,
             }),
             note: note.to_owned(),
         }
@@ -187,6 +188,7 @@ pub fn web_path_plan(
         settings,
         check: Check::Http(probe),
         timeout: h.timeout,
+        gate: None,
     };
     Ok((plan, note))
 }
@@ -247,6 +249,7 @@ fn app_loaded_plan(check: Check, note: String) -> DefaultHealth {
             settings,
             check,
             timeout: WEB_TIMEOUT,
+            gate: None,
         }),
         note,
     }
@@ -289,6 +292,7 @@ fn web_plan(spec: &ProcessSpec, address: Address) -> DefaultHealth {
             settings,
             check,
             timeout: WEB_TIMEOUT,
+            gate: None,
         }),
         note,
     }

@@ -36,7 +36,8 @@ pub use owner::Outcome;
 pub use probe::{Accept, HttpProbe, TcpProbe};
 pub use tracker::{Readiness, Settings, Tracker, Verdict};
 
-use crate::plan::{HealthSpec, Probe, ProcessSpec};
+use crate::backend::DefaultReadiness;
+use crate::plan::{HealthSpec, Holding, Probe, ProcessSpec};
 use crate::units::format_duration;
 
 /// What to observe for one process, decided once at start.
@@ -47,6 +48,19 @@ pub struct HealthPlan {
     pub check: Check,
     /// Bound on each probe run ([`HttpProbe::check`], [`probe::exec`]...).
     pub timeout: Duration,
+    /// With [`Readiness::GatedProbe`]: where the message that opens the
+    /// gate comes from.
+    pub gate: Option<Gate>,
+}
+
+/// The new generation's own word that its app is loaded, which must come
+/// before its probe counts (see [`gated`]).
+#[derive(Debug, Clone)]
+pub enum Gate {
+    /// `READY=1` from prodserver's gunicorn integration.
+    Notify,
+    /// An output line of the instance (uvicorn's startup line).
+    Log(regex::bytes::Regex),
 }
 
 /// The probe to run when a tracker says [`Verdict::RunProbe`], or what
@@ -109,6 +123,9 @@ pub fn describe(resolved: &Resolved) -> String {
         ),
         Check::Log(re) => format!("readiness: an output line matching {:?}", re.as_str()),
     };
+    if let Some(gate) = gate_text(plan) {
+        text.push_str(&gate);
+    }
     if plan.settings.liveness {
         text.push_str(&format!(
             ", unhealthy after {} failures in a row",
@@ -124,6 +141,22 @@ pub fn describe(resolved: &Resolved) -> String {
     text
 }
 
+/// What `describe` adds for a gated probe.
+fn gate_text(plan: &HealthPlan) -> Option<String> {
+    let (Some(gate), Readiness::GatedProbe { what }) = (&plan.gate, &plan.settings.readiness)
+    else {
+        return None;
+    };
+    let from = match gate {
+        Gate::Notify => "from prodserver's gunicorn integration",
+        Gate::Log(_) => "of the new generation",
+    };
+    Some(format!(
+        ", probed only after {what} {from} (its socket is held and shared by every \
+         generation: either one may answer the probe)"
+    ))
+}
+
 /// The health plan of `spec`: its `health` block if any, else
 /// [`default_health`]. `Err` when a configured probe cannot be used (bad
 /// URL, address or regex), with a message for the user.
@@ -132,13 +165,15 @@ pub fn plan_for(spec: &ProcessSpec) -> Result<Resolved, String> {
         Some(h) if h.probe.is_none() && h.path.is_some() => {
             let path = h.path.as_deref().unwrap_or("/");
             let (plan, note) = defaults::web_path_plan(spec, h, path)?;
+            let plan = gated(spec, plan)?;
+            let note = note + gate_text(&plan).as_deref().unwrap_or("");
             Ok(Resolved {
                 plan: Some(plan),
                 note: Some(note),
             })
         }
         Some(h) => Ok(Resolved {
-            plan: Some(configured(h)?),
+            plan: Some(gated(spec, configured(h)?)?),
             note: None,
         }),
         None => Ok(match default_health(spec) {
@@ -151,6 +186,30 @@ pub fn plan_for(spec: &ProcessSpec) -> Result<Resolved, String> {
     }
 }
 
+/// A configured probe of a process whose socket prodserver holds reaches
+/// whichever generation accepts first: during a surge restart the old one
+/// would pass it for the new one. When the backend has a per-generation
+/// signal that its app is loaded (the gunicorn integration's `READY=1`,
+/// uvicorn's startup line), that signal gates the probe: the instance is
+/// ready once it came and the probe passed after it.
+pub fn gated(spec: &ProcessSpec, mut plan: HealthPlan) -> Result<HealthPlan, String> {
+    if !matches!(spec.holding, Holding::Held { .. }) || plan.settings.readiness != Readiness::Probe
+    {
+        return Ok(plan);
+    }
+    let (gate, what) = match &spec.readiness {
+        DefaultReadiness::AppLoaded { .. } => (Gate::Notify, "READY=1".to_owned()),
+        DefaultReadiness::OutputLine { pattern, .. } => (
+            Gate::Log(log::compile(pattern)?),
+            format!("output line matching {pattern:?}"),
+        ),
+        _ => return Ok(plan),
+    };
+    plan.settings.readiness = Readiness::GatedProbe { what };
+    plan.gate = Some(gate);
+    Ok(plan)
+}
+
 /// The plan of a configured `health` block.
 pub fn configured(h: &HealthSpec) -> Result<HealthPlan, String> {
     let check = match &h.probe {
@@ -161,6 +220,7 @@ pub fn configured(h: &HealthSpec) -> Result<HealthPlan, String> {
         settings: Settings::from_spec(h),
         check,
         timeout: h.timeout,
+        gate: None,
     })
 }
 
@@ -228,6 +288,67 @@ mod tests {
         spec.health = None;
         let r = plan_for(&spec).unwrap();
         assert!(r.plan.is_none() && r.note.is_none());
+    }
+
+    #[test]
+    fn a_probe_through_a_held_socket_waits_for_the_generations_own_signal() {
+        use crate::backend::held::Passing;
+        use crate::backend::DefaultReadiness as D;
+        let mut spec = crate::supervisor::order::tests::spec("web", BackendKind::Gunicorn, &[]);
+        spec.health = Some(health(Some(Probe::Http {
+            url: "http://127.0.0.1:8000/healthz/".into(),
+            status: None,
+            host: None,
+        })));
+        spec.readiness = D::AppLoaded { why: "held".into() };
+        let held = Holding::Held {
+            passing: Passing::ListenFds,
+            backlog: 2048,
+            reuse_port: false,
+        };
+        // Bound by the server itself: only this generation answers.
+        let plan = plan_for(&spec).unwrap().plan.unwrap();
+        assert_eq!(plan.settings.readiness, Readiness::Probe);
+
+        spec.holding = held.clone();
+        let r = plan_for(&spec).unwrap();
+        let plan = r.plan.as_ref().unwrap();
+        assert_eq!(
+            plan.settings.readiness,
+            Readiness::GatedProbe {
+                what: "READY=1".into()
+            }
+        );
+        assert!(matches!(plan.gate, Some(Gate::Notify)));
+        assert!(plan.settings.liveness);
+        assert!(
+            describe(&r)
+                .contains("probed only after READY=1 from prodserver's gunicorn integration"),
+            "{}",
+            describe(&r)
+        );
+
+        spec.backend = BackendKind::Uvicorn;
+        spec.readiness = D::OutputLine {
+            pattern: "Application startup complete".into(),
+            why: "held".into(),
+        };
+        let plan = plan_for(&spec).unwrap().plan.unwrap();
+        assert!(
+            matches!(&plan.gate, Some(Gate::Log(re)) if re.as_str() == "Application startup complete")
+        );
+
+        // No per-generation signal: the probe stays as configured.
+        spec.readiness = D::Serving;
+        let plan = plan_for(&spec).unwrap().plan.unwrap();
+        assert_eq!(plan.settings.readiness, Readiness::Probe);
+        assert!(plan.gate.is_none());
+
+        // A readiness message of the user's own is left alone.
+        spec.readiness = D::AppLoaded { why: "held".into() };
+        spec.health = Some(health(Some(Probe::Notify)));
+        let plan = plan_for(&spec).unwrap().plan.unwrap();
+        assert!(plan.gate.is_none());
     }
 
     #[test]

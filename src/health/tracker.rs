@@ -73,6 +73,12 @@ pub enum Readiness {
     /// `READY=1`, a matching output line. `what` names it in the
     /// start-timeout reason ("no READY=1 within 60s").
     Message { what: String },
+    /// Probed only once a message came (`what`, as for `Message`), ready on
+    /// the first passing probe after it. For a probe that cannot tell
+    /// generations apart (a socket shared by the old and the new one): the
+    /// message is the new generation's own word that its app is loaded,
+    /// the probe what the user asked to see pass.
+    GatedProbe { what: String },
 }
 
 /// The tracker's view of a `health` block.
@@ -174,6 +180,8 @@ pub struct Tracker {
     next_probe: Option<Instant>,
     probing: bool,
     last_ping: Option<Instant>,
+    /// [`Readiness::GatedProbe`]: the message came, probes may run.
+    gate_open: bool,
 }
 
 impl Tracker {
@@ -188,6 +196,7 @@ impl Tracker {
             next_probe: None,
             probing: false,
             last_ping: None,
+            gate_open: false,
             s: settings,
         };
         match t.s.readiness {
@@ -199,7 +208,7 @@ impl Tracker {
                 t.next_probe = Some(after(spawned, t.s.start_interval));
                 (t, None)
             }
-            Readiness::Message { .. } => (t, None),
+            Readiness::Message { .. } | Readiness::GatedProbe { .. } => (t, None),
         }
     }
 
@@ -317,11 +326,21 @@ impl Tracker {
     /// gunicorn's own `READY=1` (sent once bound, before the app loads) must
     /// not pre-empt its HTTP readiness probe.
     pub fn ready_message(&mut self, now: Instant) -> Option<Verdict> {
-        if self.state != State::Starting || !matches!(self.s.readiness, Readiness::Message { .. }) {
+        if self.state != State::Starting {
             return None;
         }
-        self.become_ready(now);
-        Some(Verdict::Ready)
+        match self.s.readiness {
+            Readiness::Message { .. } => {
+                self.become_ready(now);
+                Some(Verdict::Ready)
+            }
+            Readiness::GatedProbe { .. } if !self.gate_open => {
+                self.gate_open = true;
+                self.probing = true;
+                Some(Verdict::RunProbe)
+            }
+            _ => None,
+        }
     }
 
     /// `WATCHDOG=1` from the instance.
@@ -355,7 +374,11 @@ impl Tracker {
     fn become_ready(&mut self, now: Instant) {
         self.state = State::Ready { at: now };
         self.failures = 0;
-        self.next_probe = if self.s.liveness && self.s.readiness == Readiness::Probe {
+        let probed = matches!(
+            self.s.readiness,
+            Readiness::Probe | Readiness::GatedProbe { .. }
+        );
+        self.next_probe = if self.s.liveness && probed {
             Some(after(now, self.s.interval))
         } else {
             None
@@ -376,6 +399,9 @@ impl Tracker {
         let within = format_duration(self.s.start_timeout);
         match &self.s.readiness {
             Readiness::Message { what } => format!("no {what} within {within}"),
+            Readiness::GatedProbe { what } if !self.gate_open => {
+                format!("no {what} within {within}")
+            }
             _ => match &self.last_failure {
                 Some(last) => format!("not ready within {within} (last probe: {last})"),
                 None => format!("not ready within {within} (no probe finished)"),
@@ -847,5 +873,46 @@ mod tests {
         assert!(!log.liveness);
         let watchdog_only = Settings::from_spec(&spec(None));
         assert_eq!(watchdog_only.readiness, Readiness::AtSpawn);
+    }
+    #[test]
+    fn a_gated_probe_runs_only_after_the_message_and_readiness_needs_both() {
+        let t0 = Instant::now();
+        let settings = Settings {
+            readiness: Readiness::GatedProbe {
+                what: "READY=1".into(),
+            },
+            ..http_settings()
+        };
+        let (mut t, v) = Tracker::new(settings, t0);
+        assert_eq!(v, None);
+        // No probe before the message: the old generation would answer it.
+        assert_eq!(t.on_timer(t0 + s(5)), None);
+        assert_eq!(t.next_deadline(), Some(t0 + s(60)));
+        assert_eq!(t.ready_message(t0 + s(6)), Some(Verdict::RunProbe));
+        // A second READY=1 (another worker) asks for nothing more.
+        assert_eq!(t.ready_message(t0 + s(6)), None);
+        assert!(!t.is_ready());
+        assert_eq!(t.probe_result(t0 + s(7), Err("GET / -> 503".into())), None);
+        assert!(!t.is_ready());
+        assert_eq!(t.on_timer(t0 + s(8)), Some(Verdict::RunProbe));
+        assert_eq!(t.probe_result(t0 + s(8), Ok(())), Some(Verdict::Ready));
+        // Liveness goes on as for a plain probe.
+        assert_eq!(t.next_deadline(), Some(t0 + s(13)));
+
+        let (mut silent, _) = Tracker::new(
+            Settings {
+                readiness: Readiness::GatedProbe {
+                    what: "READY=1".into(),
+                },
+                ..http_settings()
+            },
+            t0,
+        );
+        assert_eq!(
+            silent.on_timer(t0 + s(60)),
+            Some(Verdict::StartTimeout {
+                reason: "no READY=1 within 1m".into()
+            })
+        );
     }
 }

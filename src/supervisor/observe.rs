@@ -18,7 +18,7 @@ use std::time::Instant;
 use super::core::{Input, InstanceId};
 use super::engine::{Engine, Msg};
 use super::instance::Event;
-use crate::health::{owner, probe, Check, Outcome, Tracker, Verdict};
+use crate::health::{owner, probe, Check, Gate, Outcome, Tracker, Verdict};
 use crate::logs::LineHook;
 use crate::notify::{self, Message, NotifySocket, Sender};
 use crate::os::SpawnRequest;
@@ -97,8 +97,13 @@ impl Engine {
 
     /// The log hook for a spawn whose readiness is a matching output line.
     pub(super) fn log_hook(&self, id: &InstanceId, generation: u64) -> Option<LineHook> {
-        match self.health_plan(id).map(|h| &h.check) {
-            Some(Check::Log(regex)) => {
+        let plan = self.health_plan(id)?;
+        let regex = match (&plan.check, &plan.gate) {
+            (Check::Log(regex), _) | (_, Some(Gate::Log(regex))) => Some(regex),
+            _ => None,
+        };
+        match regex {
+            Some(regex) => {
                 let tx = self.tx.clone();
                 let id = id.clone();
                 Some(crate::health::log::line_hook(regex.clone(), move || {
