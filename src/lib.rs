@@ -13,6 +13,7 @@ pub mod completions;
 pub mod config;
 pub mod control;
 pub mod dev;
+pub mod embedded;
 pub mod error;
 pub mod exit;
 pub mod export;

@@ -151,7 +151,7 @@ fn find_program(name: &str, path: &str) -> Option<PathBuf> {
 
 /// Written beside its final name, then renamed: a reader (systemd's
 /// daemon-reload) never sees half a unit.
-fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

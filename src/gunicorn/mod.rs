@@ -26,9 +26,7 @@
 //! content, under `RUNTIME/py-HASH/`, 0755/0644 (a child running as another
 //! `user` must read it; it holds no secret).
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The Python module's name (what `--config=python:` names).
@@ -41,51 +39,19 @@ pub const CONFIG_ENV: &str = "PRODSERVER_GUNICORN_CONFIG";
 /// The folder [`install`] writes to, named after the module's hash. Pure,
 /// so `check` can show the exact command line before anything is written.
 pub fn module_dir(runtime_dir: &Path) -> PathBuf {
-    runtime_dir.join(format!("py-{:08x}", fnv1a(SOURCE.as_bytes()) as u32))
+    crate::embedded::module_dir(runtime_dir, SOURCE)
 }
 
 /// Writes the module (atomically, only if missing or different) and
 /// returns the folder to put first on the child's `PYTHONPATH`.
 pub fn install(runtime_dir: &Path) -> io::Result<PathBuf> {
-    let dir = module_dir(runtime_dir);
-    crate::os::ensure_own_dir(&dir, 0o755)?;
-    let file = dir.join(format!("{MODULE}.py"));
-    if fs::read(&file).is_ok_and(|have| have == SOURCE.as_bytes()) {
-        return Ok(dir);
-    }
-    let tmp = dir.join(format!(".{MODULE}.py.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(SOURCE.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &file)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io::Error::new(
-            e.kind(),
-            format!("cannot write {file:?}: {e}"),
-        ));
-    }
-    Ok(dir)
-}
-
-/// FNV-1a: a content hash that is stable across builds.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::embedded::install(runtime_dir, MODULE, SOURCE)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn install_writes_the_module_once() {

@@ -330,7 +330,7 @@ pub fn run(
     match output {
         None => print!("{text}"),
         Some(_) if target.exists() && !force => return Err(exists(&target)),
-        Some(_) => write_atomically(&target, &text)?,
+        Some(_) => crate::export::write_atomically(&target, &text)?,
     }
     Ok(crate::exit::OK)
 }
@@ -392,22 +392,6 @@ pub fn validate(target: &Path, text: &str, opts: &LoadOptions, color: bool) -> R
         "the imported file would not pass `check` ({errors} error{} above); nothing was written",
         if errors == 1 { "" } else { "s" }
     )))
-}
-
-fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::setup(format!("write {}", path.display()), e)
-        })?;
-    eprintln!("wrote {}", path.display());
-    Ok(())
 }
 
 #[cfg(test)]
