@@ -119,11 +119,7 @@ fn run_project(
             log_format,
             timestamps,
         } => {
-            let (loaded, resolved) =
-                resolve::load(&path, &opts).map_err(|e| Error::config(&path, e))?;
-            if !loaded.warnings.is_empty() {
-                eprint!("{}", loaded.sources.render(&loaded.warnings, color));
-            }
+            let (loaded, resolved) = load_to_run(&path, &opts, color)?;
             let settings = start::Settings {
                 names,
                 no_color,
@@ -141,11 +137,7 @@ fn run_project(
             no_color,
             timestamps,
         } => {
-            let (loaded, resolved) =
-                resolve::load(&path, &opts).map_err(|e| Error::config(&path, e))?;
-            if !loaded.warnings.is_empty() {
-                eprint!("{}", loaded.sources.render(&loaded.warnings, color));
-            }
+            let (loaded, resolved) = load_to_run(&path, &opts, color)?;
             let settings = start::Settings {
                 names,
                 no_color,
@@ -163,11 +155,7 @@ fn run_project(
             junit,
             command,
         } => {
-            let (loaded, resolved) =
-                resolve::load(&path, &opts).map_err(|e| Error::config(&path, e))?;
-            if !loaded.warnings.is_empty() {
-                eprint!("{}", loaded.sources.render(&loaded.warnings, color));
-            }
+            let (loaded, resolved) = load_to_run(&path, &opts, color)?;
             let settings = smoke::Settings {
                 names,
                 timeout,
@@ -219,4 +207,23 @@ fn run_project(
             "this command is answered before a config file is looked for",
         )),
     }
+}
+
+/// The file loaded for a run (`start`, `dev`, `smoke`), its warnings shown.
+fn load_to_run(
+    path: &std::path::Path,
+    opts: &LoadOptions,
+    color: bool,
+) -> Result<
+    (
+        prodserver::config::Loaded,
+        prodserver::resolve::ResolvedPlan,
+    ),
+    Error,
+> {
+    let (loaded, resolved) = resolve::load(path, opts).map_err(|e| Error::config(path, e))?;
+    if !loaded.warnings.is_empty() {
+        eprint!("{}", loaded.sources.render(&loaded.warnings, color));
+    }
+    Ok((loaded, resolved))
 }
