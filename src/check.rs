@@ -308,17 +308,7 @@ pub fn render_text(
             out.push_str(&format!("  {line}\n"));
         }
         if !spec.depends_on.is_empty() {
-            let deps: Vec<String> = spec
-                .depends_on
-                .iter()
-                .map(|d| {
-                    format!(
-                        "{} ({})",
-                        plan.processes[d.process].name,
-                        d.condition.name()
-                    )
-                })
-                .collect();
+            let deps = dependencies(plan, spec);
             out.push_str(&format!("  depends on {}\n", deps.join(", ")));
         }
         // Without an escalation the line reads as it always has.
@@ -422,6 +412,20 @@ pub fn render_errors_json(sources: &Sources, diagnostics: &[Diagnostic]) -> serd
         "errors": errors.iter().map(|d| sources.to_json(d)).collect::<Vec<_>>(),
         "warnings": warnings.iter().map(|d| sources.to_json(d)).collect::<Vec<_>>(),
     })
+}
+
+/// `spec`'s dependencies as `NAME (condition)`, for `check` and exports.
+pub(crate) fn dependencies(plan: &Plan, spec: &ProcessSpec) -> Vec<String> {
+    spec.depends_on
+        .iter()
+        .map(|d| {
+            format!(
+                "{} ({})",
+                plan.processes[d.process].name,
+                d.condition.name()
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -482,17 +482,7 @@ fn process_file(
         ));
     }
     if !spec.depends_on.is_empty() {
-        let deps: Vec<String> = spec
-            .depends_on
-            .iter()
-            .map(|d| {
-                format!(
-                    "{} ({})",
-                    plan.processes[d.process].name,
-                    d.condition.name()
-                )
-            })
-            .collect();
+        let deps = crate::check::dependencies(plan, spec);
         notes.push(format!(
             "depends_on {}: Kubernetes starts everything at once; Jobs go first (see their comment), and a pod whose dependency is not up yet fails and is restarted.",
             deps.join(", ")
